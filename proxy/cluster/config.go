@@ -1,0 +1,88 @@
+// Package cluster owns upstream clusters at run time: their endpoints (static
+// or resolved through DNS), the load balancer that picks one, and the
+// connection pools that carry requests to it. State (pools, resolved
+// addresses, counters) survives a config update that keeps the cluster's
+// name. It never sees Envoy protos; proxy/snapshot converts Cluster into
+// Config.
+package cluster
+
+import (
+	"crypto/tls"
+	"time"
+)
+
+// Discovery says where a cluster's endpoints come from.
+type Discovery uint8
+
+const (
+	Static     Discovery = iota // load_assignment addresses as given
+	StrictDNS                   // every address of every name, re-resolved
+	LogicalDNS                  // the first address of the name, re-resolved
+	EDS                         // endpoints arrive over xDS (later issue)
+)
+
+func (d Discovery) String() string {
+	switch d {
+	case Static:
+		return "STATIC"
+	case StrictDNS:
+		return "STRICT_DNS"
+	case LogicalDNS:
+		return "LOGICAL_DNS"
+	case EDS:
+		return "EDS"
+	}
+	return "UNKNOWN"
+}
+
+// Protocol is the upstream HTTP protocol.
+type Protocol uint8
+
+const (
+	HTTP1              Protocol = iota // HTTP/1.1 keep-alive pool
+	HTTP2                              // h2 over TLS, or h2c prior knowledge without TLS
+	UseDownstreamProto                 // HTTP/2 upstream iff the request came as HTTP/2
+)
+
+// Config is one cluster.
+type Config struct {
+	Name      string
+	Discovery Discovery
+	// Endpoints for Static, StrictDNS and LogicalDNS: "host:port" with a
+	// weight (0 means 1).
+	Endpoints []Endpoint
+	// DNS settings for StrictDNS and LogicalDNS.
+	DNSRefreshRate time.Duration // Envoy's default 5s
+	DNSFamily      DNSFamily
+
+	ConnectTimeout time.Duration // Envoy's default 5s
+	Protocol       Protocol
+	// TLS to the upstream; nil is plaintext. ServerName carries the SNI.
+	// NextProtos is filled by the cluster from Protocol.
+	TLS *tls.Config
+
+	// IdleTimeout closes idle upstream connections (common_http_protocol_options.idle_timeout,
+	// Envoy default 1h).
+	IdleTimeout time.Duration
+	// MaxRequestsPerConnection, 0 for no limit.
+	MaxRequestsPerConnection uint32
+	// HTTP2MaxConcurrentStreams is a cap we ask of nobody; kept for /clusters.
+	HTTP2MaxConcurrentStreams uint32
+}
+
+// Endpoint is one upstream address.
+type Endpoint struct {
+	Address string // "host:port"; host may be a DNS name for the DNS kinds
+	Weight  uint32
+}
+
+// DNSFamily is Envoy's dns_lookup_family.
+type DNSFamily uint8
+
+const (
+	DNSAuto DNSFamily = iota // V6 preferred, V4 fallback (Envoy's AUTO)
+	DNSV4Only
+	DNSV6Only
+	DNSV4Preferred
+	DNSAll
+)

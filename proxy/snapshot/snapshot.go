@@ -1,0 +1,32 @@
+// Package snapshot converts validated Envoy resources (Listener,
+// RouteConfiguration, Cluster) into the plain configs of the building blocks
+// and bundles them into one immutable Snapshot that the server swaps in
+// atomically. It is the only package under proxy/ besides proxy/bootstrap
+// that sees Envoy protos.
+package snapshot
+
+import (
+	"github.com/outrigger-mesh/outrigger/proxy/cluster"
+	"github.com/outrigger-mesh/outrigger/proxy/hcm"
+	"github.com/outrigger-mesh/outrigger/proxy/listener"
+	"github.com/outrigger-mesh/outrigger/proxy/router"
+)
+
+// Snapshot is one complete, consistent configuration.
+type Snapshot struct {
+	Version   string
+	Listeners []Listener
+	// Routes holds route tables by name (RDS); inline route_configs live in
+	// their hcm.Config.
+	Routes   map[string]*router.Config
+	Clusters []cluster.Config
+}
+
+// Listener is a listener.Config whose chains' Handler fields are still nil,
+// and the connection manager config of each chain (HTTP[i] belongs to
+// Config.FilterChains[i]; DefaultHTTP to Config.DefaultChain).
+type Listener struct {
+	Config      listener.Config
+	HTTP        []hcm.Config
+	DefaultHTTP *hcm.Config
+}
