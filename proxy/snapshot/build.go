@@ -1,0 +1,279 @@
+package snapshot
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/outrigger-mesh/outrigger/proxy/cluster"
+	"github.com/outrigger-mesh/outrigger/proxy/router"
+	"github.com/outrigger-mesh/outrigger/xds/resource"
+)
+
+// Options relax Build's reference checks for configs whose missing parts
+// are still to arrive over xDS.
+type Options struct {
+	// AllowMissingRoutes accepts rds names not among the route tables.
+	AllowMissingRoutes bool
+	// AllowMissingClusters accepts routes naming clusters not among the
+	// clusters.
+	AllowMissingClusters bool
+}
+
+// Build validates (ValidateAll, then the support table) and converts one
+// complete set of resources into a Snapshot, checking that every reference
+// resolves and every name is unique. Error paths start at "listeners[i]",
+// "routes[i]" or "clusters[i]".
+func Build(listeners []*listenerv3.Listener, routes []*routev3.RouteConfiguration, clusters []*clusterv3.Cluster) (*Snapshot, error) {
+	return BuildWith(Options{}, listeners, routes, clusters)
+}
+
+// BuildWith is Build with relaxed reference checks.
+func BuildWith(opts Options, listeners []*listenerv3.Listener, routes []*routev3.RouteConfiguration, clusters []*clusterv3.Cluster) (*Snapshot, error) {
+	var unsupported []resource.FieldError
+	check := func(path string, m proto.Message) error {
+		_, err := resource.Validate(path, m)
+		if u, ok := err.(*resource.UnsupportedError); ok {
+			unsupported = append(unsupported, u.Fields...)
+			return nil
+		}
+		return err
+	}
+	for i, l := range listeners {
+		if err := check(resource.Index("listeners", i), l); err != nil {
+			return nil, err
+		}
+	}
+	for i, r := range routes {
+		if err := check(resource.Index("routes", i), r); err != nil {
+			return nil, err
+		}
+	}
+	for i, c := range clusters {
+		if err := check(resource.Index("clusters", i), c); err != nil {
+			return nil, err
+		}
+	}
+	if len(unsupported) > 0 {
+		return nil, &resource.UnsupportedError{Fields: unsupported}
+	}
+
+	c := &converter{}
+	s := &Snapshot{Routes: make(map[string]*router.Config, len(routes))}
+	listenerAt := map[string]string{}
+	for i, l := range listeners {
+		p := resource.Index("listeners", i)
+		if prev, dup := listenerAt[l.GetName()]; dup {
+			c.fail(resource.Join(p, "name"), "listener %q is also the name of %s", l.GetName(), prev)
+		}
+		listenerAt[l.GetName()] = p
+		s.Listeners = append(s.Listeners, c.listener(p, l))
+	}
+	routeAt := map[string]string{}
+	for i, r := range routes {
+		p := resource.Index("routes", i)
+		if prev, dup := routeAt[r.GetName()]; dup {
+			c.fail(resource.Join(p, "name"), "route configuration %q is also the name of %s", r.GetName(), prev)
+		}
+		routeAt[r.GetName()] = p
+		s.Routes[r.GetName()] = c.route(p, r)
+	}
+	clusterAt := map[string]string{}
+	for i, cl := range clusters {
+		p := resource.Index("clusters", i)
+		if prev, dup := clusterAt[cl.GetName()]; dup {
+			c.fail(resource.Join(p, "name"), "cluster %q is also the name of %s", cl.GetName(), prev)
+		}
+		clusterAt[cl.GetName()] = p
+		s.Clusters = append(s.Clusters, c.cluster(p, cl))
+	}
+	if !opts.AllowMissingClusters {
+		for _, r := range c.clusterRefs {
+			if _, ok := clusterAt[r.name]; !ok {
+				c.fail(r.path, "cluster %q is not defined", r.name)
+			}
+		}
+	}
+	if !opts.AllowMissingRoutes {
+		for _, r := range c.routeRefs {
+			if _, ok := routeAt[r.name]; !ok {
+				c.fail(r.path, "route configuration %q is not defined", r.name)
+			}
+		}
+	}
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ConvertListener converts one Listener that passed resource.Validate.
+// Error paths are relative to the listener.
+func ConvertListener(l *listenerv3.Listener) (Listener, error) {
+	c := &converter{}
+	out := c.listener("", l)
+	return out, c.err()
+}
+
+// ConvertRoute converts one RouteConfiguration that passed resource.Validate.
+func ConvertRoute(r *routev3.RouteConfiguration) (*router.Config, error) {
+	c := &converter{}
+	out := c.route("", r)
+	return out, c.err()
+}
+
+// ConvertCluster converts one Cluster that passed resource.Validate.
+func ConvertCluster(cl *clusterv3.Cluster) (cluster.Config, error) {
+	c := &converter{}
+	out := c.cluster("", cl)
+	return out, c.err()
+}
+
+// converter gathers every problem of a conversion with its path, and the
+// references to check once everything is converted.
+type converter struct {
+	errs        []resource.FieldError
+	clusterRefs []reference
+	routeRefs   []reference
+}
+
+type reference struct{ path, name string }
+
+func (c *converter) fail(path, format string, args ...any) {
+	c.errs = append(c.errs, resource.FieldError{Path: path, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (c *converter) err() error {
+	if len(c.errs) == 0 {
+		return nil
+	}
+	return &resource.InvalidError{Fields: c.errs}
+}
+
+// duration converts an optional Duration: unset gives def, and 0 stays 0
+// (Envoy's "disabled").
+func duration(d *durationpb.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.AsDuration()
+}
+
+// socketAddress renders an Address as "host:port".
+func (c *converter) socketAddress(path string, a *corev3.Address) string {
+	sa := a.GetSocketAddress()
+	if sa == nil {
+		c.fail(path, "a socket_address is required")
+		return ""
+	}
+	return joinHostPort(sa.GetAddress(), sa.GetPortValue())
+}
+
+func joinHostPort(host string, port uint32) string {
+	return net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))
+}
+
+// InconsistentError lists the broken references and duplicate names of a
+// Snapshot. Missing references may be legitimate while resources are still
+// arriving over xDS; callers can tell by Duplicates being empty.
+type InconsistentError struct {
+	Duplicates      []string
+	MissingClusters []Reference
+	MissingRoutes   []Reference
+}
+
+// Reference is a name used somewhere (From describes where).
+type Reference struct {
+	Name string
+	From string
+}
+
+func (e *InconsistentError) Error() string {
+	var lines []string
+	lines = append(lines, e.Duplicates...)
+	for _, r := range e.MissingClusters {
+		lines = append(lines, fmt.Sprintf("%s: cluster %q is not defined", r.From, r.Name))
+	}
+	for _, r := range e.MissingRoutes {
+		lines = append(lines, fmt.Sprintf("%s: route configuration %q is not defined", r.From, r.Name))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Consistent checks that names are unique and every reference resolves: the
+// clusters of every route (inline or RDS) and the RDS names of every
+// connection manager. It returns an *InconsistentError.
+func (s *Snapshot) Consistent() error {
+	e := &InconsistentError{}
+	clusters := map[string]bool{}
+	for _, c := range s.Clusters {
+		if clusters[c.Name] {
+			e.Duplicates = append(e.Duplicates, fmt.Sprintf("cluster %q is defined more than once", c.Name))
+		}
+		clusters[c.Name] = true
+	}
+	checkRoutes := func(rc *router.Config, from string) {
+		for _, vh := range rc.VirtualHosts {
+			for i, r := range vh.Routes {
+				if r.Forward == nil {
+					continue
+				}
+				where := fmt.Sprintf("%s virtual host %q route %d", from, vh.Name, i)
+				names := []string{r.Forward.Cluster}
+				if r.Forward.Cluster == "" {
+					names = names[:0]
+					for _, w := range r.Forward.WeightedClusters {
+						names = append(names, w.Name)
+					}
+				}
+				for _, n := range names {
+					if !clusters[n] {
+						e.MissingClusters = append(e.MissingClusters, Reference{Name: n, From: where})
+					}
+				}
+			}
+		}
+	}
+	listeners := map[string]bool{}
+	for _, l := range s.Listeners {
+		if listeners[l.Config.Name] {
+			e.Duplicates = append(e.Duplicates, fmt.Sprintf("listener %q is defined more than once", l.Config.Name))
+		}
+		listeners[l.Config.Name] = true
+		https := l.HTTP
+		if l.DefaultHTTP != nil {
+			https = append(https[:len(https):len(https)], *l.DefaultHTTP)
+		}
+		for _, h := range https {
+			from := fmt.Sprintf("listener %q", l.Config.Name)
+			switch {
+			case h.Routes != nil:
+				checkRoutes(h.Routes, from)
+			case s.Routes[h.RDSName] == nil:
+				e.MissingRoutes = append(e.MissingRoutes, Reference{Name: h.RDSName, From: from})
+			}
+		}
+	}
+	names := make([]string, 0, len(s.Routes))
+	for n := range s.Routes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		checkRoutes(s.Routes[n], fmt.Sprintf("route configuration %q", n))
+	}
+	if len(e.Duplicates)+len(e.MissingClusters)+len(e.MissingRoutes) == 0 {
+		return nil
+	}
+	return e
+}

@@ -1,0 +1,156 @@
+package snapshot
+
+import (
+	"net/netip"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+
+	"github.com/outrigger-mesh/outrigger/proxy/cluster"
+	"github.com/outrigger-mesh/outrigger/xds/resource"
+)
+
+// Envoy's cluster defaults.
+const (
+	defaultConnectTimeout = 5 * time.Second
+	defaultDNSRefreshRate = 5 * time.Second
+)
+
+func (c *converter) cluster(p string, cl *clusterv3.Cluster) cluster.Config {
+	out := cluster.Config{
+		Name:           cl.GetName(),
+		ConnectTimeout: duration(cl.GetConnectTimeout(), defaultConnectTimeout),
+		DNSRefreshRate: duration(cl.GetDnsRefreshRate(), defaultDNSRefreshRate),
+		IdleTimeout:    defaultConnIdleTimeout,
+		Protocol:       cluster.HTTP1,
+	}
+	if cl.GetName() == "" {
+		c.fail(resource.Join(p, "name"), "a cluster needs a name")
+	}
+	switch cl.GetType() {
+	case clusterv3.Cluster_STATIC:
+		out.Discovery = cluster.Static
+	case clusterv3.Cluster_STRICT_DNS:
+		out.Discovery = cluster.StrictDNS
+	case clusterv3.Cluster_LOGICAL_DNS:
+		out.Discovery = cluster.LogicalDNS
+	case clusterv3.Cluster_EDS:
+		out.Discovery = cluster.EDS
+		if cl.GetLoadAssignment() != nil {
+			c.fail(resource.Join(p, "load_assignment"), "is not used by an EDS cluster: endpoints come over EDS")
+		}
+	default:
+		c.fail(resource.Join(p, "type"), "%s is not supported yet", cl.GetType())
+	}
+	if cl.GetEdsClusterConfig() != nil && out.Discovery != cluster.EDS {
+		c.fail(resource.Join(p, "eds_cluster_config"), "is only for clusters of type EDS")
+	}
+	switch cl.GetDnsLookupFamily() {
+	case clusterv3.Cluster_V4_ONLY:
+		out.DNSFamily = cluster.DNSV4Only
+	case clusterv3.Cluster_V6_ONLY:
+		out.DNSFamily = cluster.DNSV6Only
+	case clusterv3.Cluster_V4_PREFERRED:
+		out.DNSFamily = cluster.DNSV4Preferred
+	case clusterv3.Cluster_ALL:
+		out.DNSFamily = cluster.DNSAll
+	default:
+		out.DNSFamily = cluster.DNSAuto
+	}
+
+	out.Endpoints = c.endpoints(p, cl, out.Discovery)
+	c.upstreamProtocol(p, cl, &out)
+	if ts := cl.GetTransportSocket(); ts != nil {
+		tp := resource.Join(p, "transport_socket.typed_config")
+		var utc tlsv3.UpstreamTlsContext
+		if c.unpack(tp, ts.GetTypedConfig(), &utc) {
+			out.TLS = c.upstreamTLS(tp, &utc)
+		}
+	}
+	return out
+}
+
+func (c *converter) endpoints(p string, cl *clusterv3.Cluster, d cluster.Discovery) []cluster.Endpoint {
+	lp := resource.Join(p, "load_assignment")
+	var out []cluster.Endpoint
+	for i, loc := range cl.GetLoadAssignment().GetEndpoints() {
+		locp := resource.Index(resource.Join(lp, "endpoints"), i)
+		for j, ep := range loc.GetLbEndpoints() {
+			ap := resource.Join(resource.Index(resource.Join(locp, "lb_endpoints"), j), "endpoint.address")
+			sa := ep.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				c.fail(ap, "a socket_address is required")
+				continue
+			}
+			if d == cluster.Static {
+				if _, err := netip.ParseAddr(sa.GetAddress()); err != nil {
+					c.fail(resource.Join(ap, "socket_address.address"), "%q: a STATIC cluster needs IP addresses", sa.GetAddress())
+				}
+			}
+			out = append(out, cluster.Endpoint{
+				Address: joinHostPort(sa.GetAddress(), sa.GetPortValue()),
+				Weight:  ep.GetLoadBalancingWeight().GetValue(),
+			})
+		}
+	}
+	if d == cluster.LogicalDNS && len(out) != 1 {
+		c.fail(lp, "a LOGICAL_DNS cluster needs exactly one endpoint, got %d", len(out))
+	}
+	if (d == cluster.StrictDNS) && len(out) == 0 {
+		c.fail(lp, "a STRICT_DNS cluster needs at least one endpoint")
+	}
+	return out
+}
+
+// upstreamProtocol applies typed_extension_protocol_options (or the
+// deprecated cluster-level http2_protocol_options).
+func (c *converter) upstreamProtocol(p string, cl *clusterv3.Cluster, out *cluster.Config) {
+	const key = string(resource.UpstreamHTTPOptions)
+	tp := resource.Join(p, "typed_extension_protocol_options")
+	opts := cl.GetTypedExtensionProtocolOptions()
+	for k := range opts {
+		if k != key {
+			c.fail(resource.Key(tp, k), "unknown key: only %s is supported", key)
+		}
+	}
+	if h2 := cl.GetHttp2ProtocolOptions(); h2 != nil {
+		if opts[key] != nil {
+			c.fail(resource.Join(p, "http2_protocol_options"), "cannot be combined with typed_extension_protocol_options")
+		}
+		out.Protocol = cluster.HTTP2
+		out.HTTP2MaxConcurrentStreams = h2.GetMaxConcurrentStreams().GetValue()
+	}
+	a := opts[key]
+	if a == nil {
+		return
+	}
+	hp := resource.Key(tp, key)
+	var h upstreamhttpv3.HttpProtocolOptions
+	if !c.unpack(hp, a, &h) {
+		return
+	}
+	var h2 *corev3.Http2ProtocolOptions
+	switch {
+	case h.GetExplicitHttpConfig() != nil:
+		if o := h.GetExplicitHttpConfig().GetHttp2ProtocolOptions(); o != nil {
+			out.Protocol, h2 = cluster.HTTP2, o
+		} else {
+			out.Protocol = cluster.HTTP1
+		}
+	case h.GetUseDownstreamProtocolConfig() != nil:
+		out.Protocol = cluster.UseDownstreamProto
+		h2 = h.GetUseDownstreamProtocolConfig().GetHttp2ProtocolOptions()
+	default:
+		c.fail(hp, "explicit_http_config or use_downstream_protocol_config is required")
+	}
+	out.HTTP2MaxConcurrentStreams = h2.GetMaxConcurrentStreams().GetValue()
+	common := h.GetCommonHttpProtocolOptions()
+	out.IdleTimeout = duration(common.GetIdleTimeout(), defaultConnIdleTimeout)
+	out.MaxRequestsPerConnection = common.GetMaxRequestsPerConnection().GetValue()
+	if common.GetMaxStreamDuration() != nil {
+		c.fail(resource.Join(hp, "common_http_protocol_options.max_stream_duration"), "is not supported yet on clusters")
+	}
+}

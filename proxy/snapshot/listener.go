@@ -1,0 +1,341 @@
+package snapshot
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	accessfilev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/outrigger-mesh/outrigger/proxy/hcm"
+	"github.com/outrigger-mesh/outrigger/proxy/listener"
+	"github.com/outrigger-mesh/outrigger/xds/resource"
+)
+
+// Envoy's connection manager defaults, and our two documented differences.
+const (
+	defaultMaxRequestHeadersKB   = 60
+	defaultStreamIdleTimeout     = 5 * time.Minute
+	defaultConnIdleTimeout       = time.Hour
+	defaultDrainTimeout          = 5 * time.Second
+	defaultRequestHeadersTimeout = 10 * time.Second // Envoy: disabled
+	defaultMaxConcurrentStreams  = 1000             // Envoy: 2147483647
+	defaultServerName            = "outrigger"
+)
+
+func (c *converter) listener(p string, l *listenerv3.Listener) Listener {
+	out := Listener{Config: listener.Config{Name: l.GetName()}}
+	if l.GetName() == "" {
+		c.fail(resource.Join(p, "name"), "a listener needs a name")
+	}
+	out.Config.Address = c.socketAddress(resource.Join(p, "address"), l.GetAddress())
+
+	var entries []chainEntry
+	for i, fc := range l.GetFilterChains() {
+		cp := resource.Index(resource.Join(p, "filter_chains"), i)
+		chain, h, ok := c.chain(cp, fc)
+		if !ok {
+			continue
+		}
+		entries = append(entries, splitBySpecificity(i, chain, h)...)
+	}
+	c.checkDuplicateMatches(p, l.GetFilterChains())
+	sortBySpecificity(entries)
+	for _, e := range entries {
+		out.Config.FilterChains = append(out.Config.FilterChains, e.chain)
+		out.HTTP = append(out.HTTP, e.http)
+	}
+	if d := l.GetDefaultFilterChain(); d != nil {
+		dp := resource.Join(p, "default_filter_chain")
+		if d.GetFilterChainMatch() != nil {
+			c.fail(resource.Join(dp, "filter_chain_match"), "the default filter chain takes no match")
+		}
+		if chain, h, ok := c.chain(dp, d); ok {
+			out.Config.DefaultChain = &chain
+			out.DefaultHTTP = &h
+		}
+	}
+	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {
+		c.fail(resource.Join(p, "filter_chains"), "a listener needs at least one filter chain")
+	}
+	return out
+}
+
+// chain converts one filter chain: its match, its TLS and its one network
+// filter, the HTTP connection manager.
+func (c *converter) chain(p string, fc *listenerv3.FilterChain) (listener.FilterChain, hcm.Config, bool) {
+	out := listener.FilterChain{Name: fc.GetName()}
+	m := fc.GetFilterChainMatch()
+	mp := resource.Join(p, "filter_chain_match")
+	for i, n := range m.GetServerNames() {
+		if strings.Contains(n, "*") && (!strings.HasPrefix(n, "*.") || strings.Count(n, "*") > 1) {
+			c.fail(resource.Index(resource.Join(mp, "server_names"), i), "%q: a wildcard must be a leading \"*.\"", n)
+		}
+		out.Match.ServerNames = append(out.Match.ServerNames, strings.ToLower(n))
+	}
+	out.Match.ALPN = m.GetApplicationProtocols()
+	switch tp := m.GetTransportProtocol(); tp {
+	case "", "tls", "raw_buffer":
+		out.Match.TransportProtocol = tp
+	default:
+		c.fail(resource.Join(mp, "transport_protocol"), "%q is not supported yet (tls or raw_buffer)", tp)
+	}
+
+	filters := fc.GetFilters()
+	fp := resource.Join(p, "filters")
+	if len(filters) != 1 {
+		c.fail(fp, "exactly one network filter, the HTTP connection manager, is supported; got %d", len(filters))
+		return out, hcm.Config{}, false
+	}
+	fp = resource.Index(fp, 0)
+	var mgr hcmv3.HttpConnectionManager
+	if !c.unpack(resource.Join(fp, "typed_config"), filters[0].GetTypedConfig(), &mgr) {
+		return out, hcm.Config{}, false
+	}
+	settings, h := c.connectionManager(resource.Join(fp, "typed_config"), &mgr)
+	out.HTTP = settings
+
+	if ts := fc.GetTransportSocket(); ts != nil {
+		tp := resource.Join(resource.Join(p, "transport_socket"), "typed_config")
+		var dtc tlsv3.DownstreamTlsContext
+		if c.unpack(tp, ts.GetTypedConfig(), &dtc) {
+			out.TLS = c.serverTLS(tp, &dtc, settings.Codec)
+		}
+	}
+	return out, h, true
+}
+
+// unpack decodes a typed_config into dst, failing on a missing config or
+// another type.
+func (c *converter) unpack(path string, a *anypb.Any, dst proto.Message) bool {
+	if a == nil {
+		c.fail(path, "a typed_config is required")
+		return false
+	}
+	want := dst.ProtoReflect().Descriptor().FullName()
+	if !a.MessageIs(dst) {
+		c.fail(path, "%s is not allowed here (want %s%s)", a.GetTypeUrl(), resource.TypeURLPrefix, want)
+		return false
+	}
+	if err := a.UnmarshalTo(dst); err != nil {
+		c.fail(path, "cannot decode %s: %v", a.GetTypeUrl(), err)
+		return false
+	}
+	return true
+}
+
+func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) (listener.HTTPSettings, hcm.Config) {
+	s := listener.HTTPSettings{
+		MaxRequestHeadersBytes: defaultMaxRequestHeadersKB * 1024,
+		RequestHeadersTimeout:  duration(m.GetRequestHeadersTimeout(), defaultRequestHeadersTimeout),
+		StreamIdleTimeout:      duration(m.GetStreamIdleTimeout(), defaultStreamIdleTimeout),
+		IdleTimeout:            duration(m.GetCommonHttpProtocolOptions().GetIdleTimeout(), defaultConnIdleTimeout),
+		MaxConcurrentStreams:   defaultMaxConcurrentStreams,
+		DrainTimeout:           duration(m.GetDrainTimeout(), defaultDrainTimeout),
+	}
+	switch m.GetCodecType() {
+	case hcmv3.HttpConnectionManager_HTTP1:
+		s.Codec = listener.CodecHTTP1
+	case hcmv3.HttpConnectionManager_HTTP2:
+		s.Codec = listener.CodecHTTP2
+	default:
+		s.Codec = listener.CodecAuto
+	}
+	if kb := m.GetMaxRequestHeadersKb(); kb != nil {
+		s.MaxRequestHeadersBytes = int(kb.GetValue()) * 1024
+	}
+	if n := m.GetHttp2ProtocolOptions().GetMaxConcurrentStreams(); n != nil {
+		s.MaxConcurrentStreams = n.GetValue()
+	}
+	if m.GetCommonHttpProtocolOptions().GetMaxRequestsPerConnection() != nil {
+		c.fail(resource.Join(p, "common_http_protocol_options.max_requests_per_connection"), "is not supported yet on the connection manager")
+	}
+
+	h := hcm.Config{
+		StatPrefix:                m.GetStatPrefix(),
+		UseRemoteAddress:          m.GetUseRemoteAddress().GetValue(),
+		XFFNumTrustedHops:         m.GetXffNumTrustedHops(),
+		SkipXFFAppend:             m.GetSkipXffAppend(),
+		GenerateRequestID:         true,
+		PreserveExternalRequestID: m.GetPreserveExternalRequestId(),
+		StreamIdleTimeout:         s.StreamIdleTimeout,
+		RequestTimeout:            duration(m.GetRequestTimeout(), 0),
+		MaxStreamDuration:         duration(m.GetCommonHttpProtocolOptions().GetMaxStreamDuration(), 0),
+		ServerName:                defaultServerName,
+		ServerHeaderPassThrough:   m.GetServerHeaderTransformation() == hcmv3.HttpConnectionManager_PASS_THROUGH,
+	}
+	if g := m.GetGenerateRequestId(); g != nil {
+		h.GenerateRequestID = g.GetValue()
+	}
+	if n := m.GetServerName(); n != "" {
+		h.ServerName = n
+	}
+	switch {
+	case m.GetRouteConfig() != nil:
+		h.Routes = c.route(resource.Join(p, "route_config"), m.GetRouteConfig())
+	case m.GetRds() != nil:
+		h.RDSName = m.GetRds().GetRouteConfigName()
+		c.routeRefs = append(c.routeRefs, reference{path: resource.Join(p, "rds.route_config_name"), name: h.RDSName})
+	default:
+		c.fail(p, "route_config or rds is required")
+	}
+	for i, u := range m.GetUpgradeConfigs() {
+		if u.GetEnabled() != nil && !u.GetEnabled().GetValue() {
+			continue
+		}
+		t := strings.ToLower(u.GetUpgradeType())
+		if t == "" {
+			c.fail(resource.Index(resource.Join(p, "upgrade_configs"), i), "upgrade_type is required")
+		}
+		h.Upgrades = append(h.Upgrades, t)
+	}
+	c.httpFilters(resource.Join(p, "http_filters"), m.GetHttpFilters())
+	for i, al := range m.GetAccessLog() {
+		ap := resource.Join(resource.Index(resource.Join(p, "access_log"), i), "typed_config")
+		if log, ok := c.accessLog(ap, al.GetTypedConfig()); ok {
+			h.AccessLogs = append(h.AccessLogs, log)
+		}
+	}
+	return s, h
+}
+
+// httpFilters accepts exactly the router, last: other filters are not
+// implemented and the support table already rejects their types.
+func (c *converter) httpFilters(p string, filters []*hcmv3.HttpFilter) {
+	if len(filters) == 0 {
+		c.fail(p, "the envoy.filters.http.router filter is required")
+		return
+	}
+	for i, f := range filters {
+		fp := resource.Index(p, i)
+		a := f.GetTypedConfig()
+		if a == nil {
+			c.fail(fp, "filter %q needs a typed_config", f.GetName())
+			continue
+		}
+		isRouter := a.GetTypeUrl() == resource.TypeURLPrefix+string(resource.RouterFilter)
+		switch {
+		case !isRouter:
+			c.fail(resource.Join(fp, "typed_config"), "%s is not supported yet", a.GetTypeUrl())
+		case i != len(filters)-1:
+			c.fail(fp, "the router must be the last http filter")
+		}
+	}
+}
+
+func (c *converter) accessLog(p string, a *anypb.Any) (hcm.AccessLog, bool) {
+	if a == nil {
+		c.fail(p, "a typed_config is required")
+		return hcm.AccessLog{}, false
+	}
+	switch a.GetTypeUrl() {
+	case resource.TypeURLPrefix + string(resource.StdoutAccessLog):
+		return hcm.AccessLog{Path: "/dev/stdout"}, true
+	case resource.TypeURLPrefix + string(resource.StderrAccessLog):
+		return hcm.AccessLog{Path: "/dev/stderr"}, true
+	}
+	var f accessfilev3.FileAccessLog
+	if !c.unpack(p, a, &f) {
+		return hcm.AccessLog{}, false
+	}
+	return hcm.AccessLog{Path: f.GetPath()}, true
+}
+
+// chainEntry is one filter chain, or the part of one whose server names
+// share a specificity, placed where Envoy's most-specific-match rules put it.
+type chainEntry struct {
+	index       int // position in the listener, the last tie-breaker
+	class       int // 0 exact server names, 1 wildcard, 2 none
+	wildcardLen int // longer wildcard suffixes first
+	chain       listener.FilterChain
+	http        hcm.Config
+}
+
+// splitBySpecificity splits a chain whose server names mix exact names and
+// wildcards of different lengths, so each part can be ordered on its own.
+func splitBySpecificity(index int, fc listener.FilterChain, h hcm.Config) []chainEntry {
+	if len(fc.Match.ServerNames) == 0 {
+		return []chainEntry{{index: index, class: 2, chain: fc, http: h}}
+	}
+	type key struct{ class, n int }
+	groups := map[key][]string{}
+	var order []key
+	for _, n := range fc.Match.ServerNames {
+		k := key{0, 0}
+		if strings.HasPrefix(n, "*.") {
+			k = key{1, len(n)}
+		}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], n)
+	}
+	out := make([]chainEntry, 0, len(order))
+	for _, k := range order {
+		part := fc
+		part.Match.ServerNames = groups[k]
+		out = append(out, chainEntry{index: index, class: k.class, wildcardLen: k.n, chain: part, http: h})
+	}
+	return out
+}
+
+func sortBySpecificity(entries []chainEntry) {
+	set := func(b bool) int {
+		if b {
+			return 0
+		}
+		return 1
+	}
+	sort.SliceStable(entries, func(i, j int) bool {
+		a, b := entries[i], entries[j]
+		if a.class != b.class {
+			return a.class < b.class
+		}
+		if a.wildcardLen != b.wildcardLen {
+			return a.wildcardLen > b.wildcardLen
+		}
+		if x, y := set(a.chain.Match.TransportProtocol != ""), set(b.chain.Match.TransportProtocol != ""); x != y {
+			return x < y
+		}
+		if x, y := set(len(a.chain.Match.ALPN) > 0), set(len(b.chain.Match.ALPN) > 0); x != y {
+			return x < y
+		}
+		return a.index < b.index
+	})
+}
+
+// checkDuplicateMatches rejects two chains that match the same connections,
+// as Envoy does.
+func (c *converter) checkDuplicateMatches(p string, chains []*listenerv3.FilterChain) {
+	seen := map[string]int{}
+	for i, fc := range chains {
+		m := fc.GetFilterChainMatch()
+		names := orEmpty(m.GetServerNames())
+		alpns := orEmpty(m.GetApplicationProtocols())
+		reported := false
+		for _, n := range names {
+			for _, a := range alpns {
+				k := fmt.Sprintf("%s\x00%s\x00%s", strings.ToLower(n), m.GetTransportProtocol(), a)
+				if prev, dup := seen[k]; dup && prev != i && !reported {
+					c.fail(resource.Index(resource.Join(p, "filter_chains"), i),
+						"filter_chain_match is the same as filter_chains[%d]'s", prev)
+					reported = true
+				}
+				seen[k] = i
+			}
+		}
+	}
+}
+
+func orEmpty(s []string) []string {
+	if len(s) == 0 {
+		return []string{""}
+	}
+	return s
+}

@@ -1,0 +1,519 @@
+// Package resource says which parts of Envoy's v3 API Outrigger implements
+// and checks decoded resources against it. The support table below is the
+// single source of truth: the generic walk in check.go reports every set
+// field that is not in it, and docs/configuration.md is generated from it.
+// Adding support for a field is one line here plus the code that honours it
+// (proxy/snapshot).
+package resource
+
+import (
+	// The typed extensions we support: imported so that protojson and
+	// anypb find their types in the global registry.
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Field is the support rule for one field of one message.
+type Field struct {
+	// Enums lists the enum values we implement; nil allows every value.
+	Enums []string
+	// Types lists the message full names a google.protobuf.Any field may
+	// carry; the walk unpacks such an Any and checks it in turn.
+	Types []protoreflect.FullName
+	// Leaf accepts a message field as a whole without looking inside.
+	Leaf bool
+	// Ignored marks a purely operational field: accepted, has no effect,
+	// and reported so the caller can log it once.
+	Ignored bool
+	// Note is shown in the generated documentation.
+	Note string
+}
+
+// Extension is a supported typed extension.
+type Extension struct {
+	Name    string // Envoy's extension name, e.g. envoy.filters.http.router
+	Message protoreflect.FullName
+	Where   string // the field that carries it
+}
+
+// TypeURL is the Any type URL of the extension.
+func (e Extension) TypeURL() string { return TypeURLPrefix + string(e.Message) }
+
+// TypeURLPrefix is the prefix of every Any type URL.
+const TypeURLPrefix = "type.googleapis.com/"
+
+// Message full names of the typed extensions, for the converters.
+const (
+	HTTPConnectionManager protoreflect.FullName = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+	RouterFilter          protoreflect.FullName = "envoy.extensions.filters.http.router.v3.Router"
+	TLSInspector          protoreflect.FullName = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+	DownstreamTLSContext  protoreflect.FullName = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+	UpstreamTLSContext    protoreflect.FullName = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+	UpstreamHTTPOptions   protoreflect.FullName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	StdoutAccessLog       protoreflect.FullName = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
+	StderrAccessLog       protoreflect.FullName = "envoy.extensions.access_loggers.stream.v3.StderrAccessLog"
+	FileAccessLog         protoreflect.FullName = "envoy.extensions.access_loggers.file.v3.FileAccessLog"
+)
+
+// Extensions are the typed extensions we support.
+var Extensions = []Extension{
+	{"envoy.filters.network.http_connection_manager", HTTPConnectionManager, "Listener filter_chains[].filters[].typed_config"},
+	{"envoy.filters.http.router", RouterFilter, "HttpConnectionManager http_filters[].typed_config (must be last)"},
+	{"envoy.filters.listener.tls_inspector", TLSInspector, "Listener listener_filters[].typed_config (TLS is always inspected; accepted for compatibility)"},
+	{"envoy.transport_sockets.tls", DownstreamTLSContext, "FilterChain transport_socket.typed_config"},
+	{"envoy.transport_sockets.tls", UpstreamTLSContext, "Cluster transport_socket.typed_config"},
+	{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions", UpstreamHTTPOptions, "Cluster typed_extension_protocol_options"},
+	{"envoy.access_loggers.stdout", StdoutAccessLog, "access_log[].typed_config"},
+	{"envoy.access_loggers.stderr", StderrAccessLog, "access_log[].typed_config"},
+	{"envoy.access_loggers.file", FileAccessLog, "access_log[].typed_config"},
+}
+
+// Message is the support rule for one message type.
+type Message struct {
+	Name   protoreflect.FullName
+	Fields map[string]Field
+}
+
+var (
+	supported = Field{}
+	ignored   = Field{Ignored: true}
+	leaf      = Field{Leaf: true}
+)
+
+func enums(values ...string) Field { return Field{Enums: values} }
+
+func anyOf(types ...protoreflect.FullName) Field { return Field{Types: types} }
+
+func note(f Field, n string) Field { f.Note = n; return f }
+
+// Messages is the support table: every message type we look inside, with
+// the fields we implement or ignore. A set field not listed is rejected.
+var Messages = []Message{
+	// Bootstrap.
+	{"envoy.config.bootstrap.v3.Bootstrap", map[string]Field{
+		"node":                          supported,
+		"static_resources":              supported,
+		"dynamic_resources":             supported,
+		"admin":                         supported,
+		"cluster_manager":               ignored,
+		"flags_path":                    ignored,
+		"stats_sinks":                   ignored,
+		"deferred_stat_options":         ignored,
+		"stats_config":                  ignored,
+		"stats_flush_interval":          ignored,
+		"stats_flush_on_admin":          ignored,
+		"stats_eviction_interval":       ignored,
+		"stats_server_version_override": ignored,
+		"watchdog":                      ignored,
+		"watchdogs":                     ignored,
+		"layered_runtime":               ignored,
+		"overload_manager":              ignored,
+		"enable_dispatcher_stats":       ignored,
+		"fatal_actions":                 ignored,
+		"perf_tracing_file_path":        ignored,
+		"application_log_config":        ignored,
+		"memory_allocator_manager":      ignored,
+		"enable_worker_cpu_affinity":    ignored,
+	}},
+	{"envoy.config.bootstrap.v3.Bootstrap.StaticResources", map[string]Field{
+		"listeners": supported,
+		"clusters":  supported,
+	}},
+	{"envoy.config.bootstrap.v3.Bootstrap.DynamicResources", map[string]Field{
+		"ads_config": note(supported, "decoded and reported; the ADS client arrives with the control plane"),
+		"lds_config": supported,
+		"cds_config": supported,
+	}},
+	{"envoy.config.bootstrap.v3.Admin", map[string]Field{
+		"address":                  supported,
+		"access_log":               ignored,
+		"access_log_path":          ignored,
+		"profile_path":             ignored,
+		"ignore_global_conn_limit": ignored,
+	}},
+	{"envoy.config.core.v3.Node", map[string]Field{
+		"id":                       supported,
+		"cluster":                  supported,
+		"metadata":                 ignored,
+		"dynamic_parameters":       ignored,
+		"locality":                 ignored,
+		"user_agent_name":          ignored,
+		"user_agent_version":       ignored,
+		"user_agent_build_version": ignored,
+		"extensions":               ignored,
+		"client_features":          ignored,
+		"listening_addresses":      ignored,
+	}},
+	{"envoy.config.core.v3.Address", map[string]Field{
+		"socket_address": supported,
+	}},
+	{"envoy.config.core.v3.SocketAddress", map[string]Field{
+		"protocol":   enums("TCP"),
+		"address":    supported,
+		"port_value": supported,
+	}},
+	{"envoy.config.core.v3.ConfigSource", map[string]Field{
+		"ads":                   supported,
+		"initial_fetch_timeout": supported,
+		"resource_api_version":  enums("V3"),
+	}},
+	{"envoy.config.core.v3.AggregatedConfigSource", map[string]Field{}},
+	{"envoy.config.core.v3.ApiConfigSource", map[string]Field{
+		"api_type":                       enums("GRPC", "DELTA_GRPC"),
+		"transport_api_version":          enums("V3"),
+		"grpc_services":                  supported,
+		"set_node_on_first_message_only": supported,
+	}},
+	{"envoy.config.core.v3.GrpcService", map[string]Field{
+		"envoy_grpc": supported,
+		"timeout":    supported,
+	}},
+	{"envoy.config.core.v3.GrpcService.EnvoyGrpc", map[string]Field{
+		"cluster_name": supported,
+		"authority":    supported,
+	}},
+
+	// Listeners.
+	{"envoy.config.listener.v3.Listener", map[string]Field{
+		"name":                 supported,
+		"address":              supported,
+		"filter_chains":        supported,
+		"default_filter_chain": supported,
+		"listener_filters":     supported,
+		"stat_prefix":          ignored,
+		"metadata":             ignored,
+		"traffic_direction":    ignored,
+	}},
+	{"envoy.config.listener.v3.ListenerFilter", map[string]Field{
+		"name":         supported,
+		"typed_config": anyOf(TLSInspector),
+	}},
+	{TLSInspector, map[string]Field{}},
+	{"envoy.config.listener.v3.FilterChain", map[string]Field{
+		"name":               supported,
+		"filter_chain_match": supported,
+		"filters":            note(supported, "exactly one: the HTTP connection manager"),
+		"transport_socket":   supported,
+		"metadata":           ignored,
+	}},
+	{"envoy.config.listener.v3.FilterChainMatch", map[string]Field{
+		"server_names":          supported,
+		"transport_protocol":    supported,
+		"application_protocols": supported,
+	}},
+	{"envoy.config.listener.v3.Filter", map[string]Field{
+		"name":         supported,
+		"typed_config": anyOf(HTTPConnectionManager),
+	}},
+	{"envoy.config.core.v3.TransportSocket", map[string]Field{
+		"name":         supported,
+		"typed_config": anyOf(DownstreamTLSContext, UpstreamTLSContext),
+	}},
+
+	// HTTP connection manager.
+	{HTTPConnectionManager, map[string]Field{
+		"codec_type":                   enums("AUTO", "HTTP1", "HTTP2"),
+		"stat_prefix":                  ignored,
+		"rds":                          supported,
+		"route_config":                 supported,
+		"http_filters":                 note(supported, "only envoy.filters.http.router, last"),
+		"common_http_protocol_options": supported,
+		"http_protocol_options":        supported,
+		"http2_protocol_options":       supported,
+		"server_name":                  supported,
+		"server_header_transformation": enums("OVERWRITE", "PASS_THROUGH"),
+		"max_request_headers_kb":       supported,
+		"stream_idle_timeout":          supported,
+		"request_timeout":              supported,
+		"request_headers_timeout":      note(supported, "default 10s (Envoy: disabled)"),
+		"drain_timeout":                supported,
+		"access_log":                   supported,
+		"use_remote_address":           supported,
+		"xff_num_trusted_hops":         supported,
+		"skip_xff_append":              supported,
+		"generate_request_id":          supported,
+		"preserve_external_request_id": supported,
+		"upgrade_configs":              supported,
+	}},
+	{"envoy.extensions.filters.network.http_connection_manager.v3.Rds", map[string]Field{
+		"config_source":     supported,
+		"route_config_name": supported,
+	}},
+	{"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", map[string]Field{
+		"name":         supported,
+		"typed_config": anyOf(RouterFilter),
+	}},
+	{RouterFilter, map[string]Field{
+		"dynamic_stats": ignored,
+	}},
+	{"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig", map[string]Field{
+		"upgrade_type": supported,
+		"enabled":      supported,
+	}},
+	{"envoy.config.core.v3.HttpProtocolOptions", map[string]Field{
+		"idle_timeout":                supported,
+		"max_stream_duration":         note(supported, "connection manager only"),
+		"max_requests_per_connection": note(supported, "clusters only"),
+	}},
+	{"envoy.config.core.v3.Http1ProtocolOptions", map[string]Field{}},
+	{"envoy.config.core.v3.Http2ProtocolOptions", map[string]Field{
+		"max_concurrent_streams": note(supported, "default 1000 downstream (Envoy: 2147483647)"),
+	}},
+	{"envoy.config.accesslog.v3.AccessLog", map[string]Field{
+		"name":         supported,
+		"typed_config": note(anyOf(StdoutAccessLog, StderrAccessLog, FileAccessLog), "always our fixed JSON line"),
+	}},
+	{StdoutAccessLog, map[string]Field{}},
+	{StderrAccessLog, map[string]Field{}},
+	{FileAccessLog, map[string]Field{
+		"path": supported,
+	}},
+
+	// Routes.
+	{"envoy.config.route.v3.RouteConfiguration", map[string]Field{
+		"name":                       supported,
+		"virtual_hosts":              supported,
+		"request_headers_to_add":     supported,
+		"request_headers_to_remove":  supported,
+		"response_headers_to_add":    supported,
+		"response_headers_to_remove": supported,
+		"validate_clusters":          note(ignored, "references are always checked"),
+	}},
+	{"envoy.config.route.v3.VirtualHost", map[string]Field{
+		"name":                       supported,
+		"domains":                    supported,
+		"routes":                     supported,
+		"request_headers_to_add":     supported,
+		"request_headers_to_remove":  supported,
+		"response_headers_to_add":    supported,
+		"response_headers_to_remove": supported,
+		"metadata":                   ignored,
+	}},
+	{"envoy.config.route.v3.Route", map[string]Field{
+		"name":                       supported,
+		"match":                      supported,
+		"route":                      supported,
+		"redirect":                   supported,
+		"direct_response":            supported,
+		"request_headers_to_add":     supported,
+		"request_headers_to_remove":  supported,
+		"response_headers_to_add":    supported,
+		"response_headers_to_remove": supported,
+		"metadata":                   ignored,
+		"stat_prefix":                ignored,
+	}},
+	{"envoy.config.route.v3.RouteMatch", map[string]Field{
+		"prefix":                supported,
+		"path":                  supported,
+		"safe_regex":            supported,
+		"path_separated_prefix": supported,
+		"case_sensitive":        supported,
+		"headers":               supported,
+		"query_parameters":      supported,
+		"grpc":                  supported,
+	}},
+	{"envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions", map[string]Field{}},
+	{"envoy.type.matcher.v3.RegexMatcher", map[string]Field{
+		"regex":      note(supported, "Go regexp (RE2 syntax)"),
+		"google_re2": note(leaf, "deprecated; engine is always RE2"),
+	}},
+	{"envoy.config.route.v3.HeaderMatcher", map[string]Field{
+		"name":                          supported,
+		"string_match":                  supported,
+		"present_match":                 supported,
+		"range_match":                   supported,
+		"invert_match":                  supported,
+		"treat_missing_header_as_empty": supported,
+		"exact_match":                   supported,
+		"prefix_match":                  supported,
+		"suffix_match":                  supported,
+		"contains_match":                supported,
+		"safe_regex_match":              supported,
+	}},
+	{"envoy.type.matcher.v3.StringMatcher", map[string]Field{
+		"exact":       supported,
+		"prefix":      supported,
+		"suffix":      supported,
+		"contains":    supported,
+		"safe_regex":  supported,
+		"ignore_case": supported,
+	}},
+	{"envoy.type.v3.Int64Range", map[string]Field{
+		"start": supported,
+		"end":   supported,
+	}},
+	{"envoy.config.route.v3.QueryParameterMatcher", map[string]Field{
+		"name":          supported,
+		"string_match":  supported,
+		"present_match": supported,
+	}},
+	{"envoy.config.route.v3.RouteAction", map[string]Field{
+		"cluster":              supported,
+		"weighted_clusters":    supported,
+		"prefix_rewrite":       supported,
+		"regex_rewrite":        supported,
+		"host_rewrite_literal": supported,
+		"auto_host_rewrite":    supported,
+		"timeout":              note(supported, "default 15s, 0 disables"),
+		"idle_timeout":         supported,
+	}},
+	{"envoy.config.route.v3.WeightedCluster", map[string]Field{
+		"clusters":     supported,
+		"total_weight": note(supported, "deprecated; must equal the sum when set"),
+	}},
+	{"envoy.config.route.v3.WeightedCluster.ClusterWeight", map[string]Field{
+		"name":                       supported,
+		"weight":                     supported,
+		"request_headers_to_add":     supported,
+		"request_headers_to_remove":  supported,
+		"response_headers_to_add":    supported,
+		"response_headers_to_remove": supported,
+	}},
+	{"envoy.type.matcher.v3.RegexMatchAndSubstitute", map[string]Field{
+		"pattern":      supported,
+		"substitution": note(supported, `\1 becomes ${1}`),
+	}},
+	{"envoy.config.route.v3.DirectResponseAction", map[string]Field{
+		"status": supported,
+		"body":   supported,
+	}},
+	{"envoy.config.route.v3.RedirectAction", map[string]Field{
+		"https_redirect":  supported,
+		"scheme_redirect": supported,
+		"host_redirect":   supported,
+		"port_redirect":   supported,
+		"path_redirect":   supported,
+		"prefix_rewrite":  supported,
+		"response_code":   supported,
+		"strip_query":     supported,
+	}},
+	{"envoy.config.core.v3.HeaderValueOption", map[string]Field{
+		"header":        note(supported, "values with % command operators are rejected (%% is a literal %)"),
+		"append":        supported,
+		"append_action": enums("APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD"),
+	}},
+	{"envoy.config.core.v3.HeaderValue", map[string]Field{
+		"key":       supported,
+		"value":     supported,
+		"raw_value": supported,
+	}},
+	{"envoy.config.core.v3.DataSource", map[string]Field{
+		"filename":      supported,
+		"inline_bytes":  supported,
+		"inline_string": supported,
+	}},
+
+	// Clusters.
+	{"envoy.config.cluster.v3.Cluster", map[string]Field{
+		"name":                             supported,
+		"alt_stat_name":                    ignored,
+		"type":                             note(enums("STATIC", "STRICT_DNS", "LOGICAL_DNS", "EDS"), "EDS only over xDS, not in static_resources"),
+		"eds_cluster_config":               supported,
+		"connect_timeout":                  note(supported, "default 5s"),
+		"lb_policy":                        enums("ROUND_ROBIN"),
+		"load_assignment":                  supported,
+		"typed_extension_protocol_options": note(anyOf(UpstreamHTTPOptions), "key envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
+		"http2_protocol_options":           note(supported, "deprecated form of explicit HTTP/2"),
+		"dns_refresh_rate":                 note(supported, "default 5s"),
+		"dns_lookup_family":                supported,
+		"transport_socket":                 supported,
+		"metadata":                         ignored,
+		"track_cluster_stats":              ignored,
+	}},
+	{"envoy.config.cluster.v3.Cluster.EdsClusterConfig", map[string]Field{
+		"eds_config":   supported,
+		"service_name": supported,
+	}},
+	{"envoy.config.endpoint.v3.ClusterLoadAssignment", map[string]Field{
+		"cluster_name": supported,
+		"endpoints":    supported,
+	}},
+	{"envoy.config.endpoint.v3.LocalityLbEndpoints", map[string]Field{
+		"lb_endpoints": supported,
+		"locality":     ignored,
+		"metadata":     ignored,
+	}},
+	{"envoy.config.endpoint.v3.LbEndpoint", map[string]Field{
+		"endpoint":              supported,
+		"load_balancing_weight": supported,
+		"metadata":              ignored,
+	}},
+	{"envoy.config.endpoint.v3.Endpoint", map[string]Field{
+		"address": supported,
+	}},
+	{UpstreamHTTPOptions, map[string]Field{
+		"common_http_protocol_options":   supported,
+		"explicit_http_config":           supported,
+		"use_downstream_protocol_config": supported,
+	}},
+	{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", map[string]Field{
+		"http_protocol_options":  supported,
+		"http2_protocol_options": supported,
+	}},
+	{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig", map[string]Field{
+		"http_protocol_options":  supported,
+		"http2_protocol_options": supported,
+	}},
+
+	// TLS.
+	{DownstreamTLSContext, map[string]Field{
+		"common_tls_context":         supported,
+		"require_client_certificate": supported,
+	}},
+	{UpstreamTLSContext, map[string]Field{
+		"common_tls_context": supported,
+		"sni":                supported,
+	}},
+	{"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext", map[string]Field{
+		"tls_params":         supported,
+		"tls_certificates":   supported,
+		"validation_context": supported,
+		"alpn_protocols":     note(supported, "downstream only; upstream ALPN follows the cluster's protocol"),
+	}},
+	{"envoy.extensions.transport_sockets.tls.v3.TlsParameters", map[string]Field{
+		"tls_minimum_protocol_version": enums("TLS_AUTO", "TLSv1_2", "TLSv1_3"),
+		"tls_maximum_protocol_version": enums("TLS_AUTO", "TLSv1_2", "TLSv1_3"),
+	}},
+	{"envoy.extensions.transport_sockets.tls.v3.TlsCertificate", map[string]Field{
+		"certificate_chain": supported,
+		"private_key":       supported,
+	}},
+	{"envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext", map[string]Field{
+		"trusted_ca": supported,
+	}},
+}
+
+// wellKnown messages are leaves: their content is a value, not config.
+var wellKnown = map[protoreflect.FullName]bool{
+	"google.protobuf.Duration":    true,
+	"google.protobuf.Timestamp":   true,
+	"google.protobuf.BoolValue":   true,
+	"google.protobuf.UInt32Value": true,
+	"google.protobuf.UInt64Value": true,
+	"google.protobuf.Int32Value":  true,
+	"google.protobuf.Int64Value":  true,
+	"google.protobuf.DoubleValue": true,
+	"google.protobuf.FloatValue":  true,
+	"google.protobuf.StringValue": true,
+	"google.protobuf.BytesValue":  true,
+	"google.protobuf.Struct":      true,
+	"google.protobuf.Value":       true,
+	"google.protobuf.ListValue":   true,
+	"google.protobuf.Empty":       true,
+}
+
+// rules indexes Messages by name.
+var rules = func() map[protoreflect.FullName]map[string]Field {
+	m := make(map[protoreflect.FullName]map[string]Field, len(Messages))
+	for _, msg := range Messages {
+		m[msg.Name] = msg.Fields
+	}
+	return m
+}()
