@@ -1,0 +1,271 @@
+package listener
+
+import (
+	"crypto/tls"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Defaults applied when a setting is zero (documented in config.go).
+const (
+	defaultMaxRequestHeadersBytes = 60 << 10
+	defaultRequestHeadersTimeout  = 10 * time.Second
+	defaultIdleTimeout            = time.Hour
+	defaultMaxConcurrentStreams   = 1000
+)
+
+const (
+	protoH2    = "h2"
+	protoHTTP1 = "http/1.1"
+)
+
+// chainServer is one filter chain with its own http.Server, fed through
+// an in-memory listener.
+type chainServer struct {
+	name     string
+	match    ChainMatch
+	tls      *tls.Config // nil for plaintext
+	settings HTTPSettings
+	srv      *http.Server
+	ln       *chanListener
+}
+
+func withDefaults(s HTTPSettings) HTTPSettings {
+	if s.MaxRequestHeadersBytes <= 0 {
+		s.MaxRequestHeadersBytes = defaultMaxRequestHeadersBytes
+	}
+	if s.RequestHeadersTimeout <= 0 {
+		s.RequestHeadersTimeout = defaultRequestHeadersTimeout
+	}
+	if s.IdleTimeout <= 0 {
+		s.IdleTimeout = defaultIdleTimeout
+	}
+	if s.MaxConcurrentStreams == 0 {
+		s.MaxConcurrentStreams = defaultMaxConcurrentStreams
+	}
+	return s
+}
+
+func validateChain(fc *FilterChain) error {
+	if fc.Handler == nil {
+		return fmt.Errorf("filter chain %q: %w: no handler", fc.Name, ErrInvalidConfig)
+	}
+	switch fc.Match.TransportProtocol {
+	case "":
+	case "tls":
+		if fc.TLS == nil {
+			return fmt.Errorf("filter chain %q: %w: transport_protocol tls without a TLS context (TLS passthrough is not supported)", fc.Name, ErrInvalidConfig)
+		}
+	case "raw_buffer":
+		if fc.TLS != nil {
+			return fmt.Errorf("filter chain %q: %w: transport_protocol raw_buffer with a TLS context", fc.Name, ErrInvalidConfig)
+		}
+	default:
+		return fmt.Errorf("filter chain %q: %w: transport_protocol %q is not supported", fc.Name, ErrInvalidConfig, fc.Match.TransportProtocol)
+	}
+	if fc.TLS == nil && (len(fc.Match.ServerNames) > 0 || len(fc.Match.ALPN) > 0) {
+		return fmt.Errorf("filter chain %q: %w: server_names/application_protocols need TLS, the chain can never match", fc.Name, ErrInvalidConfig)
+	}
+	if fc.HTTP.Codec > CodecHTTP2 {
+		return fmt.Errorf("filter chain %q: %w: unknown codec %d", fc.Name, ErrInvalidConfig, fc.HTTP.Codec)
+	}
+	return nil
+}
+
+func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logger) *chainServer {
+	set := withDefaults(fc.HTTP)
+	cs := &chainServer{
+		name:     fc.Name,
+		match:    fc.Match,
+		settings: set,
+		ln:       newChanListener(addr),
+	}
+	var protos http.Protocols
+	switch set.Codec {
+	case CodecHTTP1:
+		protos.SetHTTP1(true)
+	case CodecHTTP2:
+		protos.SetHTTP2(true)
+		protos.SetUnencryptedHTTP2(fc.TLS == nil)
+	default:
+		protos.SetHTTP1(true)
+		protos.SetHTTP2(true)
+		protos.SetUnencryptedHTTP2(fc.TLS == nil)
+	}
+	if fc.TLS != nil {
+		cs.tls = tlsForCodec(fc.TLS, set.Codec)
+	}
+	streams := int(min(uint64(set.MaxConcurrentStreams), math.MaxInt32))
+	cs.srv = &http.Server{
+		Handler: &guardHandler{
+			next:           fc.Handler,
+			maxHeaderBytes: set.MaxRequestHeadersBytes,
+			stats:          st,
+		},
+		// The framing scanner (HTTP/1.1) and the guard handler (HTTP/2)
+		// enforce the exact limit with a 431. net/http's own limit only
+		// bounds memory; it sits above ours so that an HTTP/2 peer, which
+		// is told net/http's limit in SETTINGS, sends the request and gets
+		// the 431 instead of failing locally.
+		MaxHeaderBytes:    set.MaxRequestHeadersBytes + 8<<10,
+		ReadHeaderTimeout: set.RequestHeadersTimeout,
+		IdleTimeout:       set.IdleTimeout,
+		Protocols:         &protos,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: streams},
+		ConnContext:       connContext,
+		ConnState:         connState,
+		ErrorLog: logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{
+			ForceLevel: hclog.Debug,
+		}),
+	}
+	return cs
+}
+
+// tlsForCodec clones the chain's TLS config and makes its ALPN list agree
+// with the codec, so a client is never offered a protocol the chain's
+// server refuses.
+func tlsForCodec(in *tls.Config, codec Codec) *tls.Config {
+	c := in.Clone()
+	allowed := []string{protoH2, protoHTTP1}
+	switch codec {
+	case CodecHTTP1:
+		allowed = []string{protoHTTP1}
+	case CodecHTTP2:
+		allowed = []string{protoH2}
+	}
+	if len(c.NextProtos) == 0 {
+		c.NextProtos = allowed
+		return c
+	}
+	c.NextProtos = slices.DeleteFunc(slices.Clone(c.NextProtos), func(p string) bool {
+		return !slices.Contains(allowed, p)
+	})
+	return c
+}
+
+// chainSelector picks the filter chain for a connection.
+type chainSelector struct {
+	plain *chainServer // the plaintext chain, if any
+	// TLS chains by SNI, Envoy's order: exact name, then the longest
+	// matching "*.suffix", then chains without server names.
+	exact    map[string][]*chainServer
+	wildcard []wildcardChains // longest suffix first
+	anySNI   []*chainServer
+	def      *chainServer
+	hasTLS   bool
+	hasPlain bool
+}
+
+type wildcardChains struct {
+	suffix string // ".example.com"
+	chains []*chainServer
+}
+
+func newChainSelector(chains []*chainServer, def *chainServer) *chainSelector {
+	s := &chainSelector{exact: map[string][]*chainServer{}, def: def}
+	wild := map[string][]*chainServer{}
+	for _, c := range chains {
+		if c.tls == nil {
+			s.hasPlain = true
+			if s.plain == nil {
+				s.plain = c
+			}
+			continue
+		}
+		s.hasTLS = true
+		if len(c.match.ServerNames) == 0 {
+			s.anySNI = append(s.anySNI, c)
+			continue
+		}
+		for _, n := range c.match.ServerNames {
+			n = strings.ToLower(n)
+			if suffix, ok := strings.CutPrefix(n, "*"); ok {
+				wild[suffix] = append(wild[suffix], c)
+			} else {
+				s.exact[n] = append(s.exact[n], c)
+			}
+		}
+	}
+	for suffix, cs := range wild {
+		s.wildcard = append(s.wildcard, wildcardChains{suffix: suffix, chains: cs})
+	}
+	sort.Slice(s.wildcard, func(i, j int) bool {
+		if len(s.wildcard[i].suffix) != len(s.wildcard[j].suffix) {
+			return len(s.wildcard[i].suffix) > len(s.wildcard[j].suffix)
+		}
+		return s.wildcard[i].suffix < s.wildcard[j].suffix
+	})
+	if def != nil {
+		if def.tls != nil {
+			s.hasTLS = true
+		} else {
+			s.hasPlain = true
+		}
+	}
+	return s
+}
+
+// forPlaintext returns the chain for a plaintext connection, or nil.
+func (s *chainSelector) forPlaintext() *chainServer {
+	if s.plain != nil {
+		return s.plain
+	}
+	if s.def != nil && s.def.tls == nil {
+		return s.def
+	}
+	return nil
+}
+
+// forTLS returns the chain for a TLS ClientHello, or nil.
+func (s *chainSelector) forTLS(sni string, alpn []string) *chainServer {
+	sni = strings.ToLower(strings.TrimSuffix(sni, "."))
+	if sni != "" {
+		if c := pickALPN(s.exact[sni], alpn); c != nil {
+			return c
+		}
+		for _, w := range s.wildcard {
+			// "*.example.com" matches any name below example.com, not
+			// example.com itself.
+			if len(sni) > len(w.suffix) && strings.HasSuffix(sni, w.suffix) {
+				if c := pickALPN(w.chains, alpn); c != nil {
+					return c
+				}
+			}
+		}
+	}
+	if c := pickALPN(s.anySNI, alpn); c != nil {
+		return c
+	}
+	if s.def != nil && s.def.tls != nil {
+		return s.def
+	}
+	return nil
+}
+
+// pickALPN prefers the first chain whose ALPN list intersects the client's
+// offer, then the first chain with no ALPN condition (Envoy's order).
+func pickALPN(chains []*chainServer, offered []string) *chainServer {
+	var fallback *chainServer
+	for _, c := range chains {
+		if len(c.match.ALPN) == 0 {
+			if fallback == nil {
+				fallback = c
+			}
+			continue
+		}
+		for _, p := range c.match.ALPN {
+			if slices.Contains(offered, p) {
+				return c
+			}
+		}
+	}
+	return fallback
+}
