@@ -1,0 +1,201 @@
+package telemetry
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// scrape serves the registry with promhttp on loopback and returns the
+// text exposition.
+func scrape(t *testing.T, m *Metrics) string {
+	t.Helper()
+	srv := httptest.NewServer(promhttp.HandlerFor(m.Gatherer(), promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape status %d: %s", resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+func TestMetricsExposition(t *testing.T) {
+	m := NewMetrics()
+	l := m.Listener("ingress")
+	l.ConnOpened()
+	l.ConnOpened()
+	l.ConnClosed()
+	l.RecordRequest(200, 3*time.Millisecond)
+	l.RecordRequest(204, 40*time.Second) // beyond the last bucket
+	l.RecordRequest(503, time.Millisecond)
+	l.RecordRequest(0, time.Millisecond) // nothing sent: no class, duration observed
+
+	c := m.Cluster("backend")
+	c.RequestStarted()
+	c.RequestDone(404, 2*time.Millisecond)
+	c.RequestStarted()
+	c.RequestFailed(ErrReset)
+	c.RequestStarted() // still in flight
+	c.Error(ErrNoHealthy)
+	c.ConnectFailed()
+	c.Retried()
+	m.SetServerState(StateLive)
+	m.ConfigUpdate(true)
+	m.ConfigUpdate(false)
+	m.ConfigUpdate(true)
+
+	text := scrape(t, m)
+	want := []string{
+		`outrigger_downstream_rq_total{code_class="2xx",listener="ingress"} 2`,
+		`outrigger_downstream_rq_total{code_class="5xx",listener="ingress"} 1`,
+		`outrigger_downstream_rq_total{code_class="1xx",listener="ingress"} 0`,
+		`outrigger_downstream_rq_duration_seconds_count{listener="ingress"} 4`,
+		`outrigger_downstream_rq_duration_seconds_bucket{listener="ingress",le="0.0001"} 0`,
+		`outrigger_downstream_rq_duration_seconds_bucket{listener="ingress",le="0.005"} 3`,
+		`outrigger_downstream_rq_duration_seconds_bucket{listener="ingress",le="30"} 3`,
+		`outrigger_downstream_rq_duration_seconds_bucket{listener="ingress",le="+Inf"} 4`,
+		`outrigger_downstream_cx_total{listener="ingress"} 2`,
+		`outrigger_downstream_cx_active{listener="ingress"} 1`,
+		`outrigger_upstream_rq_total{cluster="backend",code_class="4xx"} 1`,
+		`outrigger_upstream_rq_duration_seconds_count{cluster="backend"} 1`,
+		`outrigger_upstream_rq_error_total{cluster="backend",kind="reset"} 1`,
+		`outrigger_upstream_rq_error_total{cluster="backend",kind="no_healthy"} 1`,
+		`outrigger_upstream_rq_error_total{cluster="backend",kind="timeout"} 0`,
+		`outrigger_upstream_rq_error_total{cluster="backend",kind="connect_failure"} 0`,
+		`outrigger_upstream_rq_active{cluster="backend"} 1`,
+		`outrigger_upstream_cx_connect_fail_total{cluster="backend"} 1`,
+		`outrigger_upstream_rq_retry_total{cluster="backend"} 1`,
+		`outrigger_server_live 1`,
+		`outrigger_server_state 0`,
+		`outrigger_config_update_total{result="accepted"} 2`,
+		`outrigger_config_update_total{result="rejected"} 1`,
+		`go_goroutines `,
+		`process_cpu_seconds_total `,
+		`# TYPE outrigger_downstream_rq_duration_seconds histogram`,
+	}
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("scrape lacks %q", w)
+		}
+	}
+	if t.Failed() {
+		t.Logf("scrape:\n%s", text)
+	}
+}
+
+func TestMetricsServerState(t *testing.T) {
+	tests := []struct {
+		state    ServerState
+		wantLive string
+		wantName string
+	}{
+		{StatePreInitializing, "outrigger_server_live 0", "PRE_INITIALIZING"},
+		{StateLive, "outrigger_server_live 1", "LIVE"},
+		{StateDraining, "outrigger_server_live 0", "DRAINING"},
+	}
+	m := NewMetrics()
+	if text := scrape(t, m); !strings.Contains(text, "outrigger_server_state 2") {
+		t.Errorf("a new server should be pre-initializing")
+	}
+	for _, tt := range tests {
+		t.Run(tt.wantName, func(t *testing.T) {
+			m.SetServerState(tt.state)
+			text := scrape(t, m)
+			if !strings.Contains(text, tt.wantLive) {
+				t.Errorf("scrape lacks %q", tt.wantLive)
+			}
+			if tt.state.String() != tt.wantName {
+				t.Errorf("String() = %q, want %q", tt.state.String(), tt.wantName)
+			}
+		})
+	}
+}
+
+func TestMetricsHandlesSurviveAndRetain(t *testing.T) {
+	m := NewMetrics()
+	a := m.Listener("a")
+	if m.Listener("a") != a {
+		t.Fatal("Listener returned a new handle for a known name")
+	}
+	a.RecordRequest(200, time.Millisecond)
+	m.Listener("b").RecordRequest(200, time.Millisecond)
+	m.Cluster("x").RequestDone(200, time.Millisecond)
+	m.Cluster("y").RequestDone(200, time.Millisecond)
+
+	// A config update keeps a and x, drops b and y.
+	m.RetainListeners([]string{"a", "new"})
+	m.RetainClusters([]string{"x"})
+	if m.Listener("a") != a {
+		t.Error("a retained listener lost its handle")
+	}
+	text := scrape(t, m)
+	for _, gone := range []string{`listener="b"`, `cluster="y"`} {
+		if strings.Contains(text, gone) {
+			t.Errorf("series with %s still exported after Retain", gone)
+		}
+	}
+	for _, kept := range []string{
+		`outrigger_downstream_rq_total{code_class="2xx",listener="a"} 1`,
+		`outrigger_upstream_rq_total{cluster="x",code_class="2xx"} 1`,
+	} {
+		if !strings.Contains(text, kept) {
+			t.Errorf("scrape lacks retained %q", kept)
+		}
+	}
+	// A name that comes back starts from zero.
+	if m.Listener("b") == nil || strings.Contains(scrape(t, m), `outrigger_downstream_rq_total{code_class="2xx",listener="b"} 1`) {
+		t.Error("a re-added listener kept its old count")
+	}
+}
+
+func TestErrorKindString(t *testing.T) {
+	for k, want := range map[ErrorKind]string{
+		ErrConnectFailure: "connect_failure", ErrReset: "reset", ErrTimeout: "timeout",
+		ErrNoHealthy: "no_healthy", ErrorKind(99): "unknown", ErrorKind(-1): "unknown",
+	} {
+		if got := k.String(); got != want {
+			t.Errorf("ErrorKind(%d).String() = %q, want %q", int(k), got, want)
+		}
+	}
+}
+
+func TestRecordingDoesNotAllocate(t *testing.T) {
+	m := NewMetrics()
+	l, c := m.Listener("l"), m.Cluster("c")
+	n := testing.AllocsPerRun(1000, func() { recordOne(l, c) })
+	if n != 0 {
+		t.Errorf("recording a request allocates %v times, want 0", n)
+	}
+}
+
+func recordOne(l *ListenerStats, c *ClusterStats) {
+	l.ConnOpened()
+	c.RequestStarted()
+	c.RequestDone(200, 1500*time.Microsecond)
+	l.RecordRequest(200, 2*time.Millisecond)
+	l.ConnClosed()
+}
+
+func BenchmarkRecordRequest(b *testing.B) {
+	m := NewMetrics()
+	l, c := m.Listener("l"), m.Cluster("c")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			recordOne(l, c)
+		}
+	})
+}
