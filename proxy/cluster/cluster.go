@@ -1,0 +1,223 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/outrigger-mesh/outrigger/proxy/lb"
+	"github.com/outrigger-mesh/outrigger/proxy/transport"
+)
+
+// Host is the balancer's view of one upstream address.
+type Host = lb.Host
+
+// Cluster is one upstream cluster at run time. Pick and RoundTrip are the
+// hot path: they take no lock and Pick allocates nothing.
+type Cluster struct {
+	name  string
+	log   hclog.Logger
+	cfg   atomic.Pointer[Config]
+	hosts atomic.Pointer[hostSet]
+	gen   atomic.Pointer[generation]
+	stats Stats
+
+	hostsMu sync.Mutex // serializes host-set writers (Update, DNS)
+	ready   chan struct{}
+	readyMu sync.Once
+	dns     *dnsRunner // nil unless STRICT_DNS or LOGICAL_DNS
+}
+
+// generation is one transport with the requests it is carrying, so a
+// transport replaced by a config update can close its pool once they end.
+type generation struct {
+	tr      *transport.Transport
+	active  atomic.Int64
+	retired atomic.Bool
+}
+
+func (g *generation) release() {
+	if g.active.Add(-1) == 0 && g.retired.Load() {
+		g.tr.CloseIdleConnections()
+	}
+}
+
+// retire closes idle connections now and again when the last request in
+// flight ends. A connection that goes idle later still closes at the idle
+// timeout.
+func (g *generation) retire() {
+	g.retired.Store(true)
+	g.tr.CloseIdleConnections()
+}
+
+// Name is the cluster's name.
+func (c *Cluster) Name() string { return c.name }
+
+// Config returns the configuration in force. Callers must not modify it.
+func (c *Cluster) Config() *Config { return c.cfg.Load() }
+
+// Ready is closed once the cluster knows its hosts: at once for STATIC,
+// after the first resolution attempt (successful or not) for the DNS kinds.
+func (c *Cluster) Ready() <-chan struct{} { return c.ready }
+
+func (c *Cluster) markReady() { c.readyMu.Do(func() { close(c.ready) }) }
+
+// Pick chooses the host for the next request.
+func (c *Cluster) Pick() (*Host, error) {
+	if h := c.hosts.Load().picker.Pick(); h != nil {
+		return h, nil
+	}
+	return nil, ErrNoHealthyUpstream
+}
+
+// Hosts returns the current hosts. Callers must not modify the slice.
+func (c *Cluster) Hosts() []*Host { return c.hosts.Load().hosts }
+
+// Stats returns the cluster's counters.
+func (c *Cluster) Stats() *Stats { return &c.stats }
+
+// RoundTrip sends req to h, a host this cluster picked. It points the
+// request's URL at h (scheme from the cluster's TLS setting), chooses the
+// protocol, and counts the request on the host and the cluster until its
+// response body is read to the end or closed. Errors are *transport.Error
+// (connect failure, reset, timeout, canceled), also when reading the body.
+// A 101 response's body is an io.ReadWriteCloser, as with net/http.
+func (c *Cluster) RoundTrip(req *http.Request, h *Host) (*http.Response, error) {
+	g := c.gen.Load()
+	g.active.Add(1)
+	req.URL.Scheme = g.tr.Scheme()
+	req.URL.Host = h.Address
+	c.stats.RqTotal.Add(1)
+	c.stats.RqActive.Add(1)
+	h.Stats.RqTotal.Add(1)
+	h.Stats.RqActive.Add(1)
+
+	ctx := req.Context()
+	resp, err := g.tr.RoundTrip(req)
+	if err != nil {
+		c.finish(g, h, 0, err)
+		return nil, err
+	}
+	b := &body{rc: resp.Body, c: c, g: g, h: h, ctx: ctx, status: resp.StatusCode}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if w, ok := resp.Body.(io.Writer); ok {
+			resp.Body = &upgradeBody{body: b, w: w}
+			return resp, nil
+		}
+	}
+	resp.Body = b
+	return resp, nil
+}
+
+// finish ends one request's accounting. status is 0 when no response came.
+func (c *Cluster) finish(g *generation, h *Host, status int, err error) {
+	c.stats.RqActive.Add(-1)
+	h.Stats.RqActive.Add(-1)
+	switch transport.KindOf(err) {
+	case 0:
+		if err == nil && status < 500 {
+			h.Stats.RqSuccess.Add(1)
+		} else {
+			h.Stats.RqError.Add(1)
+		}
+		if err == nil {
+			c.stats.RqCompleted.Add(1)
+		}
+	case transport.KindConnect:
+		c.stats.RqConnectFail.Add(1)
+		h.Stats.RqError.Add(1)
+	case transport.KindReset:
+		c.stats.RqReset.Add(1)
+		h.Stats.RqError.Add(1)
+	case transport.KindTimeout:
+		c.stats.RqTimeout.Add(1)
+		h.Stats.RqTimeout.Add(1)
+		h.Stats.RqError.Add(1)
+	case transport.KindCanceled:
+		c.stats.RqCanceled.Add(1)
+	}
+	if status >= 500 {
+		c.stats.Rq5xx.Add(1)
+	}
+	g.release()
+}
+
+// body counts the request as active until the body ends and classifies
+// read errors. It is the one allocation RoundTrip adds per request.
+type body struct {
+	rc     io.ReadCloser
+	c      *Cluster
+	g      *generation
+	h      *Host
+	ctx    context.Context
+	status int
+	done   atomic.Bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	switch {
+	case err == nil:
+	case err == io.EOF:
+		b.end(nil)
+	case b.done.Load():
+		// Read after Close: not the upstream's failure.
+	default:
+		err = transport.Classify(b.ctx, b.h.Address, err, true)
+		b.end(err)
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	err := b.rc.Close()
+	b.end(nil)
+	return err
+}
+
+func (b *body) end(err error) {
+	if b.done.CompareAndSwap(false, true) {
+		b.c.finish(b.g, b.h, b.status, err)
+	}
+}
+
+// upgradeBody keeps a 101 response's body writable (WebSocket tunnels).
+type upgradeBody struct {
+	*body
+	w io.Writer
+}
+
+func (u *upgradeBody) Write(p []byte) (int, error) { return u.w.Write(p) }
+
+// ConnOpened implements transport.ConnObserver for cx_total and cx_active.
+func (c *Cluster) ConnOpened(addr string) func() {
+	c.stats.CxTotal.Add(1)
+	c.stats.CxActive.Add(1)
+	h := c.hosts.Load().byAddr[addr]
+	if h != nil {
+		h.Stats.CxTotal.Add(1)
+		h.Stats.CxActive.Add(1)
+	}
+	return func() {
+		c.stats.CxActive.Add(-1)
+		if h != nil {
+			h.Stats.CxActive.Add(-1)
+		}
+	}
+}
+
+// ConnectFailed implements transport.ConnObserver for cx_connect_fail.
+func (c *Cluster) ConnectFailed(addr string, err *transport.Error) {
+	c.stats.CxConnectFail.Add(1)
+	if transport.ConnectTimeout(err) {
+		c.stats.CxConnectTimeout.Add(1)
+	}
+	if h := c.hosts.Load().byAddr[addr]; h != nil {
+		h.Stats.CxConnectFail.Add(1)
+	}
+	c.log.Debug("upstream connect failed", "address", addr, "error", err)
+}

@@ -1,0 +1,85 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Defaults Envoy applies when a field is unset.
+const (
+	DefaultDNSRefreshRate = 5 * time.Second
+	DefaultConnectTimeout = 5 * time.Second
+)
+
+// ErrNoHealthyUpstream is returned by Pick when no host is available.
+var ErrNoHealthyUpstream = errors.New("no healthy upstream")
+
+// Validate checks what the runtime relies on. It is pure: defaults are
+// applied where the config is used, not written back.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("cluster name is empty")
+	}
+	switch c.Discovery {
+	case Static, StrictDNS, LogicalDNS:
+	case EDS:
+		return fmt.Errorf("cluster %q: discovery type EDS is not supported yet", c.Name)
+	default:
+		return fmt.Errorf("cluster %q: unknown discovery type %d", c.Name, c.Discovery)
+	}
+	if c.Protocol > UseDownstreamProto {
+		return fmt.Errorf("cluster %q: unknown protocol %d", c.Name, c.Protocol)
+	}
+	if c.DNSFamily > DNSAll {
+		return fmt.Errorf("cluster %q: unknown DNS lookup family %d", c.Name, c.DNSFamily)
+	}
+	if c.Discovery == LogicalDNS && len(c.Endpoints) != 1 {
+		return fmt.Errorf("cluster %q: LOGICAL_DNS needs exactly one endpoint, got %d", c.Name, len(c.Endpoints))
+	}
+	for i, ep := range c.Endpoints {
+		if err := validateEndpoint(c.Discovery, ep.Address); err != nil {
+			return fmt.Errorf("cluster %q: endpoints[%d]: %w", c.Name, i, err)
+		}
+	}
+	if c.ConnectTimeout < 0 || c.IdleTimeout < 0 || c.DNSRefreshRate < 0 {
+		return fmt.Errorf("cluster %q: negative duration", c.Name)
+	}
+	return nil
+}
+
+func validateEndpoint(d Discovery, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("address %q: port must be 1-65535", addr)
+	}
+	if host == "" {
+		return fmt.Errorf("address %q: empty host", addr)
+	}
+	if d == Static {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("address %q: STATIC clusters need an IP address, not a name (use STRICT_DNS or LOGICAL_DNS)", addr)
+		}
+	}
+	return nil
+}
+
+func (c *Config) dnsRefreshRate() time.Duration {
+	if c.DNSRefreshRate > 0 {
+		return c.DNSRefreshRate
+	}
+	return DefaultDNSRefreshRate
+}
+
+func (c *Config) connectTimeout() time.Duration {
+	if c.ConnectTimeout > 0 {
+		return c.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}

@@ -1,0 +1,341 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outrigger-mesh/outrigger/proxy/lb"
+	"github.com/outrigger-mesh/outrigger/proxy/router"
+)
+
+// Upstream is what forwarding needs of a cluster (proxy/cluster's Cluster
+// is one): a host per attempt, and a round trip to it.
+type Upstream interface {
+	// Pick chooses the host for one attempt.
+	Pick() (*lb.Host, error)
+	// RoundTrip sends req to h; it fills in the URL's scheme and host and
+	// picks the protocol.
+	RoundTrip(req *http.Request, h *lb.Host) (*http.Response, error)
+}
+
+// Params says how to forward one request. The connection manager fills it
+// from the matched route.
+type Params struct {
+	Upstream Upstream
+	// Classify maps Pick and RoundTrip errors to reasons.
+	Classify Classifier
+	// Path replaces the request's path when non-empty (rewrites done).
+	Path string
+	// Host replaces the authority when non-empty; AutoHost uses the
+	// endpoint's address instead.
+	Host     string
+	AutoHost bool
+	// Timeout bounds the whole exchange until the response body is done;
+	// 0 disables. IdleTimeout resets the stream after that long without a
+	// byte moving either way; 0 disables.
+	Timeout     time.Duration
+	IdleTimeout time.Duration
+	// Upgrade is the allowed upgrade type of this request ("websocket"),
+	// empty when the request is no upgrade.
+	Upgrade string
+	// ServerName overwrites the upstream's server header unless empty.
+	ServerName string
+	// Table, VHost, Route and Weighted name the match whose response
+	// header edits apply (Table nil: none).
+	Table    *router.Table
+	VHost    *router.VirtualHost
+	Route    *router.Route
+	Weighted *router.WeightedCluster
+}
+
+// Result says what happened, for the access log and metrics.
+type Result struct {
+	Status        int
+	Flag          string
+	UpstreamHost  string
+	BytesReceived int64 // request body bytes read from the client
+	BytesSent     int64 // response body bytes written to the client
+	GRPCStatus    string
+	// Abort is set when the response was cut mid-stream: the caller must
+	// reset the downstream stream (panic(http.ErrAbortHandler)) after
+	// logging, so the client never mistakes a truncated body for a whole one.
+	Abort bool
+}
+
+var (
+	errRouteTimeout = errors.New("upstream request timeout")
+	errStreamIdle   = errors.New("stream idle timeout")
+)
+
+// bufPool holds the copy buffers: a fresh 32 KiB per request is a known cost
+// of naive Go proxies.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+// Forward sends r upstream per p and writes the response to w. r.Header is
+// modified in place (hop-by-hop headers are the caller's to strip first).
+func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
+	var res Result
+	host, err := p.Upstream.Pick()
+	if err != nil {
+		reason := ReasonNoHealthyUpstream
+		if p.Classify != nil {
+			if rs, ok := p.Classify(err); ok {
+				reason = rs
+			}
+		}
+		res.Status = WriteLocalReply(w, r, reason, "")
+		res.Flag = reason.Flag()
+		return res
+	}
+	res.UpstreamHost = host.Address
+
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(context.Canceled)
+	var tm *streamTimer
+	if p.Timeout > 0 || p.IdleTimeout > 0 {
+		tm = startStreamTimer(p.Timeout, p.IdleTimeout, cancel)
+		defer tm.stop()
+	}
+
+	out := r.WithContext(ctx)
+	u := *r.URL
+	out.URL = &u
+	if p.Path != "" {
+		u.Path = p.Path
+		u.RawPath = ""
+	}
+	out.RequestURI = ""
+	out.Close = false
+	switch {
+	case p.AutoHost:
+		out.Host = res.UpstreamHost
+	case p.Host != "":
+		out.Host = p.Host
+	}
+	var body *countingBody
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		out.Body = nil
+		out.ContentLength = 0
+	} else {
+		body = &countingBody{rc: r.Body, tm: tm}
+		out.Body = body
+	}
+
+	resp, err := p.Upstream.RoundTrip(out, host)
+	if body != nil {
+		res.BytesReceived = body.n
+	}
+	if err != nil {
+		reason := classify(ctx, r.Context(), err, p.Classify)
+		res.Flag = reason.Flag()
+		res.Status = WriteLocalReply(w, r, reason, "")
+		return res
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if tm != nil {
+			tm.disableDeadline() // an upgraded stream lives as long as it is active
+		}
+		return serveUpgrade(w, r, resp, p, tm, res)
+	}
+
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	removeHopByHop(h)
+	announced := 0
+	if len(resp.Trailer) > 0 {
+		keys := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		h["Trailer"] = []string{strings.Join(keys, ", ")}
+		announced = len(keys)
+	}
+	if p.ServerName != "" {
+		h["Server"] = []string{p.ServerName}
+	}
+	if p.Table != nil {
+		p.Table.EditResponse(h, p.VHost, p.Route, p.Weighted)
+	}
+	if gs := resp.Header["Grpc-Status"]; len(gs) > 0 {
+		res.GRPCStatus = gs[0]
+	}
+	w.WriteHeader(resp.StatusCode)
+	res.Status = resp.StatusCode
+
+	// Flush every chunk when the length is unknown (streams, gRPC, SSE): a
+	// stream must reach the client as it is produced.
+	flush := resp.ContentLength < 0
+	n, werr, rerr := copyBody(w, resp.Body, flush, tm)
+	res.BytesSent = n
+	if body != nil {
+		res.BytesReceived = body.n
+	}
+	switch {
+	case werr != nil || r.Context().Err() != nil:
+		res.Flag = FlagDownstreamTerm
+		res.Abort = true
+		return res
+	case rerr != nil:
+		reason := classify(ctx, r.Context(), rerr, p.Classify)
+		res.Flag = reason.Flag()
+		res.Abort = true
+		return res
+	}
+
+	if len(resp.Trailer) > 0 {
+		for k, vv := range resp.Trailer {
+			if announced > 0 {
+				h[k] = vv
+			} else {
+				h[http.TrailerPrefix+k] = vv
+			}
+		}
+		if gs := resp.Trailer["Grpc-Status"]; len(gs) > 0 {
+			res.GRPCStatus = gs[0]
+		}
+	}
+	return res
+}
+
+// copyBody streams src to w with a pooled buffer. It returns the bytes
+// written and which side failed, if any.
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool, tm *streamTimer) (int64, error, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var written int64
+	var rc *http.ResponseController
+	if flush {
+		rc = http.NewResponseController(w)
+	}
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			if tm != nil {
+				tm.touch()
+			}
+			nw, werr := w.Write(buf[:nr])
+			written += int64(nw)
+			if werr != nil {
+				return written, werr, nil
+			}
+			if flush {
+				if ferr := rc.Flush(); ferr != nil {
+					return written, ferr, nil
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return written, nil, nil
+		}
+		if rerr != nil {
+			return written, nil, rerr
+		}
+	}
+}
+
+// countingBody counts request body bytes and marks stream activity.
+type countingBody struct {
+	rc io.ReadCloser
+	tm *streamTimer
+	n  int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	if n > 0 && b.tm != nil {
+		b.tm.touch()
+	}
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }
+
+// hopByHop are the headers that describe one connection, never forwarded
+// (RFC 9110 §7.6.1).
+var hopByHop = [...]string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes hop-by-hop headers and those the Connection header
+// names.
+func removeHopByHop(h http.Header) {
+	for _, f := range h["Connection"] {
+		for f != "" {
+			var name string
+			name, f, _ = strings.Cut(f, ",")
+			if name = strings.TrimSpace(name); name != "" {
+				delete(h, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+}
+
+// PrepareRequestHeaders strips hop-by-hop headers from a request about to be
+// forwarded, keeping "te: trailers" (gRPC needs it) and, for an allowed
+// upgrade, the Connection/Upgrade pair.
+func PrepareRequestHeaders(h http.Header, upgrade string) {
+	teTrailers := false
+	for _, v := range h["Te"] {
+		if headerHasToken(v, "trailers") {
+			teTrailers = true
+		}
+	}
+	var up []string
+	if upgrade != "" {
+		up = h["Upgrade"]
+	}
+	removeHopByHop(h)
+	if teTrailers {
+		h["Te"] = []string{"trailers"}
+	}
+	if upgrade != "" {
+		h["Connection"] = []string{"Upgrade"}
+		h["Upgrade"] = up
+	}
+}
+
+// headerHasToken reports whether a comma-separated header value holds token
+// (case-insensitive).
+func headerHasToken(v, token string) bool {
+	for v != "" {
+		var t string
+		t, v, _ = strings.Cut(v, ",")
+		if strings.EqualFold(strings.TrimSpace(t), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// UpgradeType returns the lower-case upgrade protocol an HTTP/1.1 request
+// asks for, or "".
+func UpgradeType(r *http.Request) string {
+	if r.ProtoMajor != 1 {
+		return ""
+	}
+	up := r.Header["Upgrade"]
+	if len(up) == 0 {
+		return ""
+	}
+	for _, c := range r.Header["Connection"] {
+		if headerHasToken(c, "upgrade") {
+			return strings.ToLower(strings.TrimSpace(up[0]))
+		}
+	}
+	return ""
+}

@@ -1,0 +1,158 @@
+// Package forward is the router filter's data path: it sends one request to
+// an upstream endpoint, streams the body both ways, relays trailers and
+// upgrades, and turns every failure into exactly one local reply. It is the
+// only place that maps a proxy-side error to an HTTP status or a gRPC
+// status.
+package forward
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Response flags, as Envoy's access log spells them.
+const (
+	FlagNoRoute            = "NR"
+	FlagNoCluster          = "NC"
+	FlagNoHealthyUpstream  = "UH"
+	FlagUpstreamConnFail   = "UF"
+	FlagUpstreamTimeout    = "UT"
+	FlagUpstreamReset      = "UC"
+	FlagDownstreamTerm     = "DC"
+	FlagStreamIdleTimeout  = "SI"
+	FlagUpgradeFailed      = "UPE"
+	FlagInvalidRequest     = "DPE"
+	FlagDirectResponse     = "DR"
+	FlagRedirect           = "RD"
+	FlagLocalReset         = "LR"
+	FlagUpstreamProtoError = "UPE"
+)
+
+// StatusClientClosed is nginx's 499: logged when the client went away
+// before a response was sent. It is never written to the wire.
+const StatusClientClosed = 499
+
+// Reason is why the proxy itself answered or gave up.
+type Reason uint8
+
+const (
+	ReasonNoRoute Reason = iota + 1
+	ReasonNoCluster
+	ReasonNoHealthyUpstream
+	ReasonConnectFailure
+	ReasonUpstreamTimeout
+	ReasonUpstreamReset
+	ReasonStreamIdleTimeout
+	ReasonClientGone
+	ReasonUpgradeRejected
+	ReasonBadRequest
+)
+
+// localReply is the one table from reason to what the client sees.
+var localReply = [...]struct {
+	status int
+	grpc   int // grpc-status when the request is gRPC
+	flag   string
+	body   string
+}{
+	ReasonNoRoute:           {http.StatusNotFound, 12, FlagNoRoute, "route not found"},
+	ReasonNoCluster:         {http.StatusServiceUnavailable, 14, FlagNoCluster, "cluster not found"},
+	ReasonNoHealthyUpstream: {http.StatusServiceUnavailable, 14, FlagNoHealthyUpstream, "no healthy upstream"},
+	ReasonConnectFailure:    {http.StatusServiceUnavailable, 14, FlagUpstreamConnFail, "upstream connect error or disconnect/reset before headers. reset reason: connection failure"},
+	ReasonUpstreamTimeout:   {http.StatusGatewayTimeout, 4, FlagUpstreamTimeout, "upstream request timeout"},
+	ReasonUpstreamReset:     {http.StatusBadGateway, 14, FlagUpstreamReset, "upstream connect error or disconnect/reset before headers. reset reason: connection termination"},
+	ReasonStreamIdleTimeout: {http.StatusGatewayTimeout, 4, FlagStreamIdleTimeout, "stream timeout"},
+	ReasonClientGone:        {StatusClientClosed, 1, FlagDownstreamTerm, "client disconnected"},
+	ReasonUpgradeRejected:   {http.StatusForbidden, 7, FlagUpgradeFailed, "upgrade not allowed"},
+	ReasonBadRequest:        {http.StatusBadRequest, 13, FlagInvalidRequest, "bad request"},
+}
+
+// Status is the HTTP status a reason maps to.
+func (r Reason) Status() int { return localReply[r].status }
+
+// Flag is the access-log response flag of a reason.
+func (r Reason) Flag() string { return localReply[r].flag }
+
+// IsGRPC reports whether a request is gRPC (content-type application/grpc,
+// optionally +proto, +json, ...).
+func IsGRPC(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return strings.HasPrefix(ct, "application/grpc") &&
+		(len(ct) == len("application/grpc") || ct[len("application/grpc")] == '+' || ct[len("application/grpc")] == ';')
+}
+
+// WriteLocalReply answers a request the proxy could not forward. gRPC
+// requests get a trailers-only gRPC response (HTTP 200, grpc-status,
+// grpc-message) so gRPC clients see a status and not a protocol error.
+// Nothing is written for ReasonClientGone.
+func WriteLocalReply(w http.ResponseWriter, r *http.Request, reason Reason, detail string) int {
+	lr := localReply[reason]
+	if reason == ReasonClientGone {
+		return lr.status
+	}
+	msg := lr.body
+	if detail != "" {
+		msg = msg + ": " + detail
+	}
+	h := w.Header()
+	if IsGRPC(r) {
+		h["Content-Type"] = []string{"application/grpc"}
+		h["Grpc-Status"] = []string{strconv.Itoa(lr.grpc)}
+		h["Grpc-Message"] = []string{grpcPercentEncode(msg)}
+		w.WriteHeader(http.StatusOK)
+		return http.StatusOK
+	}
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	h["Content-Length"] = []string{strconv.Itoa(len(msg) + 1)}
+	w.WriteHeader(lr.status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(append([]byte(msg), '\n'))
+	}
+	return lr.status
+}
+
+// grpcPercentEncode encodes a grpc-message as the gRPC spec asks: bytes
+// outside printable ASCII and '%' are percent-encoded.
+func grpcPercentEncode(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c <= 0x7e && c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// Classifier says which Reason an upstream round-trip error is. The cluster
+// package's typed errors plug in here (see Upstream).
+type Classifier func(err error) (Reason, bool)
+
+// classify maps a failed round trip to a reason. The order matters: our own
+// deadline first, then the client going away, then the transport's typed
+// errors, and a reset for anything else.
+func classify(ctx, clientCtx context.Context, err error, cls Classifier) Reason {
+	if clientCtx.Err() != nil {
+		return ReasonClientGone
+	}
+	if errors.Is(err, errStreamIdle) || context.Cause(ctx) == errStreamIdle {
+		return ReasonStreamIdleTimeout
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), errRouteTimeout) {
+		return ReasonUpstreamTimeout
+	}
+	if cls != nil {
+		if r, ok := cls(err); ok {
+			return r
+		}
+	}
+	return ReasonUpstreamReset
+}

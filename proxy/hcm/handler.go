@@ -1,0 +1,349 @@
+package hcm
+
+import (
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/outrigger-mesh/outrigger/proxy/forward"
+	"github.com/outrigger-mesh/outrigger/proxy/router"
+	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
+)
+
+// Clusters resolves a cluster name to what forwarding needs. The server
+// adapts proxy/cluster's manager to it.
+type Clusters interface {
+	Upstream(name string) (forward.Upstream, bool)
+}
+
+// Observer receives one call per finished request (metrics). It must not
+// block.
+type Observer interface {
+	Observe(e *telemetry.Entry)
+}
+
+// Deps are what the handler uses but does not own.
+type Deps struct {
+	Clusters Clusters
+	Classify forward.Classifier
+	Logs     []*telemetry.AccessLogger
+	Observer Observer
+	Logger   hclog.Logger
+	// Listener names the listener, for logs.
+	Listener string
+	// TLS says the downstream connection is TLS (x-forwarded-proto).
+	TLS bool
+}
+
+// Handler is one connection manager's request path. Its route table can be
+// swapped at run time (RDS) without a lock.
+type Handler struct {
+	cfg    Config
+	deps   Deps
+	routes atomic.Pointer[router.Table]
+	scheme string
+	server string
+}
+
+// New builds a handler; table may be nil until a route table arrives
+// (requests then get 404 like Envoy's empty route config).
+func New(cfg Config, table *router.Table, deps Deps) *Handler {
+	h := &Handler{cfg: cfg, deps: deps, scheme: "http", server: cfg.ServerName}
+	if deps.TLS {
+		h.scheme = "https"
+	}
+	if h.server == "" {
+		h.server = "outrigger"
+	}
+	if cfg.ServerHeaderPassThrough {
+		h.server = ""
+	}
+	h.routes.Store(table)
+	return h
+}
+
+// SetRoutes swaps the route table (RDS update).
+func (h *Handler) SetRoutes(t *router.Table) { h.routes.Store(t) }
+
+// Routes returns the table in force.
+func (h *Handler) Routes() *router.Table { return h.routes.Load() }
+
+// ServeHTTP runs one request through the connection manager.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	e := telemetry.Entry{
+		Start:         start,
+		Method:        r.Method,
+		Authority:     r.Host,
+		Path:          r.URL.RequestURI(),
+		Protocol:      r.Proto,
+		ClientAddress: r.RemoteAddr,
+		Listener:      h.deps.Listener,
+	}
+	if ua := r.Header["User-Agent"]; len(ua) > 0 {
+		e.UserAgent = ua[0]
+	}
+	abort := h.serve(w, r, &e)
+	e.Duration = time.Since(start)
+	for _, l := range h.deps.Logs {
+		l.Log(&e)
+	}
+	if h.deps.Observer != nil {
+		h.deps.Observer.Observe(&e)
+	}
+	if abort {
+		// Reset the downstream stream: a truncated body must not look whole.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Entry) (abort bool) {
+	hdr := r.Header
+	upgrade := forward.UpgradeType(r)
+	if upgrade != "" && !h.upgradeAllowed(upgrade) {
+		h.local(w, r, e, forward.ReasonUpgradeRejected)
+		return false
+	}
+	forward.PrepareRequestHeaders(hdr, upgrade)
+	h.forwardedFor(r)
+	e.RequestID = h.requestID(hdr)
+
+	table := h.routes.Load()
+	var route *router.Route
+	var vh *router.VirtualHost
+	if table != nil {
+		route, vh = table.Match(r)
+	}
+	if route == nil {
+		h.local(w, r, e, forward.ReasonNoRoute)
+		return false
+	}
+	e.Route = route.Name
+
+	switch {
+	case route.Direct != nil:
+		table.EditResponse(w.Header(), vh, route, nil)
+		d := route.Direct
+		if len(d.Body) > 0 {
+			w.Header().Set("Content-Type", "text/plain")
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(d.Body)))
+		w.WriteHeader(d.Status)
+		if r.Method != http.MethodHead {
+			n, _ := w.Write(d.Body)
+			e.BytesSent = int64(n)
+		}
+		e.Status = d.Status
+		return false
+	case route.Redirect != nil:
+		table.EditResponse(w.Header(), vh, route, nil)
+		w.Header().Set("Location", route.RedirectLocation(r, h.deps.TLS))
+		status := route.Redirect.StatusCode()
+		w.WriteHeader(status)
+		e.Status = status
+		return false
+	}
+
+	a := route.Forward
+	name, wc := a.PickCluster(pickN(a.TotalWeight))
+	e.UpstreamCluster = name
+	up, ok := h.deps.Clusters.Upstream(name)
+	if !ok {
+		h.local(w, r, e, forward.ReasonNoCluster)
+		return false
+	}
+	table.EditRequest(hdr, vh, route, wc)
+
+	p := forward.Params{
+		Upstream:    up,
+		Classify:    h.deps.Classify,
+		Host:        a.HostRewriteLiteral,
+		AutoHost:    a.AutoHostRewrite,
+		Timeout:     a.Timeout,
+		IdleTimeout: a.IdleTimeout,
+		Upgrade:     upgrade,
+		ServerName:  h.server,
+	}
+	p.Table, p.VHost, p.Route, p.Weighted = table, vh, route, wc
+	if p.IdleTimeout == 0 {
+		p.IdleTimeout = h.cfg.StreamIdleTimeout
+	}
+	if d := h.cfg.MaxStreamDuration; d > 0 && (p.Timeout == 0 || d < p.Timeout) {
+		p.Timeout = d
+	}
+	if d, ok := grpcTimeout(hdr); ok && forward.IsGRPC(r) && (p.Timeout == 0 || d < p.Timeout) {
+		p.Timeout = d
+	}
+	if path := route.RewritePath(r.URL.Path); path != r.URL.Path {
+		p.Path = path
+	}
+
+	res := forward.Forward(w, r, &p)
+	e.Status = res.Status
+	e.ResponseFlags = res.Flag
+	e.UpstreamHost = res.UpstreamHost
+	e.BytesReceived = res.BytesReceived
+	e.BytesSent = res.BytesSent
+	e.GRPCStatus = res.GRPCStatus
+	if res.Flag == forward.FlagDownstreamTerm && res.Status == 0 {
+		e.Status = forward.StatusClientClosed
+	}
+	return res.Abort
+}
+
+// local writes a local reply and records it.
+func (h *Handler) local(w http.ResponseWriter, r *http.Request, e *telemetry.Entry, reason forward.Reason) {
+	if h.server != "" {
+		w.Header()["Server"] = []string{h.server}
+	}
+	e.Status = forward.WriteLocalReply(w, r, reason, "")
+	e.ResponseFlags = reason.Flag()
+	if forward.IsGRPC(r) {
+		e.GRPCStatus = w.Header().Get("Grpc-Status")
+	}
+}
+
+func (h *Handler) upgradeAllowed(t string) bool {
+	for _, u := range h.cfg.Upgrades {
+		if u == t {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedFor applies Envoy's x-forwarded-for / x-forwarded-proto rules:
+// with use_remote_address the peer is the client, appended to XFF and the
+// downstream scheme overwrites XFP; otherwise XFF is left alone and XFP is
+// set only when absent.
+func (h *Handler) forwardedFor(r *http.Request) {
+	hdr := r.Header
+	if !h.cfg.UseRemoteAddress {
+		if len(hdr["X-Forwarded-Proto"]) == 0 {
+			hdr["X-Forwarded-Proto"] = []string{h.scheme}
+		}
+		return
+	}
+	hdr["X-Forwarded-Proto"] = []string{h.scheme}
+	if h.cfg.SkipXFFAppend {
+		return
+	}
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	if prior := hdr["X-Forwarded-For"]; len(prior) > 0 {
+		hdr["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
+	} else {
+		hdr["X-Forwarded-For"] = []string{ip}
+	}
+}
+
+// ClientAddress is the client's address as the connection manager sees it:
+// the peer with use_remote_address, else the XFF entry xff_num_trusted_hops
+// from the right (the peer when XFF is too short).
+func (h *Handler) ClientAddress(r *http.Request) string {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	if h.cfg.UseRemoteAddress {
+		return ip
+	}
+	var hops []string
+	for _, v := range r.Header["X-Forwarded-For"] {
+		for _, part := range strings.Split(v, ",") {
+			hops = append(hops, strings.TrimSpace(part))
+		}
+	}
+	i := len(hops) - 1 - int(h.cfg.XFFNumTrustedHops)
+	if i < 0 || i >= len(hops) {
+		return ip
+	}
+	return hops[i]
+}
+
+// requestID keeps or makes x-request-id. At the edge (use_remote_address)
+// an id from the client is replaced unless preserve_external_request_id.
+func (h *Handler) requestID(hdr http.Header) string {
+	if v := hdr["X-Request-Id"]; len(v) > 0 && v[0] != "" {
+		if !h.cfg.UseRemoteAddress || h.cfg.PreserveExternalRequestID || !h.cfg.GenerateRequestID {
+			return v[0]
+		}
+	} else if !h.cfg.GenerateRequestID {
+		return ""
+	}
+	id := newRequestID()
+	hdr["X-Request-Id"] = []string{id}
+	return id
+}
+
+// newRequestID is a random (version 4) UUID. math/rand/v2's per-thread
+// ChaCha8 is plenty for correlation ids and costs no lock.
+func newRequestID() string {
+	const hex = "0123456789abcdef"
+	var b [36]byte
+	hi, lo := rand.Uint64(), rand.Uint64()
+	hi = hi&^(0xf<<12) | 4<<12         // version 4
+	lo = lo&^(0x3<<62) | uint64(2)<<62 // variant 10
+	var raw [16]byte
+	for i := 0; i < 8; i++ {
+		raw[i] = byte(hi >> (56 - 8*i))
+		raw[8+i] = byte(lo >> (56 - 8*i))
+	}
+	j := 0
+	for i, c := range raw {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j] = hex[c>>4]
+		b[j+1] = hex[c&15]
+		j += 2
+	}
+	return string(b[:])
+}
+
+func pickN(total uint32) uint32 {
+	if total <= 1 {
+		return 0
+	}
+	return rand.Uint32N(total)
+}
+
+// grpcTimeout parses a grpc-timeout header ("100m", "5S", ...).
+func grpcTimeout(hdr http.Header) (time.Duration, bool) {
+	v := hdr["Grpc-Timeout"]
+	if len(v) == 0 || len(v[0]) < 2 || len(v[0]) > 9 {
+		return 0, false
+	}
+	s := v[0]
+	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	var unit time.Duration
+	switch s[len(s)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}

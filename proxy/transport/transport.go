@@ -1,0 +1,202 @@
+// Package transport builds the round trippers that carry requests to
+// upstream hosts: net/http's Transport tuned for a proxy, for HTTP/1.1,
+// HTTP/2 over TLS (ALPN h2), h2c with prior knowledge, or the downstream
+// request's own protocol. Every failure comes back as an *Error whose Kind
+// says connect failure, reset, timeout or canceled.
+package transport
+
+import (
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"net/http/httptrace"
+	"time"
+)
+
+// Protocol is the upstream HTTP protocol.
+type Protocol uint8
+
+const (
+	HTTP1      Protocol = iota // HTTP/1.1 with a keep-alive pool
+	HTTP2                      // h2 over TLS, h2c prior knowledge without TLS
+	Downstream                 // HTTP/2 iff the downstream request is HTTP/2
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case HTTP1:
+		return "HTTP/1.1"
+	case HTTP2:
+		return "HTTP/2"
+	case Downstream:
+		return "USE_DOWNSTREAM_PROTOCOL"
+	}
+	return "UNKNOWN"
+}
+
+// Defaults applied when Options leave a field zero.
+const (
+	DefaultConnectTimeout      = 5 * time.Second
+	DefaultIdleTimeout         = time.Hour // Envoy's idle_timeout default
+	DefaultMaxIdleConnsPerHost = 1024
+)
+
+// Options configure a Transport. Zero values mean the defaults above.
+type Options struct {
+	Protocol Protocol
+	// TLS to the upstream; nil is plaintext. It is cloned; NextProtos is
+	// set from Protocol. An empty ServerName verifies against the dialed
+	// host (an IP SAN for an IP address), like net/http.
+	TLS                 *tls.Config
+	ConnectTimeout      time.Duration
+	IdleTimeout         time.Duration
+	MaxIdleConnsPerHost int
+	// MaxRequestsPerConnection closes a connection after it carried this
+	// many requests (HTTP/1.1: the last one goes out with Connection:
+	// close; HTTP/2: the connection takes no new streams). 0 is no limit.
+	MaxRequestsPerConnection uint32
+	// Conns, if set, hears about every connection made or failed.
+	Conns ConnObserver
+}
+
+// ConnObserver hears about upstream connections, for cx_* counters.
+type ConnObserver interface {
+	// ConnOpened is called once a connection to addr is established (after
+	// TLS). The returned func, if not nil, is called once when it closes.
+	ConnOpened(addr string) (closed func())
+	// ConnectFailed is called when a connection attempt to addr fails.
+	ConnectFailed(addr string, err *Error)
+}
+
+// Transport carries requests upstream. It is safe for concurrent use.
+type Transport struct {
+	opts   Options
+	scheme string
+	h1     *http.Transport // HTTP/1.1 (HTTP1, and Downstream for h1 requests)
+	h2     *http.Transport // HTTP/2 (HTTP2, and Downstream for h2 requests)
+}
+
+// New builds a Transport. It dials nothing until the first request.
+func New(o Options) (*Transport, error) {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.MaxIdleConnsPerHost <= 0 {
+		o.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	}
+	if o.Protocol > Downstream {
+		return nil, errors.New("transport: unknown protocol")
+	}
+	t := &Transport{opts: o, scheme: "http"}
+	if o.TLS != nil {
+		t.scheme = "https"
+	}
+	if o.Protocol == HTTP1 || o.Protocol == Downstream {
+		t.h1 = t.newHTTP(false)
+	}
+	if o.Protocol == HTTP2 || o.Protocol == Downstream {
+		t.h2 = t.newHTTP(true)
+	}
+	return t, nil
+}
+
+func (t *Transport) newHTTP(h2 bool) *http.Transport {
+	var p http.Protocols
+	switch {
+	case !h2:
+		p.SetHTTP1(true)
+	case t.opts.TLS != nil:
+		p.SetHTTP2(true)
+	default:
+		// UnencryptedHTTP2 without HTTP1 is h2c with prior knowledge.
+		p.SetUnencryptedHTTP2(true)
+	}
+	d := newDialer(&t.opts, h2)
+	ht := &http.Transport{
+		Proxy:                  nil, // never from the environment
+		DialContext:            d.dial,
+		DisableCompression:     true, // a proxy must not add Accept-Encoding
+		MaxIdleConns:           0,    // no global cap; per host below
+		MaxIdleConnsPerHost:    t.opts.MaxIdleConnsPerHost,
+		IdleConnTimeout:        t.opts.IdleTimeout,
+		ForceAttemptHTTP2:      h2,
+		Protocols:              &p,
+		MaxResponseHeaderBytes: 0, // net/http's default; the HCM limits requests
+		// ResponseHeaderTimeout stays unset: route timeouts arrive as the
+		// request's context deadline.
+	}
+	if t.opts.TLS != nil {
+		// Our own TLS dial so a handshake failure is a connect failure.
+		ht.DialTLSContext = d.dialTLS
+	}
+	return ht
+}
+
+// Scheme is "https" for a TLS upstream, else "http": what an outgoing
+// request's URL must carry.
+func (t *Transport) Scheme() string { return t.scheme }
+
+// Protocol reports the configured protocol.
+func (t *Transport) Protocol() Protocol { return t.opts.Protocol }
+
+// For returns the net/http transport a request would use, for callers that
+// need the raw http.RoundTripper (errors then come unclassified).
+func (t *Transport) For(req *http.Request) *http.Transport {
+	switch t.opts.Protocol {
+	case HTTP1:
+		return t.h1
+	case HTTP2:
+		return t.h2
+	}
+	if req.ProtoMajor == 2 {
+		return t.h2
+	}
+	return t.h1
+}
+
+// RoundTrip sends req, whose URL already names the upstream, and returns
+// the response or an *Error. Errors while reading the body are not
+// classified here: pass them to Classify with afterHeaders set.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if t.opts.MaxRequestsPerConnection > 0 {
+		req = t.countRequests(req)
+	}
+	resp, err := t.For(req).RoundTrip(req)
+	if err != nil {
+		return nil, Classify(ctx, req.URL.Host, err, false)
+	}
+	return resp, nil
+}
+
+// countRequests adds a trace that marks the request that exhausts its
+// connection's quota as the last on it. GotConn runs on this goroutine
+// before the request is written, so setting Close there is ordered before
+// the transport reads it. Only clusters with a limit pay for the trace.
+func (t *Transport) countRequests(req *http.Request) *http.Request {
+	var out *http.Request
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		c := unwrapConn(info.Conn)
+		if c == nil {
+			return
+		}
+		if c.requests.Add(1) >= uint64(t.opts.MaxRequestsPerConnection) {
+			out.Close = true
+		}
+	}}
+	out = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	return out
+}
+
+// CloseIdleConnections closes the pooled connections not carrying a request.
+func (t *Transport) CloseIdleConnections() {
+	if t.h1 != nil {
+		t.h1.CloseIdleConnections()
+	}
+	if t.h2 != nil {
+		t.h2.CloseIdleConnections()
+	}
+}
