@@ -1,0 +1,90 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/outrigger-mesh/outrigger/proxy/admin"
+)
+
+// The admin API's view of the server.
+var _ admin.Backend = (*Server)(nil)
+
+// Ready is true once every listener serves, false again while draining.
+func (s *Server) Ready() bool { return s.ready.Load() && !s.draining.Load() }
+
+// Draining reports a drain in progress.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// ConfigDump is the bootstrap in force as protojson, the shape Envoy's
+// /config_dump gives for its bootstrap section.
+func (s *Server) ConfigDump() ([]byte, error) {
+	b := s.opts.Bootstrap
+	if b == nil || b.Proto == nil {
+		return []byte("{}"), nil
+	}
+	body, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(b.Proto)
+	if err != nil {
+		return nil, err
+	}
+	var sb strings.Builder
+	sb.WriteString(`{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.BootstrapConfigDump","bootstrap":`)
+	sb.Write(body)
+	sb.WriteString("}]}\n")
+	return []byte(sb.String()), nil
+}
+
+// Clusters is Envoy's /clusters text.
+func (s *Server) Clusters() []byte {
+	var b bytes.Buffer
+	if err := s.cls.WriteText(&b); err != nil {
+		fmt.Fprintf(&b, "error: %v\n", err)
+	}
+	return b.Bytes()
+}
+
+// LogLevel is the process log level.
+func (s *Server) LogLevel() string { return s.level.Load().(string) }
+
+// SetLogLevel changes the process log level at run time.
+func (s *Server) SetLogLevel(level string) error {
+	s.log.SetLevel(hclog.LevelFromString(level))
+	s.level.Store(level)
+	s.log.Info("log level changed", "level", level)
+	return nil
+}
+
+// DrainListeners starts a drain without exiting (Envoy's
+// /drain_listeners): readiness turns 503 and listeners stop accepting.
+func (s *Server) DrainListeners() {
+	s.drainOne.Do(func() { close(s.drainReq) })
+}
+
+// Quit asks Run to drain and return.
+func (s *Server) Quit() {
+	s.quitOne.Do(func() { close(s.quit) })
+}
+
+// Gatherer serves /stats/prometheus.
+func (s *Server) Gatherer() prometheus.Gatherer { return s.metrics.Gatherer() }
+
+func levelName(l hclog.Level) string {
+	switch l {
+	case hclog.Trace:
+		return "trace"
+	case hclog.Debug:
+		return "debug"
+	case hclog.Warn:
+		return "warn"
+	case hclog.Error:
+		return "error"
+	case hclog.Off:
+		return "off"
+	}
+	return "info"
+}

@@ -1,0 +1,79 @@
+package server
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/outrigger-mesh/outrigger/proxy/cluster"
+	"github.com/outrigger-mesh/outrigger/proxy/forward"
+	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
+	"github.com/outrigger-mesh/outrigger/proxy/transport"
+)
+
+// accessLogs shares one writer per path across connection managers, so two
+// listeners logging to stdout do not interleave partial lines.
+type accessLogs struct {
+	mu   sync.Mutex
+	byID map[string]*telemetry.AccessLogger
+}
+
+func newAccessLogs() *accessLogs {
+	return &accessLogs{byID: map[string]*telemetry.AccessLogger{}}
+}
+
+func (a *accessLogs) get(path string) (*telemetry.AccessLogger, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if l, ok := a.byID[path]; ok {
+		return l, nil
+	}
+	l, err := telemetry.NewAccessLogger(path)
+	if err != nil {
+		return nil, err
+	}
+	a.byID[path] = l
+	return l, nil
+}
+
+func (a *accessLogs) closeAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for p, l := range a.byID {
+		_ = l.Close()
+		delete(a.byID, p)
+	}
+}
+
+// listenerObserver feeds a listener's request metrics.
+type listenerObserver struct{ s *telemetry.ListenerStats }
+
+func (o listenerObserver) Observe(e *telemetry.Entry) {
+	o.s.RecordRequest(e.Status, e.Duration)
+}
+
+// clusterSource resolves cluster names for the connection managers. A
+// *cluster.Cluster is a forward.Upstream as it is: no per-request wrapper.
+type clusterSource struct{ m *cluster.Manager }
+
+func (s clusterSource) Upstream(name string) (forward.Upstream, bool) {
+	c := s.m.Get(name)
+	if c == nil {
+		return nil, false
+	}
+	return c, true
+}
+
+// classify maps the cluster's and transport's typed errors to reasons.
+func classify(err error) (forward.Reason, bool) {
+	switch {
+	case errors.Is(err, cluster.ErrNoHealthyUpstream):
+		return forward.ReasonNoHealthyUpstream, true
+	case errors.Is(err, transport.ErrConnect):
+		return forward.ReasonConnectFailure, true
+	case errors.Is(err, transport.ErrTimeout):
+		return forward.ReasonUpstreamTimeout, true
+	case errors.Is(err, transport.ErrReset):
+		return forward.ReasonUpstreamReset, true
+	}
+	return 0, false
+}
