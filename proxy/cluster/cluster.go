@@ -117,7 +117,11 @@ func (c *Cluster) RoundTrip(req *http.Request, h *Host) (*http.Response, error) 
 func (c *Cluster) finish(g *generation, h *Host, status int, err error) {
 	c.stats.RqActive.Add(-1)
 	h.Stats.RqActive.Add(-1)
-	switch transport.KindOf(err) {
+	var kind transport.Kind
+	if err != nil { // KindOf's errors.As target escapes: skip it on success
+		kind = transport.KindOf(err)
+	}
+	switch kind {
 	case 0:
 		if err == nil && status < 500 {
 			h.Stats.RqSuccess.Add(1)

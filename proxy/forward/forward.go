@@ -43,8 +43,9 @@ type Params struct {
 	// Upgrade is the allowed upgrade type of this request ("websocket"),
 	// empty when the request is no upgrade.
 	Upgrade string
-	// ServerName overwrites the upstream's server header unless empty.
-	ServerName string
+	// ServerValue overwrites the upstream's server header unless empty. It
+	// is shared and must have len == cap, so an append copies it.
+	ServerValue []string
 	// Table, VHost, Route and Weighted name the match whose response
 	// header edits apply (Table nil: none).
 	Table    *router.Table
@@ -159,8 +160,8 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 		h["Trailer"] = []string{strings.Join(keys, ", ")}
 		announced = len(keys)
 	}
-	if p.ServerName != "" {
-		h["Server"] = []string{p.ServerName}
+	if len(p.ServerValue) > 0 {
+		h["Server"] = p.ServerValue
 	}
 	if p.Table != nil {
 		p.Table.EditResponse(h, p.VHost, p.Route, p.Weighted)

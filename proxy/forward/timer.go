@@ -22,8 +22,17 @@ type streamTimer struct {
 	stopped  bool
 }
 
+// timerPool recycles stream timers with their runtime timer: a stale fire
+// from an earlier use only re-checks the current stream's limits, so reuse
+// is safe.
+var timerPool = sync.Pool{New: func() any { return new(streamTimer) }}
+
 func startStreamTimer(timeout, idle time.Duration, cancel context.CancelCauseFunc) *streamTimer {
-	st := &streamTimer{cancel: cancel, idle: idle, start: time.Now()}
+	st := timerPool.Get().(*streamTimer)
+	st.mu.Lock()
+	st.cancel, st.idle, st.start, st.stopped = cancel, idle, time.Now(), false
+	st.deadline = time.Time{}
+	st.lastNano.Store(0)
 	first := idle
 	if timeout > 0 {
 		st.deadline = st.start.Add(timeout)
@@ -31,7 +40,12 @@ func startStreamTimer(timeout, idle time.Duration, cancel context.CancelCauseFun
 			first = timeout
 		}
 	}
-	st.t = time.AfterFunc(first, st.fire)
+	if st.t == nil {
+		st.t = time.AfterFunc(first, st.fire)
+	} else {
+		st.t.Reset(first)
+	}
+	st.mu.Unlock()
 	return st
 }
 
@@ -47,11 +61,14 @@ func (st *streamTimer) disableDeadline() {
 	st.mu.Unlock()
 }
 
+// stop disarms the timer and recycles it; st must not be used after.
 func (st *streamTimer) stop() {
 	st.mu.Lock()
 	st.stopped = true
 	st.t.Stop()
+	st.cancel = nil
 	st.mu.Unlock()
+	timerPool.Put(st)
 }
 
 // fire checks both limits and re-arms for whichever comes next.

@@ -37,8 +37,8 @@ func serveUpgrade(w http.ResponseWriter, r *http.Request, resp *http.Response, p
 	removeHopByHop(h)
 	h["Connection"] = conn2
 	h["Upgrade"] = up
-	if p.ServerName != "" {
-		h["Server"] = []string{p.ServerName}
+	if len(p.ServerValue) > 0 {
+		h["Server"] = p.ServerValue
 	}
 	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n"); err != nil {
 		res.Flag = FlagDownstreamTerm

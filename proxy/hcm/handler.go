@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -47,22 +49,28 @@ type Handler struct {
 	cfg    Config
 	deps   Deps
 	routes atomic.Pointer[router.Table]
-	scheme string
-	server string
+	// Shared header values, built once (len == cap so an append copies).
+	scheme []string
+	server []string
 }
+
+// entryPool recycles access-log entries: loggers and observers encode them
+// synchronously and keep no reference.
+var entryPool = sync.Pool{New: func() any { return new(telemetry.Entry) }}
 
 // New builds a handler; table may be nil until a route table arrives
 // (requests then get 404 like Envoy's empty route config).
 func New(cfg Config, table *router.Table, deps Deps) *Handler {
-	h := &Handler{cfg: cfg, deps: deps, scheme: "http", server: cfg.ServerName}
+	h := &Handler{cfg: cfg, deps: deps, scheme: []string{"http"}}
 	if deps.TLS {
-		h.scheme = "https"
+		h.scheme = []string{"https"}
 	}
-	if h.server == "" {
-		h.server = "outrigger"
-	}
-	if cfg.ServerHeaderPassThrough {
-		h.server = ""
+	if !cfg.ServerHeaderPassThrough {
+		name := cfg.ServerName
+		if name == "" {
+			name = "outrigger"
+		}
+		h.server = []string{name}
 	}
 	h.routes.Store(table)
 	return h
@@ -77,11 +85,12 @@ func (h *Handler) Routes() *router.Table { return h.routes.Load() }
 // ServeHTTP runs one request through the connection manager.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	e := telemetry.Entry{
+	e := entryPool.Get().(*telemetry.Entry)
+	*e = telemetry.Entry{
 		Start:         start,
 		Method:        r.Method,
 		Authority:     r.Host,
-		Path:          r.URL.RequestURI(),
+		Path:          requestURI(r),
 		Protocol:      r.Proto,
 		ClientAddress: r.RemoteAddr,
 		Listener:      h.deps.Listener,
@@ -89,14 +98,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ua := r.Header["User-Agent"]; len(ua) > 0 {
 		e.UserAgent = ua[0]
 	}
-	abort := h.serve(w, r, &e)
+	abort := h.serve(w, r, e)
 	e.Duration = time.Since(start)
 	for _, l := range h.deps.Logs {
-		l.Log(&e)
+		l.Log(e)
 	}
 	if h.deps.Observer != nil {
-		h.deps.Observer.Observe(&e)
+		h.deps.Observer.Observe(e)
 	}
+	*e = telemetry.Entry{}
+	entryPool.Put(e)
 	if abort {
 		// Reset the downstream stream: a truncated body must not look whole.
 		panic(http.ErrAbortHandler)
@@ -168,7 +179,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 		Timeout:     a.Timeout,
 		IdleTimeout: a.IdleTimeout,
 		Upgrade:     upgrade,
-		ServerName:  h.server,
+		ServerValue: h.server,
 	}
 	p.Table, p.VHost, p.Route, p.Weighted = table, vh, route, wc
 	if p.IdleTimeout == 0 {
@@ -199,8 +210,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 
 // local writes a local reply and records it.
 func (h *Handler) local(w http.ResponseWriter, r *http.Request, e *telemetry.Entry, reason forward.Reason) {
-	if h.server != "" {
-		w.Header()["Server"] = []string{h.server}
+	if len(h.server) > 0 {
+		w.Header()["Server"] = h.server
 	}
 	e.Status = forward.WriteLocalReply(w, r, reason, "")
 	e.ResponseFlags = reason.Flag()
@@ -226,11 +237,11 @@ func (h *Handler) forwardedFor(r *http.Request) {
 	hdr := r.Header
 	if !h.cfg.UseRemoteAddress {
 		if len(hdr["X-Forwarded-Proto"]) == 0 {
-			hdr["X-Forwarded-Proto"] = []string{h.scheme}
+			hdr["X-Forwarded-Proto"] = h.scheme
 		}
 		return
 	}
-	hdr["X-Forwarded-Proto"] = []string{h.scheme}
+	hdr["X-Forwarded-Proto"] = h.scheme
 	if h.cfg.SkipXFFAppend {
 		return
 	}
@@ -279,16 +290,25 @@ func (h *Handler) requestID(hdr http.Header) string {
 	} else if !h.cfg.GenerateRequestID {
 		return ""
 	}
-	id := newRequestID()
-	hdr["X-Request-Id"] = []string{id}
-	return id
+	v := newRequestID()
+	hdr["X-Request-Id"] = v
+	return v[0]
 }
 
-// newRequestID is a random (version 4) UUID. math/rand/v2's per-thread
-// ChaCha8 is plenty for correlation ids and costs no lock.
-func newRequestID() string {
+// idBox holds a request id and the one-element header value pointing at it,
+// so a new id costs one allocation.
+type idBox struct {
+	b [36]byte
+	v [1]string
+}
+
+// newRequestID is a random (version 4) UUID as a header value.
+// math/rand/v2's per-thread ChaCha8 is plenty for correlation ids and costs
+// no lock.
+func newRequestID() []string {
 	const hex = "0123456789abcdef"
-	var b [36]byte
+	box := new(idBox)
+	b := &box.b
 	hi, lo := rand.Uint64(), rand.Uint64()
 	hi = hi&^(0xf<<12) | 4<<12         // version 4
 	lo = lo&^(0x3<<62) | uint64(2)<<62 // variant 10
@@ -307,7 +327,17 @@ func newRequestID() string {
 		b[j+1] = hex[c&15]
 		j += 2
 	}
-	return string(b[:])
+	box.v[0] = unsafe.String(&box.b[0], len(box.b))
+	return box.v[:]
+}
+
+// requestURI is the path and query as the client sent them, without the
+// allocation of URL.RequestURI when the request line already has it.
+func requestURI(r *http.Request) string {
+	if r.RequestURI != "" {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
 }
 
 func pickN(total uint32) uint32 {

@@ -75,7 +75,7 @@ func New(o Options) (*Server, error) {
 		opts:     o,
 		metrics:  telemetry.NewMetrics(),
 		logs:     newAccessLogs(),
-		cls:      cluster.NewManager(o.Logger.Named("cluster")),
+		cls:      cluster.NewManager(o.Logger),
 		drainReq: make(chan struct{}),
 		quit:     make(chan struct{}),
 	}
@@ -83,7 +83,7 @@ func New(o Options) (*Server, error) {
 	s.metrics.SetServerState(telemetry.StateInitializing)
 	b := o.Bootstrap
 	if b.Admin != "" {
-		a, err := admin.New(b.Admin, o.AdminAllowNonLoopback, s, o.Logger.Named("admin"))
+		a, err := admin.New(b.Admin, o.AdminAllowNonLoopback, s, o.Logger)
 		if err != nil {
 			return nil, err
 		}
