@@ -64,7 +64,7 @@ var localReply = [...]struct {
 	ReasonConnectFailure:    {http.StatusServiceUnavailable, 14, FlagUpstreamConnFail, "upstream connect error or disconnect/reset before headers. reset reason: connection failure"},
 	ReasonUpstreamTimeout:   {http.StatusGatewayTimeout, 4, FlagUpstreamTimeout, "upstream request timeout"},
 	ReasonUpstreamReset:     {http.StatusBadGateway, 14, FlagUpstreamReset, "upstream connect error or disconnect/reset before headers. reset reason: connection termination"},
-	ReasonStreamIdleTimeout: {http.StatusGatewayTimeout, 4, FlagStreamIdleTimeout, "stream timeout"},
+	ReasonStreamIdleTimeout: {http.StatusRequestTimeout, 4, FlagStreamIdleTimeout, "stream timeout"},
 	ReasonClientGone:        {StatusClientClosed, 1, FlagDownstreamTerm, "client disconnected"},
 	ReasonUpgradeRejected:   {http.StatusForbidden, 7, FlagUpgradeFailed, "upgrade not allowed"},
 	ReasonBadRequest:        {http.StatusBadRequest, 13, FlagInvalidRequest, "bad request"},
