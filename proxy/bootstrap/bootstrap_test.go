@@ -118,6 +118,8 @@ func TestLoadRejects(t *testing.T) {
 		{"unsupported codec", edit(t, lineCodec, "          codec_type: HTTP3"), hcmPath + ".codec_type: HTTP3 is not supported yet"},
 		{"unsupported server header transformation", edit(t, lineCodec, lineCodec+"\n          server_header_transformation: APPEND_IF_ABSENT"),
 			hcmPath + ".server_header_transformation: APPEND_IF_ABSENT is not supported yet"},
+		{"upstream h2 stream cap", edit(t, lineCluster, lineCluster+"\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {max_concurrent_streams: 10}}"),
+			"static_resources.clusters[0].typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"].explicit_http_config.http2_protocol_options.max_concurrent_streams: is not supported yet on clusters"},
 		{"bad yaml", "static_resources: [\n", "did not find expected node content"},
 		{"empty", "\n", "empty configuration"},
 		{"unknown field", edit(t, lineCluster, lineCluster+"\n    bogus_field: 1"),

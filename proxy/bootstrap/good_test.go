@@ -104,7 +104,7 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         common_http_protocol_options: {idle_timeout: 60s, max_requests_per_connection: 1000}
-        explicit_http_config: {http2_protocol_options: {max_concurrent_streams: 100}}
+        explicit_http_config: {http2_protocol_options: {}}
     transport_socket:
       name: envoy.transport_sockets.tls
       typed_config:
@@ -202,7 +202,7 @@ func TestLoadRealistic(t *testing.T) {
 
 	api, canary := b.Static.Clusters[0], b.Static.Clusters[1]
 	if api.Discovery != cluster.StrictDNS || api.DNSFamily != cluster.DNSV4Only || api.DNSRefreshRate != 30*time.Second ||
-		api.ConnectTimeout != 5*time.Second || api.Protocol != cluster.HTTP2 || api.HTTP2MaxConcurrentStreams != 100 ||
+		api.ConnectTimeout != 5*time.Second || api.Protocol != cluster.HTTP2 ||
 		api.IdleTimeout != time.Minute || api.MaxRequestsPerConnection != 1000 ||
 		len(api.Endpoints) != 2 || api.Endpoints[0] != (cluster.Endpoint{Address: "localhost:9000", Weight: 3}) {
 		t.Errorf("api = %+v", api)

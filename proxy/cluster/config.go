@@ -66,8 +66,6 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxRequestsPerConnection, 0 for no limit.
 	MaxRequestsPerConnection uint32
-	// HTTP2MaxConcurrentStreams is a cap we ask of nobody; kept for /clusters.
-	HTTP2MaxConcurrentStreams uint32
 }
 
 // Endpoint is one upstream address.

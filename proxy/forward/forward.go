@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outrigger-mesh/outrigger/proxy/lb"
@@ -40,6 +41,10 @@ type Params struct {
 	// byte moving either way; 0 disables.
 	Timeout     time.Duration
 	IdleTimeout time.Duration
+	// RequestTimeout bounds receiving the whole request (the connection
+	// manager's request_timeout); it is disarmed once the request body is
+	// read or the response starts. 0 disables.
+	RequestTimeout time.Duration
 	// Upgrade is the allowed upgrade type of this request ("websocket"),
 	// empty when the request is no upgrade.
 	Upgrade string
@@ -69,8 +74,9 @@ type Result struct {
 }
 
 var (
-	errRouteTimeout = errors.New("upstream request timeout")
-	errStreamIdle   = errors.New("stream idle timeout")
+	errRouteTimeout   = errors.New("upstream request timeout")
+	errRequestTimeout = errors.New("request timeout")
+	errStreamIdle     = errors.New("stream idle timeout")
 )
 
 // bufPool holds the copy buffers: a fresh 32 KiB per request is a known cost
@@ -98,8 +104,19 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(context.Canceled)
 	var tm *streamTimer
-	if p.Timeout > 0 || p.IdleTimeout > 0 {
-		tm = startStreamTimer(p.Timeout, p.IdleTimeout, cancel)
+	var gen uint64
+	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	reqTimeout := p.RequestTimeout
+	if !hasBody {
+		reqTimeout = 0 // the whole request is already here
+	}
+	if p.Timeout > 0 || p.IdleTimeout > 0 || reqTimeout > 0 {
+		var bodyFrom http.ResponseWriter
+		if hasBody {
+			bodyFrom = w
+		}
+		tm = startStreamTimer(p.Timeout, p.IdleTimeout, reqTimeout, cancel, bodyFrom)
+		gen = tm.gen.Load()
 		defer tm.stop()
 	}
 
@@ -119,31 +136,42 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 		out.Host = p.Host
 	}
 	var body *countingBody
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+	if !hasBody {
 		out.Body = nil
 		out.ContentLength = 0
 	} else {
-		body = &countingBody{rc: r.Body, tm: tm}
+		body = &countingBody{rc: r.Body, tm: tm, gen: gen}
 		out.Body = body
 	}
 
 	resp, err := p.Upstream.RoundTrip(out, host)
 	if body != nil {
-		res.BytesReceived = body.n
+		res.BytesReceived = body.n.Load()
+	}
+	if err == nil && ctx.Err() != nil {
+		// Our timer (or the client leaving) ended the exchange while the
+		// response raced in: it may answer a truncated request. The
+		// cancellation wins.
+		resp.Body.Close()
+		resp, err = nil, context.Cause(ctx)
 	}
 	if err != nil {
 		reason := classify(ctx, r.Context(), err, p.Classify)
 		res.Flag = reason.Flag()
+		closeIfBodyUnread(w, r, body)
 		res.Status = WriteLocalReply(w, r, reason, "")
 		return res
 	}
 	defer resp.Body.Close()
+	if tm != nil {
+		tm.requestDone(gen) // the response started
+	}
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		if tm != nil {
 			tm.disableDeadline() // an upgraded stream lives as long as it is active
 		}
-		return serveUpgrade(w, r, resp, p, tm, res)
+		return serveUpgrade(w, r, resp, p, tm, gen, res)
 	}
 
 	h := w.Header()
@@ -169,16 +197,17 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	if gs := resp.Header["Grpc-Status"]; len(gs) > 0 {
 		res.GRPCStatus = gs[0]
 	}
+	closeIfBodyUnread(w, r, body)
 	w.WriteHeader(resp.StatusCode)
 	res.Status = resp.StatusCode
 
 	// Flush every chunk when the length is unknown (streams, gRPC, SSE): a
 	// stream must reach the client as it is produced.
 	flush := resp.ContentLength < 0
-	n, werr, rerr := copyBody(w, resp.Body, flush, tm)
+	n, werr, rerr := copyBody(w, resp.Body, flush, tm, gen)
 	res.BytesSent = n
 	if body != nil {
-		res.BytesReceived = body.n
+		res.BytesReceived = body.n.Load()
 	}
 	switch {
 	case werr != nil || r.Context().Err() != nil:
@@ -209,7 +238,7 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 
 // copyBody streams src to w with a pooled buffer. It returns the bytes
 // written and which side failed, if any.
-func copyBody(w http.ResponseWriter, src io.Reader, flush bool, tm *streamTimer) (int64, error, error) {
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool, tm *streamTimer, gen uint64) (int64, error, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -222,7 +251,7 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, tm *streamTimer)
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			if tm != nil {
-				tm.touch()
+				tm.touch(gen)
 			}
 			nw, werr := w.Write(buf[:nr])
 			written += int64(nw)
@@ -244,18 +273,42 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, tm *streamTimer)
 	}
 }
 
+// closeIfBodyUnread ends an HTTP/1.x connection after a response that is
+// sent before the client's request body was read to the end. Otherwise
+// net/http would try to read and discard the rest before replying, and a
+// stalled client would hold the reply back indefinitely.
+func closeIfBodyUnread(w http.ResponseWriter, r *http.Request, body *countingBody) {
+	if body != nil && r.ProtoMajor == 1 && !body.eof.Load() {
+		w.Header()["Connection"] = connectionClose
+	}
+}
+
+var connectionClose = []string{"close"}
+
 // countingBody counts request body bytes and marks stream activity.
 type countingBody struct {
-	rc io.ReadCloser
-	tm *streamTimer
-	n  int64
+	rc  io.ReadCloser
+	tm  *streamTimer
+	gen uint64
+	// n is read by Forward while the transport's writer may still be
+	// reading the body (an early response): atomic.
+	n   atomic.Int64
+	eof atomic.Bool
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	b.n += int64(n)
-	if n > 0 && b.tm != nil {
-		b.tm.touch()
+	b.n.Add(int64(n))
+	if b.tm != nil {
+		if n > 0 {
+			b.tm.touch(b.gen)
+		}
+		if err == io.EOF {
+			b.tm.requestDone(b.gen)
+		}
+	}
+	if err == io.EOF {
+		b.eof.Store(true)
 	}
 	return n, err
 }

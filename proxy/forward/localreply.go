@@ -49,6 +49,7 @@ const (
 	ReasonClientGone
 	ReasonUpgradeRejected
 	ReasonBadRequest
+	ReasonRequestTimeout
 )
 
 // localReply is the one table from reason to what the client sees.
@@ -68,6 +69,7 @@ var localReply = [...]struct {
 	ReasonClientGone:        {StatusClientClosed, 1, FlagDownstreamTerm, "client disconnected"},
 	ReasonUpgradeRejected:   {http.StatusForbidden, 7, FlagUpgradeFailed, "upgrade not allowed"},
 	ReasonBadRequest:        {http.StatusBadRequest, 13, FlagInvalidRequest, "bad request"},
+	ReasonRequestTimeout:    {http.StatusRequestTimeout, 4, FlagLocalReset, "request timeout"},
 }
 
 // Status is the HTTP status a reason maps to.
@@ -136,17 +138,24 @@ func grpcPercentEncode(s string) string {
 // package's typed errors plug in here (see Upstream).
 type Classifier func(err error) (Reason, bool)
 
-// classify maps a failed round trip to a reason. The order matters: our own
-// deadline first, then the client going away, then the transport's typed
-// errors, and a reset for anything else.
+// classify maps a failed round trip to a reason. Our own timers come first:
+// when one fires it also unblocks the client's body read, which makes
+// net/http cancel the client's context, so "client gone" is only true when
+// no timer of ours ended the exchange. Then the transport's typed errors,
+// and a reset for anything else.
 func classify(ctx, clientCtx context.Context, err error, cls Classifier) Reason {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(err, errStreamIdle) || cause == errStreamIdle:
+		return ReasonStreamIdleTimeout
+	case errors.Is(err, errRequestTimeout) || cause == errRequestTimeout:
+		return ReasonRequestTimeout
+	case errors.Is(err, errRouteTimeout) || cause == errRouteTimeout:
+		return ReasonUpstreamTimeout
+	}
 	if clientCtx.Err() != nil {
 		return ReasonClientGone
 	}
-	if errors.Is(err, errStreamIdle) || context.Cause(ctx) == errStreamIdle {
-		return ReasonStreamIdleTimeout
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), errRouteTimeout) {
+	if errors.Is(err, context.DeadlineExceeded) {
 		return ReasonUpstreamTimeout
 	}
 	if cls != nil {

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,9 @@ import (
 // idle timeout (no byte either way for that long) with one runtime timer,
 // so the hot path pays an atomic store per chunk rather than a timer reset.
 type streamTimer struct {
+	// gen counts uses of this pooled timer; holders from an earlier use
+	// (a request body the transport still reads) are ignored.
+	gen      atomic.Uint64
 	cancel   context.CancelCauseFunc
 	idle     time.Duration
 	start    time.Time
@@ -18,8 +22,14 @@ type streamTimer struct {
 
 	mu       sync.Mutex
 	deadline time.Time // zero: none
+	reqEnd   time.Time // request_timeout: whole request received by then
 	t        *time.Timer
 	stopped  bool
+	// w is the downstream response writer when the request has a body: on
+	// expiry its read deadline is moved to the past, because the transport
+	// waits for its body writer, which may be blocked reading a stalled
+	// client.
+	w http.ResponseWriter
 }
 
 // timerPool recycles stream timers with their runtime timer: a stale fire
@@ -27,17 +37,24 @@ type streamTimer struct {
 // is safe.
 var timerPool = sync.Pool{New: func() any { return new(streamTimer) }}
 
-func startStreamTimer(timeout, idle time.Duration, cancel context.CancelCauseFunc) *streamTimer {
+func startStreamTimer(timeout, idle, request time.Duration, cancel context.CancelCauseFunc, bodyFrom http.ResponseWriter) *streamTimer {
 	st := timerPool.Get().(*streamTimer)
 	st.mu.Lock()
-	st.cancel, st.idle, st.start, st.stopped = cancel, idle, time.Now(), false
-	st.deadline = time.Time{}
+	st.gen.Add(1)
+	st.cancel, st.idle, st.start, st.stopped, st.w = cancel, idle, time.Now(), false, bodyFrom
+	st.deadline, st.reqEnd = time.Time{}, time.Time{}
 	st.lastNano.Store(0)
 	first := idle
 	if timeout > 0 {
 		st.deadline = st.start.Add(timeout)
 		if first == 0 || timeout < first {
 			first = timeout
+		}
+	}
+	if request > 0 {
+		st.reqEnd = st.start.Add(request)
+		if first == 0 || request < first {
+			first = request
 		}
 	}
 	if st.t == nil {
@@ -49,9 +66,30 @@ func startStreamTimer(timeout, idle time.Duration, cancel context.CancelCauseFun
 	return st
 }
 
-// touch records activity.
-func (st *streamTimer) touch() {
-	st.lastNano.Store(int64(time.Since(st.start)))
+// expire ends the stream with cause; st.mu is held.
+func (st *streamTimer) expire(cause error) {
+	st.stopped = true
+	st.cancel(cause)
+	if st.w != nil {
+		_ = http.NewResponseController(st.w).SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// touch records activity of use gen.
+func (st *streamTimer) touch(gen uint64) {
+	if st.gen.Load() == gen {
+		st.lastNano.Store(int64(time.Since(st.start)))
+	}
+}
+
+// requestDone disarms request_timeout: the whole request was received, or
+// the response started.
+func (st *streamTimer) requestDone(gen uint64) {
+	st.mu.Lock()
+	if st.gen.Load() == gen {
+		st.reqEnd = time.Time{}
+	}
+	st.mu.Unlock()
 }
 
 // disableDeadline drops the absolute deadline (an upgraded connection).
@@ -66,7 +104,7 @@ func (st *streamTimer) stop() {
 	st.mu.Lock()
 	st.stopped = true
 	st.t.Stop()
-	st.cancel = nil
+	st.cancel, st.w = nil, nil
 	st.mu.Unlock()
 	timerPool.Put(st)
 }
@@ -79,9 +117,12 @@ func (st *streamTimer) fire() {
 		return
 	}
 	now := time.Now()
+	if !st.reqEnd.IsZero() && !now.Before(st.reqEnd) {
+		st.expire(errRequestTimeout)
+		return
+	}
 	if !st.deadline.IsZero() && !now.Before(st.deadline) {
-		st.stopped = true
-		st.cancel(errRouteTimeout)
+		st.expire(errRouteTimeout)
 		return
 	}
 	next := time.Duration(-1)
@@ -89,15 +130,16 @@ func (st *streamTimer) fire() {
 		last := st.start.Add(time.Duration(st.lastNano.Load()))
 		quiet := now.Sub(last)
 		if quiet >= st.idle {
-			st.stopped = true
-			st.cancel(errStreamIdle)
+			st.expire(errStreamIdle)
 			return
 		}
 		next = st.idle - quiet
 	}
-	if !st.deadline.IsZero() {
-		if d := st.deadline.Sub(now); next < 0 || d < next {
-			next = d
+	for _, end := range [...]time.Time{st.deadline, st.reqEnd} {
+		if !end.IsZero() {
+			if d := end.Sub(now); next < 0 || d < next {
+				next = d
+			}
 		}
 	}
 	if next >= 0 {

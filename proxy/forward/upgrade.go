@@ -11,7 +11,7 @@ import (
 // serveUpgrade completes an HTTP/1.1 upgrade (WebSocket): it relays the
 // upstream's 101 to the client on the hijacked connection, then copies bytes
 // both ways until either side closes or the stream goes idle.
-func serveUpgrade(w http.ResponseWriter, r *http.Request, resp *http.Response, p *Params, tm *streamTimer, res Result) Result {
+func serveUpgrade(w http.ResponseWriter, r *http.Request, resp *http.Response, p *Params, tm *streamTimer, gen uint64, res Result) Result {
 	res.Status = http.StatusSwitchingProtocols
 	upType := strings.ToLower(resp.Header.Get("Upgrade"))
 	back, ok := resp.Body.(io.ReadWriteCloser)
@@ -77,14 +77,14 @@ func serveUpgrade(w http.ResponseWriter, r *http.Request, resp *http.Response, p
 	}
 	up2down := make(chan result, 1)
 	go func() {
-		n, err := spliceCopy(conn, back, tm)
+		n, err := spliceCopy(conn, back, tm, gen)
 		// Half-close so the client sees the upstream's end.
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}
 		up2down <- result{n, err}
 	}()
-	nIn, _ := spliceCopy(back, readerWithBuffered(conn, brw.Reader), tm)
+	nIn, _ := spliceCopy(back, readerWithBuffered(conn, brw.Reader), tm, gen)
 	res.BytesReceived += nIn
 	// The client finished sending: close the upstream so its side ends too.
 	back.Close()
@@ -103,7 +103,7 @@ func readerWithBuffered(c net.Conn, br *bufio.Reader) io.Reader {
 }
 
 // spliceCopy copies with a pooled buffer, marking activity.
-func spliceCopy(dst io.Writer, src io.Reader, tm *streamTimer) (int64, error) {
+func spliceCopy(dst io.Writer, src io.Reader, tm *streamTimer, gen uint64) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -112,7 +112,7 @@ func spliceCopy(dst io.Writer, src io.Reader, tm *streamTimer) (int64, error) {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			if tm != nil {
-				tm.touch()
+				tm.touch(gen)
 			}
 			nw, werr := dst.Write(buf[:nr])
 			n += int64(nw)

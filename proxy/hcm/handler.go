@@ -185,6 +185,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	if p.IdleTimeout == 0 {
 		p.IdleTimeout = h.cfg.StreamIdleTimeout
 	}
+	p.RequestTimeout = h.cfg.RequestTimeout
 	if d := h.cfg.MaxStreamDuration; d > 0 && (p.Timeout == 0 || d < p.Timeout) {
 		p.Timeout = d
 	}

@@ -294,3 +294,34 @@ func TestStrictDNSCluster(t *testing.T) {
 		t.Errorf("STRICT_DNS localhost: %d %+v", resp.StatusCode, e)
 	}
 }
+
+func TestRequestTimeout(t *testing.T) {
+	up := backend(t, echo("a"))
+	p := startProxy(t, bs{
+		HCMExtra:     "          request_timeout: 0.3s\n",
+		VirtualHosts: vhostAll("app", ""), Clusters: staticCluster("app", "", up),
+	}.String())
+	// A whole request in time is unaffected.
+	resp, err := h1Client().Post("http://"+p.addr["ingress"]+"/", "text/plain", strings.NewReader("quick"))
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("prompt request: %d", resp.StatusCode)
+	}
+	// A body that never completes gets 408.
+	conn, err := net.Dial("tcp", p.addr["ingress"])
+	must(t, err)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = conn.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"))
+	must(t, err)
+	start := time.Now()
+	r, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	must(t, err)
+	if r.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("stalled body: status %d, want 408", r.StatusCode)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("408 after %v", d)
+	}
+}

@@ -64,11 +64,24 @@ type liveListener struct {
 	done     chan error
 }
 
+// Servable reports whether this build can run b: a bootstrap that decodes
+// and validates may still ask for something the server cannot do yet.
+func Servable(b *bootstrap.Bootstrap) error {
+	if b.ADS != nil {
+		return errors.New("dynamic_resources: the ADS client is not implemented yet; " +
+			"use static_resources (xDS arrives with outrigger-cp)")
+	}
+	return nil
+}
+
 // New builds the server from a bootstrap and binds every listener and the
 // admin address, so a busy port fails here rather than later.
 func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
+	}
+	if err := Servable(o.Bootstrap); err != nil {
+		return nil, err
 	}
 	s := &Server{
 		log:      o.Logger,

@@ -105,6 +105,15 @@ func (c *converter) endpoints(p string, cl *clusterv3.Cluster, d cluster.Discove
 	return out
 }
 
+// noUpstreamStreamCap rejects max_concurrent_streams on an upstream: the
+// pool follows the server's SETTINGS_MAX_CONCURRENT_STREAMS and has no cap
+// of its own yet, so accepting the field would silently ignore it.
+func (c *converter) noUpstreamStreamCap(p string, h2 *corev3.Http2ProtocolOptions) {
+	if h2.GetMaxConcurrentStreams() != nil {
+		c.fail(resource.Join(p, "max_concurrent_streams"), "is not supported yet on clusters (upstream HTTP/2 follows the server's SETTINGS_MAX_CONCURRENT_STREAMS)")
+	}
+}
+
 // upstreamProtocol applies typed_extension_protocol_options (or the
 // deprecated cluster-level http2_protocol_options).
 func (c *converter) upstreamProtocol(p string, cl *clusterv3.Cluster, out *cluster.Config) {
@@ -121,7 +130,7 @@ func (c *converter) upstreamProtocol(p string, cl *clusterv3.Cluster, out *clust
 			c.fail(resource.Join(p, "http2_protocol_options"), "cannot be combined with typed_extension_protocol_options")
 		}
 		out.Protocol = cluster.HTTP2
-		out.HTTP2MaxConcurrentStreams = h2.GetMaxConcurrentStreams().GetValue()
+		c.noUpstreamStreamCap(resource.Join(p, "http2_protocol_options"), h2)
 	}
 	a := opts[key]
 	if a == nil {
@@ -132,21 +141,21 @@ func (c *converter) upstreamProtocol(p string, cl *clusterv3.Cluster, out *clust
 	if !c.unpack(hp, a, &h) {
 		return
 	}
-	var h2 *corev3.Http2ProtocolOptions
 	switch {
 	case h.GetExplicitHttpConfig() != nil:
 		if o := h.GetExplicitHttpConfig().GetHttp2ProtocolOptions(); o != nil {
-			out.Protocol, h2 = cluster.HTTP2, o
+			out.Protocol = cluster.HTTP2
+			c.noUpstreamStreamCap(resource.Join(hp, "explicit_http_config.http2_protocol_options"), o)
 		} else {
 			out.Protocol = cluster.HTTP1
 		}
 	case h.GetUseDownstreamProtocolConfig() != nil:
 		out.Protocol = cluster.UseDownstreamProto
-		h2 = h.GetUseDownstreamProtocolConfig().GetHttp2ProtocolOptions()
+		c.noUpstreamStreamCap(resource.Join(hp, "use_downstream_protocol_config.http2_protocol_options"),
+			h.GetUseDownstreamProtocolConfig().GetHttp2ProtocolOptions())
 	default:
 		c.fail(hp, "explicit_http_config or use_downstream_protocol_config is required")
 	}
-	out.HTTP2MaxConcurrentStreams = h2.GetMaxConcurrentStreams().GetValue()
 	common := h.GetCommonHttpProtocolOptions()
 	out.IdleTimeout = duration(common.GetIdleTimeout(), defaultConnIdleTimeout)
 	out.MaxRequestsPerConnection = common.GetMaxRequestsPerConnection().GetValue()

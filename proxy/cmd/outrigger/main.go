@@ -42,6 +42,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	b, err := bootstrap.Load(o.configPath, o.configYAML)
+	if err == nil {
+		err = server.Servable(b)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
