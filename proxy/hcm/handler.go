@@ -95,6 +95,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ClientAddress: r.RemoteAddr,
 		Listener:      h.deps.Listener,
 	}
+	if !h.cfg.UseRemoteAddress && len(r.Header["X-Forwarded-For"]) > 0 {
+		// Envoy's downstream_remote_address: trusted from XFF at a
+		// non-edge proxy (xff_num_trusted_hops), the peer otherwise.
+		e.ClientAddress = h.ClientAddress(r)
+	}
 	if ua := r.Header["User-Agent"]; len(ua) > 0 {
 		e.UserAgent = ua[0]
 	}

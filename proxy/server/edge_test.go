@@ -79,6 +79,25 @@ func TestAccessLogLine(t *testing.T) {
 	}
 }
 
+func TestAccessLogClientAddressFromTrustedXFF(t *testing.T) {
+	up := backend(t, echo("a"))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	p := startProxy(t, bs{
+		HCMExtra:     fileAccessLog(logPath) + "          xff_num_trusted_hops: 1\n",
+		VirtualHosts: vhostAll("app", ""), Clusters: staticCluster("app", "", up),
+	}.String())
+	req := mustReq(t, "GET", "http://"+p.addr["ingress"]+"/")
+	req.Header.Set("X-Forwarded-For", "198.51.100.7, 10.1.1.1")
+	resp, err := h1Client().Do(req)
+	must(t, err)
+	resp.Body.Close()
+	p.stop(t)
+	lines := accessLogLines(t, logPath)
+	if len(lines) != 1 || lines[0]["downstream_remote_address"] != "198.51.100.7" {
+		t.Errorf("downstream_remote_address with one trusted hop: %v", lines)
+	}
+}
+
 func TestClientGoneCancelsUpstreamAndLogs499(t *testing.T) {
 	canceled := make(chan struct{})
 	arrived := make(chan struct{})
