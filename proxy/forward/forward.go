@@ -142,6 +142,13 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	} else {
 		body = &countingBody{rc: r.Body, tm: tm, gen: gen}
 		out.Body = body
+		if r.ProtoMajor == 1 {
+			// A proxy streams both ways at once: without this, net/http's
+			// HTTP/1 server would read and discard what is left of the
+			// request body when the response starts, stealing it from the
+			// upstream.
+			_ = http.NewResponseController(w).EnableFullDuplex()
+		}
 	}
 
 	resp, err := p.Upstream.RoundTrip(out, host)
@@ -197,7 +204,6 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	if gs := resp.Header["Grpc-Status"]; len(gs) > 0 {
 		res.GRPCStatus = gs[0]
 	}
-	closeIfBodyUnread(w, r, body)
 	w.WriteHeader(resp.StatusCode)
 	res.Status = resp.StatusCode
 
@@ -273,10 +279,9 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, tm *streamTimer,
 	}
 }
 
-// closeIfBodyUnread ends an HTTP/1.x connection after a response that is
-// sent before the client's request body was read to the end. Otherwise
-// net/http would try to read and discard the rest before replying, and a
-// stalled client would hold the reply back indefinitely.
+// closeIfBodyUnread ends an HTTP/1.x connection after a local reply sent
+// before the client's request body was read to the end: we stop reading it,
+// so the connection cannot carry another request.
 func closeIfBodyUnread(w http.ResponseWriter, r *http.Request, body *countingBody) {
 	if body != nil && r.ProtoMajor == 1 && !body.eof.Load() {
 		w.Header()["Connection"] = connectionClose

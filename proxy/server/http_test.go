@@ -555,3 +555,42 @@ func TestExpectContinue(t *testing.T) {
 		t.Errorf("after 100-continue: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestFullDuplexEcho: the upstream streams its response while the request
+// body is still arriving (a streaming echo). HTTP/1.1 on both sides.
+func TestFullDuplexEcho(t *testing.T) {
+	up := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.EnableFullDuplex()
+		w.WriteHeader(200)
+		buf := make([]byte, 16<<10)
+		for {
+			n, err := r.Body.Read(buf)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return
+				}
+				_ = rc.Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}))
+	p := startProxy(t, bs{VirtualHosts: vhostAll("app", ""), Clusters: staticCluster("app", "", up)}.String())
+	c := h1Client()
+	for i := 0; i < 20; i++ {
+		const size = 1 << 20
+		req, _ := http.NewRequest("POST", "http://"+p.addr["ingress"]+"/echo", io.LimitReader(zeroReader{}, size))
+		req.ContentLength = size
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != size {
+			t.Fatalf("request %d: echoed %d bytes, err %v", i, n, err)
+		}
+	}
+}
