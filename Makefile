@@ -6,7 +6,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-short lint vet fmt demo bench bench-quick clean
+.PHONY: all build test test-short lint vet fmt demo bench bench-quick bench-go clean
 
 all: build
 
@@ -37,12 +37,21 @@ fmt:
 demo: build
 	./scripts/demo.sh
 
-## bench: the proxy's Go benchmarks (the peer harness comes with issue 3)
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./proxy/...
+## bench: outrigger vs direct, nginx, HAProxy, Caddy (<= 15 min) -> bench/results/latest.md
+bench: build
+	./bench/install-peers.sh
+	$(GO) build -o $(BIN)/outrigger-bench ./bench/cmd/outrigger-bench
+	$(BIN)/outrigger-bench --outrigger $(BIN)/outrigger $(BENCH_FLAGS)
 
-bench-quick:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./proxy/...
+## bench-quick: one short scenario (<= 60 s) -> bench/results/quick.md
+bench-quick: build
+	./bench/install-peers.sh
+	$(GO) build -o $(BIN)/outrigger-bench ./bench/cmd/outrigger-bench
+	$(BIN)/outrigger-bench --quick --outrigger $(BIN)/outrigger $(BENCH_FLAGS)
+
+## bench-go: the proxy's in-process Go benchmarks (proxied vs direct, allocs)
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./proxy/...
 
 clean:
 	rm -rf $(BIN)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -20,6 +21,7 @@ type options struct {
 	serviceCluster string
 	drainTime      time.Duration
 	adminNonLoop   bool
+	pprofAddr      string
 	version        bool
 }
 
@@ -40,6 +42,8 @@ Flags:
       --drain-time-s N         seconds in-flight requests get on shutdown (default 30)
       --admin-allow-non-loopback
                                let the admin API bind a non-loopback address
+      --pprof-address ADDR     serve Go's profiler on this loopback address
+                               (default: $OUTRIGGER_PPROF, unset = off)
       --version                print the version and exit
   -h, --help                   this help
 `
@@ -61,6 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.serviceCluster, "service-cluster", "", "")
 	drain := fs.Float64("drain-time-s", 30, "")
 	fs.BoolVar(&o.adminNonLoop, "admin-allow-non-loopback", false, "")
+	fs.StringVar(&o.pprofAddr, "pprof-address", os.Getenv("OUTRIGGER_PPROF"), "")
 	fs.BoolVar(&o.version, "version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -79,6 +79,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Info("ignoring operational field", "field", path)
 	}
 
+	if o.pprofAddr != "" {
+		stopPprof, err := servePprof(ctx, o.pprofAddr, logger)
+		if err != nil {
+			logger.Error("cannot serve pprof", "address", o.pprofAddr, "error", err)
+			return 1
+		}
+		defer stopPprof()
+	}
 	srv, err := server.New(server.Options{
 		Logger:                logger,
 		Bootstrap:             b,

@@ -102,6 +102,15 @@ func TestValidateMode(t *testing.T) {
 	}
 }
 
+func TestPprofRefusesNonLoopback(t *testing.T) {
+	cfg := writeFile(t, "b.yaml", fmt.Sprintf(goodYAML, freePort(t), freePort(t), 8080))
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"-c", cfg, "--pprof-address", "0.0.0.0:0"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "pprof") {
+		t.Errorf("exit %d, stderr %q: want a refusal naming pprof", code, errb.String())
+	}
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -139,9 +148,10 @@ func TestBinaryServesAndDrainsOnSIGTERM(t *testing.T) {
 	go srv.Serve(up)
 	t.Cleanup(func() { srv.Close() })
 
-	adminPort, port := freePort(t), freePort(t)
+	adminPort, port, pprofPort := freePort(t), freePort(t), freePort(t)
 	cfg := writeFile(t, "b.yaml", fmt.Sprintf(goodYAML, adminPort, port, up.Addr().(*net.TCPAddr).Port))
 	cmd := exec.Command(bin, "-c", cfg, "--drain-time-s", "5", "--log-format", "json")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("OUTRIGGER_PPROF=127.0.0.1:%d", pprofPort))
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -171,6 +181,11 @@ func TestBinaryServesAndDrainsOnSIGTERM(t *testing.T) {
 			t.Fatalf("not ready: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", pprofPort)); err != nil || resp.StatusCode != 200 {
+		t.Errorf("pprof via OUTRIGGER_PPROF: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	resp, err := http.Get(base + "/")

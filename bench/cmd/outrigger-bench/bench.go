@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/outrigger-mesh/outrigger/bench/harness"
+	"github.com/outrigger-mesh/outrigger/bench/report"
+	"github.com/outrigger-mesh/outrigger/bench/targets"
+)
+
+// runBench starts the backend, runs the harness and writes the report. It
+// returns the Markdown file's path.
+func runBench(ctx context.Context, o *options, command string, log hclog.Logger) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.maxDuration)
+	defer cancel()
+	if err := raiseFileLimit(log); err != nil {
+		return "", err
+	}
+	scenarios := o.selectScenarios()
+	if len(scenarios) == 0 {
+		return "", errors.New("no scenario selected")
+	}
+	tmp, err := os.MkdirTemp("", "outrigger-bench-")
+	if err != nil {
+		return "", fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+
+	outrigger := o.outrigger
+	if outrigger != "" {
+		if outrigger, err = filepath.Abs(outrigger); err != nil {
+			return "", err
+		}
+	}
+	backend, up, err := startBackend(ctx, tmp, o.backendDelay)
+	if err != nil {
+		return "", err
+	}
+	defer backend.Stop(5 * time.Second)
+	log.Info("backend ready", "http", up.HTTP, "grpc", up.GRPC)
+
+	cfg := harness.Config{
+		Scenarios: scenarios, Targets: o.targets, Reps: o.reps, Upstream: up,
+		OutriggerBin: outrigger, TmpDir: tmp, CrossCheck: o.crossCheck,
+		Command: command, Log: log,
+	}
+	if o.profile {
+		cfg.ProfileDir = filepath.Join(o.outDir, "profiles")
+	}
+	res, runErr := harness.Run(ctx, cfg)
+	if res == nil {
+		return "", runErr
+	}
+	if runErr != nil {
+		res.Notes = append(res.Notes, "run ended early: "+runErr.Error())
+	}
+	if res.Duration == 0 {
+		res.Duration = time.Since(res.Started)
+	}
+	if o.backendDelay > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("the backend added %v to every response", o.backendDelay))
+	}
+	path, err := writeReport(o, res)
+	if err != nil {
+		return "", err
+	}
+	return path, runErr
+}
+
+// startBackend runs this binary's `backend` subcommand with GOMAXPROCS=1.
+func startBackend(ctx context.Context, dir string, delay time.Duration) (*targets.Process, targets.Upstream, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, targets.Upstream{}, fmt.Errorf("backend: %w", err)
+	}
+	ports, err := targets.FreePorts(2)
+	if err != nil {
+		return nil, targets.Upstream{}, err
+	}
+	up := targets.Upstream{HTTP: fmt.Sprintf("127.0.0.1:%d", ports[0]), GRPC: fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	argv := []string{exe, "backend", "--http", up.HTTP, "--grpc", up.GRPC, "--delay", delay.String()}
+	p, err := targets.StartProcess("backend", argv, []string{"GOMAXPROCS=1"}, filepath.Join(dir, "backend.log"))
+	if err != nil {
+		return nil, targets.Upstream{}, err
+	}
+	if err := targets.WaitReady(ctx, p, []string{up.HTTP, up.GRPC}, 10*time.Second); err != nil {
+		_ = p.Stop(time.Second)
+		return nil, targets.Upstream{}, err
+	}
+	return p, up, nil
+}
+
+func writeReport(o *options, res *report.Run) (string, error) {
+	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	plots, err := report.WritePlots(o.outDir, o.name, res)
+	if err != nil {
+		res.Notes = append(res.Notes, "plots: "+err.Error())
+	}
+	mdPath := filepath.Join(o.outDir, o.name+".md")
+	f, err := os.Create(mdPath)
+	if err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	if err := report.WriteMarkdown(f, res, plots); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(o.outDir, o.name+".json"), js, 0o644); err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	return mdPath, nil
+}
+
+// raiseFileLimit lifts the soft open-file limit to the hard one: the
+// 1,000-connection scenario holds a socket per connection.
+func raiseFileLimit(log hclog.Logger) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("getrlimit: %w", err)
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("setrlimit: %w", err)
+		}
+	}
+	if lim.Cur < 4096 {
+		log.Warn("open-file limit is low; the 1,000-connection scenario may fail", "limit", lim.Cur)
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/outrigger-mesh/outrigger/bench/harness"
+)
+
+type options struct {
+	quick        bool
+	reps         int
+	targets      []string
+	scenarios    []string
+	outrigger    string
+	outDir       string
+	name         string
+	profile      bool
+	crossCheck   bool
+	maxDuration  time.Duration
+	logLevel     string
+	backendDelay time.Duration
+}
+
+const usage = `outrigger-bench: measure outrigger against direct, nginx, HAProxy and Caddy.
+
+Usage:
+  outrigger-bench [flags]
+  outrigger-bench render [--in bench/results/latest.json]   redraw the report from a run's JSON
+  outrigger-bench backend --http ADDR --grpc ADDR           the upstream (the bench starts it)
+
+Flags:
+  --quick              one short scenario, one repetition, no two-hop target (make bench-quick)
+  --reps N             repetitions of every run (default 3; 1 with --quick)
+  --targets LIST       comma-separated subset of: %s
+  --scenarios LIST     comma-separated subset of: %s
+  --outrigger PATH     the proxy binary (default bin/outrigger when it exists)
+  --out DIR            where the report and plots go (default bench/results)
+  --name NAME          report file name without .md (default latest; quick with --quick)
+  --profile            save CPU and allocation profiles of outrigger under load
+  --no-crosscheck      skip the wrk / h2load / ghz comparison runs
+  --max-duration D     stop the whole run after D (default 15m; 60s with --quick)
+  --backend-delay D    latency the backend adds to every response (default 0)
+  --log-level LEVEL    debug, info, warn, error (default info)
+`
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("outrigger-bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.BoolVar(&o.quick, "quick", false, "")
+	reps := fs.Int("reps", 0, "")
+	targets := fs.String("targets", "", "")
+	scenarios := fs.String("scenarios", "", "")
+	fs.StringVar(&o.outrigger, "outrigger", "", "")
+	fs.StringVar(&o.outDir, "out", "bench/results", "")
+	fs.StringVar(&o.name, "name", "", "")
+	fs.BoolVar(&o.profile, "profile", false, "")
+	noCross := fs.Bool("no-crosscheck", false, "")
+	fs.DurationVar(&o.maxDuration, "max-duration", 0, "")
+	fs.DurationVar(&o.backendDelay, "backend-delay", 0, "")
+	fs.StringVar(&o.logLevel, "log-level", "info", "")
+	allScenarios := scenarioNames(harness.FullScenarios())
+	help := fmt.Sprintf(usage, strings.Join(harness.AllTargets, ","), strings.Join(allScenarios, ","))
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, help)
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (see --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	o.crossCheck = !*noCross
+	switch {
+	case *reps < 0:
+		return nil, fmt.Errorf("--reps must be positive, got %d", *reps)
+	case *reps > 0:
+		o.reps = *reps
+	case o.quick:
+		o.reps = 1
+	default:
+		o.reps = 3
+	}
+	if o.name == "" {
+		o.name = "latest"
+		if o.quick {
+			o.name = "quick"
+		}
+	}
+	if o.maxDuration == 0 {
+		o.maxDuration = 15 * time.Minute
+		if o.quick {
+			o.maxDuration = 60 * time.Second
+		}
+	}
+	if o.maxDuration < 0 || o.backendDelay < 0 {
+		return nil, errors.New("--max-duration and --backend-delay must not be negative")
+	}
+	o.targets = slices.DeleteFunc(slices.Clone(harness.AllTargets), func(t string) bool {
+		return o.quick && t == harness.Outrigger2Hop
+	})
+	if *targets != "" {
+		o.targets = splitList(*targets)
+		for _, t := range o.targets {
+			if !slices.Contains(harness.AllTargets, t) {
+				return nil, fmt.Errorf("unknown target %q (known: %s)", t, strings.Join(harness.AllTargets, ","))
+			}
+		}
+	}
+	if *scenarios != "" {
+		o.scenarios = splitList(*scenarios)
+		for _, s := range o.scenarios {
+			if !slices.Contains(allScenarios, s) {
+				return nil, fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(allScenarios, ","))
+			}
+		}
+	}
+	if o.outrigger == "" {
+		if st, err := os.Stat("bin/outrigger"); err == nil && !st.IsDir() {
+			o.outrigger = "bin/outrigger"
+		}
+	}
+	return o, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func scenarioNames(ss []harness.Scenario) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// selectScenarios applies --quick and --scenarios.
+func (o *options) selectScenarios() []harness.Scenario {
+	all := harness.FullScenarios()
+	if o.quick {
+		all = harness.QuickScenarios()
+	}
+	if len(o.scenarios) == 0 {
+		return all
+	}
+	return slices.DeleteFunc(all, func(s harness.Scenario) bool { return !slices.Contains(o.scenarios, s.Name) })
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(*testing.T, *options)
+		wantErr bool
+	}{
+		{name: "defaults", args: nil, check: func(t *testing.T, o *options) {
+			if o.reps != 3 || o.name != "latest" || o.maxDuration != 15*time.Minute || !o.crossCheck || len(o.targets) != 6 {
+				t.Errorf("%+v", o)
+			}
+			if len(o.selectScenarios()) != 5 {
+				t.Errorf("full run has %d scenarios", len(o.selectScenarios()))
+			}
+		}},
+		{name: "quick", args: []string{"--quick"}, check: func(t *testing.T, o *options) {
+			if o.reps != 1 || o.name != "quick" || o.maxDuration != time.Minute || slices.Contains(o.targets, "outrigger-2hop") {
+				t.Errorf("%+v", o)
+			}
+			if len(o.selectScenarios()) != 1 {
+				t.Errorf("quick run has %d scenarios", len(o.selectScenarios()))
+			}
+		}},
+		{name: "subsets", args: []string{"--targets", "direct, haproxy", "--scenarios", "grpc-unary", "--reps", "2", "--no-crosscheck"}, check: func(t *testing.T, o *options) {
+			if !slices.Equal(o.targets, []string{"direct", "haproxy"}) || o.reps != 2 || o.crossCheck {
+				t.Errorf("%+v", o)
+			}
+			if s := o.selectScenarios(); len(s) != 1 || s[0].Name != "grpc-unary" {
+				t.Errorf("scenarios %v", s)
+			}
+		}},
+		{name: "unknown target", args: []string{"--targets", "envoy"}, wantErr: true},
+		{name: "unknown scenario", args: []string{"--scenarios", "h3"}, wantErr: true},
+		{name: "negative reps", args: []string{"--reps", "-1"}, wantErr: true},
+		{name: "negative delay", args: []string{"--backend-delay", "-1s"}, wantErr: true},
+		{name: "stray argument", args: []string{"now"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args, io.Discard)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if tt.check != nil {
+				tt.check(t, o)
+			}
+		})
+	}
+	if _, err := parseFlags([]string{"--help"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("--help: %v", err)
+	}
+}
