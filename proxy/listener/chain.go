@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/outrigger-mesh/outrigger/proxy/listener/h1"
 )
 
 // Defaults applied when a setting is zero (documented in config.go).
@@ -27,8 +29,9 @@ const (
 	protoHTTP1 = "http/1.1"
 )
 
-// chainServer is one filter chain with its own http.Server, fed through
-// an in-memory listener.
+// chainServer is one filter chain: HTTP/1.1 connections are served by the
+// h1 codec, HTTP/2 (ALPN h2, h2c prior knowledge) by net/http's server fed
+// through an in-memory listener.
 type chainServer struct {
 	name     string
 	match    ChainMatch
@@ -36,6 +39,7 @@ type chainServer struct {
 	settings HTTPSettings
 	srv      *http.Server
 	ln       *chanListener
+	h1       *h1.Server // nil when the codec is HTTP/2 only
 }
 
 func withDefaults(s HTTPSettings) HTTPSettings {
@@ -103,6 +107,26 @@ func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logg
 	if fc.TLS != nil {
 		cs.tls = tlsForCodec(fc.TLS, set.Codec)
 	}
+	if set.Codec != CodecHTTP2 {
+		cs.h1 = h1.New(h1.Config{
+			Handler:                fc.Handler,
+			MaxRequestHeadersBytes: set.MaxRequestHeadersBytes,
+			RequestHeadersTimeout:  set.RequestHeadersTimeout,
+			IdleTimeout:            set.IdleTimeout,
+			Logger:                 logger.Named("h1"),
+			Hooks: h1.Hooks{
+				Rejected: func(r h1.Reject) {
+					switch r {
+					case h1.RejectHeadersTooLarge:
+						st.headersTooLarge.Add(1)
+					case h1.RejectFraming:
+						st.smugglingRejected.Add(1)
+					}
+				},
+				HeaderTimeout: func() { st.headerTimeouts.Add(1) },
+			},
+		})
+	}
 	streams := int(min(uint64(set.MaxConcurrentStreams), math.MaxInt32))
 	cs.srv = &http.Server{
 		Handler: &guardHandler{
@@ -110,8 +134,9 @@ func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logg
 			maxHeaderBytes: set.MaxRequestHeadersBytes,
 			stats:          st,
 		},
-		// The framing scanner (HTTP/1.1) and the guard handler (HTTP/2)
-		// enforce the exact limit with a 431. net/http's own limit only
+		// The h1 codec, the framing scanner (HTTP/1.1 on an HTTP/2-only
+		// chain) and the guard handler (HTTP/2) enforce the exact limit
+		// with a 431. net/http's own limit only
 		// bounds memory; it sits above ours so that an HTTP/2 peer, which
 		// is told net/http's limit in SETTINGS, sends the request and gets
 		// the 431 instead of failing locally.

@@ -12,10 +12,15 @@ import (
 // tlsRecordHandshake is the first byte of a TLS ClientHello record.
 const tlsRecordHandshake = 0x16
 
+// http2Preface is the client connection preface of HTTP/2 (h2c prior
+// knowledge in plaintext).
+const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 var errNoChain = errors.New("no filter chain matches")
 
 // dispatch classifies one accepted connection, terminates TLS when its chain
-// has it, and hands it to the chain's http.Server.
+// has it, and hands it to the chain's h1 codec (HTTP/1.1) or http.Server
+// (HTTP/2).
 func (l *Listener) dispatch(c *trackedConn) {
 	isTLS := l.sel.hasTLS
 	if l.sel.hasTLS && l.sel.hasPlain {
@@ -32,10 +37,67 @@ func (l *Listener) dispatch(c *trackedConn) {
 			l.rejectNoChain(c, "plaintext")
 			return
 		}
-		l.deliver(cs, l.newScanConn(c, cs))
+		switch cs.settings.Codec {
+		case CodecHTTP2:
+			// net/http refuses HTTP/1.1 here; the scanner still guards
+			// whatever it would parse.
+			l.deliver(cs, l.newScanConn(c, cs))
+		case CodecHTTP1:
+			l.serveH1(cs, c)
+		default:
+			isH2C, err := l.peekH2CPreface(c, cs.settings.RequestHeadersTimeout)
+			switch {
+			case err != nil:
+				if isTimeout(err) {
+					l.stats.headerTimeouts.Add(1)
+				}
+				l.log.Debug("connection closed before protocol detection", "remote", c.RemoteAddr(), "error", err)
+				_ = c.Close()
+			case isH2C:
+				l.deliver(cs, c)
+			default:
+				l.serveH1(cs, c)
+			}
+		}
 		return
 	}
 	l.serveTLS(c)
+}
+
+// peekH2CPreface reads (for replay) as much of the first bytes as it takes
+// to tell the h2c prior-knowledge preface from HTTP/1.1: one byte that
+// differs from the preface is enough.
+func (l *Listener) peekH2CPreface(c *trackedConn, timeout time.Duration) (bool, error) {
+	buf := make([]byte, len(c.peeked), len(http2Preface))
+	copy(buf, c.peeked)
+	if timeout > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(timeout))
+		defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	}
+	for len(buf) < len(http2Preface) && http2Preface[:len(buf)] == string(buf) {
+		n, err := c.Conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if n > 0 && http2Preface[:len(buf)] != string(buf) {
+				break // HTTP/1.1 after all; the codec sees the error next
+			}
+			return false, err
+		}
+	}
+	c.peeked = buf
+	return string(buf) == http2Preface, nil
+}
+
+// serveH1 hands an HTTP/1.1 connection to the chain's codec.
+func (l *Listener) serveH1(cs *chainServer, c net.Conn) {
+	if err := cs.h1.Serve(c); err != nil {
+		l.log.Debug("connection not served", "remote", c.RemoteAddr(), "error", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // peekTLS reads the first byte (kept for replay) to tell a TLS ClientHello
@@ -82,8 +144,7 @@ func (l *Listener) serveTLS(c *trackedConn) {
 		l.deliver(picked, tc)
 		return
 	}
-	sc := l.newScanConn(tc, picked)
-	l.deliver(picked, &tlsScanConn{scanConn: sc, tc: tc})
+	l.serveH1(picked, tc)
 }
 
 func (l *Listener) newScanConn(c net.Conn, cs *chainServer) *scanConn {

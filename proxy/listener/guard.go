@@ -2,7 +2,6 @@ package listener
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -42,15 +41,6 @@ func (c *scanConn) Read(p []byte) (int, error) {
 }
 
 func (c *scanConn) base() *scanConn { return c }
-
-// tlsScanConn is a scanConn over a *tls.Conn: net/http fills Request.TLS
-// from ConnectionState when the conn is not a *tls.Conn itself.
-type tlsScanConn struct {
-	*scanConn
-	tc *tls.Conn
-}
-
-func (c *tlsScanConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
 
 type scanConnHolder interface{ base() *scanConn }
 

@@ -237,8 +237,25 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 				sctx, cancel = context.WithTimeout(ctx, d)
 				defer cancel()
 			}
-			if err := cs.srv.Shutdown(sctx); err != nil {
+			// HTTP/2 (net/http) and HTTP/1.1 (h1) drain side by side.
+			var h1Err error
+			h1Done := make(chan struct{})
+			go func() {
+				defer close(h1Done)
+				if cs.h1 != nil {
+					h1Err = cs.h1.Shutdown(sctx)
+				}
+			}()
+			err := cs.srv.Shutdown(sctx)
+			<-h1Done
+			if err == nil {
+				err = h1Err
+			}
+			if err != nil {
 				_ = cs.srv.Close()
+				if cs.h1 != nil {
+					_ = cs.h1.Close()
+				}
 				errMu.Lock()
 				if first == nil {
 					first = fmt.Errorf("listener %q chain %q: drain cut short: %w", l.name, cs.name, err)
@@ -271,6 +288,9 @@ func (l *Listener) Close() error {
 	for _, cs := range l.chains {
 		_ = cs.srv.Close()
 		_ = cs.ln.Close()
+		if cs.h1 != nil {
+			_ = cs.h1.Close()
+		}
 	}
 	l.closeAll()
 	l.finish()
@@ -312,6 +332,15 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes TCP, so a refused client reads the answer and
+// an EOF while the codec drains what it still sends.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 func (c *trackedConn) Close() error {
