@@ -186,6 +186,9 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 		h[k] = vv
 	}
 	removeHopByHop(h)
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil // relay as is: no sniffed Content-Type
+	}
 	announced := 0
 	if len(resp.Trailer) > 0 {
 		keys := make([]string, 0, len(resp.Trailer))

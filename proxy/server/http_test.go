@@ -594,3 +594,22 @@ func TestFullDuplexEcho(t *testing.T) {
 		}
 	}
 }
+
+// TestNoContentTypeInvented: a proxy relays headers; it must not sniff and
+// add a Content-Type the upstream did not send.
+func TestNoContentTypeInvented(t *testing.T) {
+	up := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = nil // the backend itself sends none
+		io.WriteString(w, "<html><body>looks like html</body></html>")
+	}))
+	p := startProxy(t, bs{VirtualHosts: vhostAll("app", ""), Clusters: staticCluster("app", "", up)}.String())
+	for name, c := range map[string]*http.Client{"h1": h1Client(), "h2c": h2cClient()} {
+		resp, err := c.Get("http://" + p.addr["ingress"] + "/")
+		must(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if ct, ok := resp.Header["Content-Type"]; ok {
+			t.Errorf("%s: proxy added Content-Type %q", name, ct)
+		}
+	}
+}
