@@ -66,9 +66,12 @@ type conn struct {
 	bg       int
 	bodyDone bool
 	cancel   context.CancelFunc
-	gone     bool
-	timer    *time.Timer
-	bgDone   chan struct{}
+	// connCancel cancels the connection's request context (set on the
+	// first request; called when the connection ends).
+	connCancel context.CancelFunc
+	gone       bool
+	timer      *time.Timer
+	bgDone     chan struct{}
 }
 
 // connReader sits under the bufio.Reader so a byte read by the background
@@ -195,22 +198,29 @@ func (c *conn) serveRequest(p *parsed) (keep bool) {
 		return false
 	}
 
-	ctx, cancel := context.WithCancel(c.baseCtx)
-	*r = *r.WithContext(ctx)
+	// One cancelable context per connection, set on the reused request
+	// once: requests on a connection run one at a time, and a client that
+	// goes away ends the connection, so per-request contexts would only
+	// cost two allocations each.
+	if c.connCancel == nil {
+		ctx, cancel := context.WithCancel(c.baseCtx)
+		*r = *r.WithContext(ctx)
+		c.connCancel = cancel
+	}
 	c.mu.Lock()
-	c.cancel = cancel
+	c.cancel = c.connCancel
 	c.bodyDone = c.body == nil
 	c.bg = bgArmed
 	c.mu.Unlock()
 	c.armWatch()
 
 	if !c.runHandler() {
-		cancel()
+		c.connCancel()
 		return false
 	}
 	c.stopWatch()
-	cancel()
 	if c.hijacked {
+		c.connCancel()
 		return false
 	}
 	c.w.finish()
@@ -267,6 +277,9 @@ func (globalOptions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finish releases the connection after the last request.
 func (c *conn) finish() {
+	if c.connCancel != nil {
+		c.connCancel()
+	}
 	if c.timer != nil {
 		c.timer.Stop()
 	}

@@ -287,18 +287,17 @@ func parseRequest(block []byte, r *http.Request, hdr http.Header, u *url.URL, ke
 		}
 	}
 
-	*r = http.Request{
-		Method:        method,
-		URL:           u,
-		Proto:         proto,
-		ProtoMajor:    major,
-		ProtoMinor:    minor,
-		Header:        hdr,
-		ContentLength: p.contentLength,
-		Close:         p.wantsClose,
-		Host:          host,
-		RequestURI:    target0,
-	}
+	resetRequest(r)
+	r.Method = method
+	r.URL = u
+	r.Proto = proto
+	r.ProtoMajor = major
+	r.ProtoMinor = minor
+	r.Header = hdr
+	r.ContentLength = p.contentLength
+	r.Close = p.wantsClose
+	r.Host = host
+	r.RequestURI = target0
 	if p.chunked {
 		r.TransferEncoding = chunkedTE
 		if tr, ok := hdr["Trailer"]; ok {
@@ -311,6 +310,18 @@ func parseRequest(block []byte, r *http.Request, hdr http.Header, u *url.URL, ke
 		}
 	}
 	return p, nil
+}
+
+// resetRequest zeroes every exported field of r and keeps its context: the
+// connection sets its context once (WithContext copies the whole request, an
+// allocation per request otherwise). TestResetRequestCoversEveryField keeps
+// this list complete when net/http grows a field.
+func resetRequest(r *http.Request) {
+	r.Method, r.URL, r.Proto, r.ProtoMajor, r.ProtoMinor = "", nil, "", 0, 0
+	r.Header, r.Body, r.GetBody, r.ContentLength, r.TransferEncoding = nil, nil, nil, 0, nil
+	r.Close, r.Host, r.Form, r.PostForm, r.MultipartForm = false, "", nil, nil, nil
+	r.Trailer, r.RemoteAddr, r.RequestURI, r.TLS, r.Cancel = nil, "", "", nil, nil
+	r.Response, r.Pattern = nil, ""
 }
 
 // announcedTrailers is net/http's fixTrailer for requests.

@@ -234,3 +234,50 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestResetRequestCoversEveryField fails when net/http's Request grows an
+// exported field that resetRequest does not clear (it would leak from one
+// request on a connection to the next).
+func TestResetRequestCoversEveryField(t *testing.T) {
+	r := &http.Request{}
+	v := reflect.ValueOf(r).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		fv := v.Field(i)
+		switch fv.Kind() {
+		case reflect.String:
+			fv.SetString("x")
+		case reflect.Int, reflect.Int64:
+			fv.SetInt(7)
+		case reflect.Bool:
+			fv.SetBool(true)
+		case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Interface, reflect.Chan:
+			switch fv.Kind() {
+			case reflect.Pointer:
+				fv.Set(reflect.New(fv.Type().Elem()))
+			case reflect.Map:
+				fv.Set(reflect.MakeMap(fv.Type()))
+			case reflect.Slice:
+				fv.Set(reflect.MakeSlice(fv.Type(), 1, 1))
+			case reflect.Chan: // Request.Cancel is receive-only
+				ch := reflect.MakeChan(reflect.ChanOf(reflect.BothDir, fv.Type().Elem()), 0)
+				fv.Set(ch.Convert(fv.Type()))
+			case reflect.Func:
+				fv.Set(reflect.MakeFunc(fv.Type(), func([]reflect.Value) []reflect.Value { return nil }))
+			case reflect.Interface:
+				fv.Set(reflect.ValueOf(http.NoBody))
+			}
+		default:
+			t.Fatalf("field %s of kind %s: teach this test to set it", f.Name, fv.Kind())
+		}
+	}
+	resetRequest(r)
+	for i := 0; i < v.NumField(); i++ {
+		if f := v.Type().Field(i); f.IsExported() && !v.Field(i).IsZero() {
+			t.Errorf("resetRequest leaves http.Request.%s set", f.Name)
+		}
+	}
+}
