@@ -122,12 +122,33 @@ func (d *dialer) opened(cc *conn, addr string) {
 }
 
 // conn counts requests (for MaxRequestsPerConnection) and reports its close
-// once (for cx_active).
+// once (for cx_active). On an HTTP/1.1 pool connection, slow is the
+// request's context watch: its deadline errors are retried after it hands
+// the context to its watcher (see watch.go).
 type conn struct {
 	net.Conn
 	requests atomic.Uint64
 	once     atomic.Bool
 	closed   func()
+	slow     *watch
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	for n == 0 && err != nil && c.slow != nil && c.slow.fired(err) {
+		n, err = c.Conn.Read(p)
+	}
+	return n, err
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	for err != nil && c.slow != nil && c.slow.fired(err) {
+		var m int
+		m, err = c.Conn.Write(p[n:])
+		n += m
+	}
+	return n, err
 }
 
 func (c *conn) Close() error {
@@ -141,17 +162,17 @@ func (c *conn) Close() error {
 // ReadFrom and WriteTo keep the kernel fast paths (splice, sendfile) of the
 // TCP connection underneath.
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok && c.slow == nil {
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+	return io.Copy(struct{ io.Writer }{c}, r)
 }
 
 func (c *conn) WriteTo(w io.Writer) (int64, error) {
-	if wt, ok := c.Conn.(io.WriterTo); ok {
+	if wt, ok := c.Conn.(io.WriterTo); ok && c.slow == nil {
 		return wt.WriteTo(w)
 	}
-	return io.Copy(w, struct{ io.Reader }{c.Conn})
+	return io.Copy(w, struct{ io.Reader }{c})
 }
 
 // unwrapConn finds our conn under a TLS connection, or under the tls.Conn

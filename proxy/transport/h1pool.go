@@ -1,0 +1,241 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// h1Pool is the HTTP/1.1 client: idle persistent connections per upstream
+// address, most recently used first, and the round trip over them.
+type h1Pool struct {
+	opts *Options
+	d    *dialer
+
+	mu      sync.Mutex
+	idle    map[string][]*pconn // per address; the newest at the end
+	closed  bool
+	reaping bool          // a reaper goroutine runs
+	stop    chan struct{} // closed by Close: the reaper exits
+	kick    chan struct{} // wakes the reaper to notice an emptied pool
+	reaper  sync.WaitGroup
+}
+
+func newH1Pool(o *Options) *h1Pool {
+	return &h1Pool{
+		opts: o,
+		d:    newDialer(o, false),
+		idle: make(map[string][]*pconn),
+		stop: make(chan struct{}),
+		kick: make(chan struct{}, 1),
+	}
+}
+
+var errNoHost = errors.New("request URL has no host")
+
+// roundTrip sends req to req.URL.Host. A request that failed on a pooled
+// connection the upstream had closed while idle is sent once more, on a
+// new connection.
+func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	addr := req.URL.Host
+	if addr == "" {
+		closeBody(req)
+		return nil, &Error{Kind: KindReset, Err: errNoHost}
+	}
+	r := new(response)
+	pc, err := p.get(ctx, addr, !hasBody(req) && isIdempotent(req))
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := pc.roundTrip(req, r)
+	if _, ok := err.(*errRetry); ok {
+		if pc, err = p.dial(ctx, addr); err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		resp, err = pc.roundTrip(req, r)
+		if retry, ok := err.(*errRetry); ok { // cannot happen on a new connection
+			err = failure(ctx, addr, retry.err, false)
+		}
+	}
+	if err != nil {
+		if !hasBody(req) || !pc.bodyStarted() {
+			closeBody(req)
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// bodyStarted reports whether a body writer took over the request body (it
+// closes the body itself).
+func (pc *pconn) bodyStarted() bool { return pc.writeStarted }
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// probeAfter is the idle time after which a connection is probed before
+// reuse even for a request that could be retried: upstream keep-alive
+// timeouts are seconds long, so a connection idle for less is very likely
+// alive, and a stale one costs a retryable request only the retry.
+const probeAfter = time.Second
+
+// get returns an idle connection to addr, the most recently used first,
+// or dials one. Idle connections that expired, were closed by the upstream,
+// or received bytes nobody asked for are closed on the way; replayable
+// says the request can be retried if the connection proves stale, which
+// spares the probe of a recently used connection.
+func (p *h1Pool) get(ctx context.Context, addr string, replayable bool) (*pconn, error) {
+	for {
+		p.mu.Lock()
+		list := p.idle[addr]
+		if len(list) == 0 {
+			p.mu.Unlock()
+			break
+		}
+		pc := list[len(list)-1]
+		list[len(list)-1] = nil
+		p.idle[addr] = list[:len(list)-1]
+		p.mu.Unlock()
+		idle := time.Since(pc.idleAt)
+		if idle < p.opts.IdleTimeout && pc.br.Buffered() == 0 &&
+			(replayable && idle < probeAfter || pc.idle.alive()) {
+			pc.reused = true
+			return pc, nil
+		}
+		pc.close()
+	}
+	return p.dial(ctx, addr)
+}
+
+// dial makes a new connection to addr with the dialer's connect timeout;
+// its errors are already *Error of KindConnect.
+func (p *h1Pool) dial(ctx context.Context, addr string) (*pconn, error) {
+	dial := p.d.dial
+	if p.d.tls != nil {
+		dial = p.d.dialTLS
+	}
+	nc, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return newPconn(p, addr, nc), nil
+}
+
+// put returns a connection to the pool, or closes it when the pool is
+// closed or full. The reaper starts with the first idle connection.
+func (p *h1Pool) put(pc *pconn) {
+	pc.idleAt = time.Now()
+	pc.writeStarted = false
+	p.mu.Lock()
+	list := p.idle[pc.addr]
+	if p.closed || len(list) >= p.opts.MaxIdleConnsPerHost {
+		p.mu.Unlock()
+		pc.close()
+		return
+	}
+	p.idle[pc.addr] = append(list, pc)
+	if !p.reaping {
+		p.reaping = true
+		p.reaper.Add(1)
+		go p.reap()
+	}
+	p.mu.Unlock()
+}
+
+// reapInterval is how often idle connections are checked against the idle
+// timeout: often enough that one lives at most ~1.5× the timeout.
+func reapInterval(idle time.Duration) time.Duration {
+	return min(max(idle/2, 10*time.Millisecond), 30*time.Second)
+}
+
+// reap closes connections idle longer than the idle timeout. It exits when
+// the pool is empty (put starts it again) or closed, so a Transport nobody
+// calls Close on leaves no goroutine behind once its connections are gone.
+func (p *h1Pool) reap() {
+	defer p.reaper.Done()
+	t := time.NewTicker(reapInterval(p.opts.IdleTimeout))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		case <-p.kick:
+		}
+		var expired []*pconn
+		cutoff := time.Now().Add(-p.opts.IdleTimeout)
+		p.mu.Lock()
+		for addr, list := range p.idle {
+			// Oldest first: stop at the first one still fresh.
+			n := 0
+			for n < len(list) && !list[n].idleAt.After(cutoff) {
+				n++
+			}
+			if n == 0 {
+				continue
+			}
+			expired = append(expired, list[:n]...)
+			rest := copy(list, list[n:])
+			clear(list[rest:])
+			if rest == 0 {
+				delete(p.idle, addr)
+			} else {
+				p.idle[addr] = list[:rest]
+			}
+		}
+		done := len(p.idle) == 0
+		if done {
+			p.reaping = false
+		}
+		p.mu.Unlock()
+		for _, c := range expired {
+			c.close()
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// takeIdle empties the pool and returns what it held.
+func (p *h1Pool) takeIdle() []*pconn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var all []*pconn
+	for addr, list := range p.idle {
+		all = append(all, list...)
+		delete(p.idle, addr)
+	}
+	return all
+}
+
+func (p *h1Pool) closeIdle() {
+	for _, c := range p.takeIdle() {
+		c.close()
+	}
+	select {
+	case p.kick <- struct{}{}: // the reaper exits now rather than at its next tick
+	default:
+	}
+}
+
+// close closes idle connections, stops the reaper and waits for it.
+// Connections carrying a request close when their response ends.
+func (p *h1Pool) close() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.stop)
+	}
+	p.mu.Unlock()
+	p.closeIdle()
+	p.reaper.Wait()
+}
