@@ -38,20 +38,30 @@ type generation struct {
 	tr      *transport.Transport
 	active  atomic.Int64
 	retired atomic.Bool
+	closed  atomic.Bool
 }
 
 func (g *generation) release() {
 	if g.active.Add(-1) == 0 && g.retired.Load() {
-		g.tr.CloseIdleConnections()
+		g.close()
 	}
 }
 
-// retire closes idle connections now and again when the last request in
-// flight ends. A connection that goes idle later still closes at the idle
-// timeout.
+// retire closes the transport now if it carries nothing, else when the
+// last request in flight ends; idle connections close at once either way.
 func (g *generation) retire() {
 	g.retired.Store(true)
 	g.tr.CloseIdleConnections()
+	if g.active.Load() == 0 {
+		g.close()
+	}
+}
+
+// close releases the transport (its pool and reaper) exactly once.
+func (g *generation) close() {
+	if g.closed.CompareAndSwap(false, true) {
+		_ = g.tr.Close()
+	}
 }
 
 // Name is the cluster's name.
