@@ -15,7 +15,7 @@ const mod = "github.com/outrigger-mesh/outrigger/"
 // buildingBlocks know only plain Go config types.
 var buildingBlocks = []string{
 	"proxy/router", "proxy/cluster", "proxy/lb", "proxy/transport", "proxy/listener",
-	"proxy/forward", "proxy/hcm", "proxy/telemetry", "proxy/admin",
+	"proxy/forward", "proxy/hcm", "proxy/telemetry", "proxy/admin", "proxy/httpwire", "proxy/listener/h1",
 }
 
 // deps lists every package pkg depends on, transitively.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math"
 	"sync/atomic"
+
+	"github.com/outrigger-mesh/outrigger/proxy/httpwire"
 )
 
 // rejectReason says why a request on an HTTP/1.1 connection is refused
@@ -396,7 +398,7 @@ func (s *framingScanner) onChunkSizeLine(line []byte) {
 	}
 	l = trimTrailingOWS(l)
 	l, _, _ = bytes.Cut(l, []byte{';'})
-	n, ok := parseHex(l)
+	n, ok := httpwire.ParseChunkSize(l)
 	if !ok {
 		s.reject(rejectMalformed)
 		return
@@ -406,7 +408,7 @@ func (s *framingScanner) onChunkSizeLine(line []byte) {
 		s.trailerBytes = 0
 		return
 	}
-	s.remain = n
+	s.remain = uint64(n)
 	s.state = stChunkData
 }
 
@@ -459,27 +461,6 @@ func parseDecimal(v []byte) (uint64, bool) {
 			return 0, false
 		}
 		n = n*10 + uint64(b-'0')
-	}
-	return n, true
-}
-
-func parseHex(v []byte) (uint64, bool) {
-	if len(v) == 0 || len(v) > 16 {
-		return 0, false
-	}
-	var n uint64
-	for _, b := range v {
-		switch {
-		case '0' <= b && b <= '9':
-			b -= '0'
-		case 'a' <= b && b <= 'f':
-			b = b - 'a' + 10
-		case 'A' <= b && b <= 'F':
-			b = b - 'A' + 10
-		default:
-			return 0, false
-		}
-		n = n<<4 | uint64(b)
 	}
 	return n, true
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"unsafe"
+
+	"github.com/outrigger-mesh/outrigger/proxy/httpwire"
 )
 
 // response is everything one HTTP/1.1 response needs, in one allocation:
@@ -294,22 +296,9 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 		line = line[:i] // chunk extensions are ignored
 	}
 	line = bytes.TrimRight(line, " \t") // BWS before extensions
-	if len(line) == 0 || len(line) > 15 {
+	size, ok := httpwire.ParseChunkSize(line)
+	if !ok {
 		return 0, malformed("bad chunk size")
-	}
-	var size int64
-	for _, c := range line {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, malformed("bad chunk size")
-		}
-		size = size<<4 | int64(c)
 	}
 	return size, nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/outrigger-mesh/outrigger/proxy/httpwire"
 )
 
 // maxHeadBytes bounds one response head (status line and headers) and one
@@ -222,22 +224,7 @@ func canonicalKey(name string) (string, error) {
 	return string(b), nil
 }
 
-// tokenTable marks the bytes allowed in a header name (RFC 9110 §5.6.2).
-var tokenTable = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-func isTokenByte(c byte) bool { return tokenTable[c] }
+func isTokenByte(c byte) bool { return httpwire.IsTokenByte(c) }
 
 // commonHeader interns the names upstreams commonly send in lower case, so
 // canonicalizing them allocates nothing.

@@ -7,6 +7,8 @@ import (
 	"math"
 	"net/http"
 	"sync"
+
+	"github.com/outrigger-mesh/outrigger/proxy/httpwire"
 )
 
 const (
@@ -246,27 +248,11 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 			break
 		}
 	}
-	if len(line) == 0 || len(line) > 16 {
+	v, ok := httpwire.ParseChunkSize(line)
+	if !ok {
 		return 0, errMalformedChunk
 	}
-	var v uint64
-	for _, c := range line {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return 0, errMalformedChunk
-		}
-		v = v<<4 | uint64(c)
-	}
-	if v > math.MaxInt64 {
-		return 0, errMalformedChunk
-	}
-	return int64(v), nil
+	return v, nil
 }
 
 // readTrailers reads the trailer block after the last chunk into

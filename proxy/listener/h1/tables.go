@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/outrigger-mesh/outrigger/proxy/httpwire"
 )
 
 // commonKeys interns the canonical names of the headers most requests
@@ -40,21 +42,6 @@ var methods = map[string]string{
 	"CONNECT": "CONNECT", "OPTIONS": "OPTIONS", "TRACE": "TRACE", "PATCH": "PATCH", "PRI": "PRI",
 }
 
-// tokenTable marks RFC 9110 tchar bytes.
-var tokenTable = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
 // pathPlain marks the bytes a path may hold and still be its own escaped
 // form for net/url (no '%' and nothing url.PathEscape would change), so
 // Path is the raw text and RawPath stays empty.
@@ -72,17 +59,7 @@ var pathPlain = func() (t [256]bool) {
 	return t
 }()
 
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenTable[s[i]] {
-			return false
-		}
-	}
-	return true
-}
+func isToken(s string) bool { return httpwire.IsToken(s) }
 
 // validFieldValue is RFC 9110 field-value: visible ASCII, SP, HTAB and
 // obs-text; no other control byte (so no bare CR).
