@@ -238,6 +238,34 @@ func (t *testService) EmptyCall(ctx context.Context, _ *testpb.Empty) (*testpb.E
 	return &testpb.Empty{}, nil
 }
 
+// FullDuplexCall answers every message on a long-lived stream with one
+// message of the first response parameter's size (the streaming scenario's
+// ping-pong), after the configured delay.
+func (t *testService) FullDuplexCall(stream testpb.TestService_FullDuplexCallServer) error {
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		n := 0
+		if ps := req.GetResponseParameters(); len(ps) > 0 {
+			n = int(ps[0].GetSize())
+		}
+		if n < 0 || n > MaxPayload {
+			return status.Errorf(codes.InvalidArgument, "response size %d out of range [0, %d]", n, MaxPayload)
+		}
+		if err := t.wait(stream.Context()); err != nil {
+			return err
+		}
+		if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: payload[:n]}}); err != nil {
+			return err
+		}
+	}
+}
+
 func (t *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
 	n := int(req.GetResponseSize())
 	if n < 0 || n > MaxPayload {

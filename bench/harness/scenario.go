@@ -61,7 +61,7 @@ func (s Scenario) endpoint(ep targets.Endpoints) string {
 	switch s.Protocol {
 	case loadgen.H2C:
 		return ep.H2C
-	case loadgen.GRPC:
+	case loadgen.GRPC, loadgen.GRPCStream:
 		return ep.GRPC
 	default:
 		return ep.HTTP1
@@ -120,6 +120,12 @@ func FullScenarios() []Scenario {
 			Warmup: 300 * time.Millisecond, OpenRates: []float64{1000},
 			OpenDuration: 2 * time.Second, ClosedDuration: 3 * time.Second,
 			CrossCheck: "ghz", CrossCheckTime: 3 * time.Second,
+		},
+		{
+			Name: "grpc-stream", Description: "gRPC bidi streaming: one long-lived FullDuplexCall per worker, 128-byte message and answer per operation; h2c upstream",
+			Protocol: loadgen.GRPCStream, BodySize: 128, ResponseSize: 128, Workers: 50, Conns: 1,
+			Warmup: 200 * time.Millisecond, OpenRates: []float64{1000},
+			OpenDuration: time.Second, ClosedDuration: 2 * time.Second,
 		},
 		{
 			Name: "body-1mb", Description: "HTTP/1.1 POST of a 1 MiB body, echoed back (1 MiB each way)",

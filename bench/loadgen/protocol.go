@@ -14,6 +14,9 @@ const (
 	HTTP1 Protocol = "http1" // HTTP/1.1 keep-alive, one request in flight per connection
 	H2C   Protocol = "h2c"   // HTTP/2 cleartext with prior knowledge, streams multiplexed
 	GRPC  Protocol = "grpc"  // gRPC unary grpc.testing.TestService/UnaryCall over h2c
+	// GRPCStream: one long-lived bidi FullDuplexCall stream per worker; an
+	// operation is one message sent and its answer received on it.
+	GRPCStream Protocol = "grpc-stream"
 	// H3 is HTTP/3 over QUIC. It is the extension point for the protocols
 	// issue: register a ClientFactory for it (quic-go's http3.Transport) with
 	// RegisterProtocol; until then NewClient returns ErrUnsupportedProtocol.
@@ -110,6 +113,8 @@ var factories = map[Protocol]ClientFactory{
 	HTTP1: newHTTP1Client,
 	H2C:   newH2CClient,
 	GRPC:  newGRPCClient,
+
+	GRPCStream: newGRPCStreamClient,
 }
 
 // RegisterProtocol adds or replaces the client for a protocol. Call it from

@@ -49,6 +49,7 @@ func TestRunEndToEnd(t *testing.T) {
 		{name: "http1 POST echo", target: Target{Protocol: HTTP1, Addr: be.HTTPAddr(), Path: "/echo", Body: make([]byte, 70000)}},
 		{name: "h2c GET", target: Target{Protocol: H2C, Addr: be.HTTPAddr(), Path: "/?size=100", Conns: 2}},
 		{name: "grpc unary", target: Target{Protocol: GRPC, Addr: be.GRPCAddr(), Body: make([]byte, 10), ResponseSize: 100, Conns: 1}},
+		{name: "grpc stream", target: Target{Protocol: GRPCStream, Addr: be.GRPCAddr(), Body: make([]byte, 10), ResponseSize: 100, Conns: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ static_resources:
               domains: ["*"]
               routes:
               - match: { prefix: "/grpc.testing.TestService/", grpc: {} }
-                route: { cluster: grpc_upstream }
+                route: { cluster: grpc_upstream, timeout: 0s }
               - match: { prefix: "/" }
                 route: { cluster: http_upstream }
           http_filters:
