@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/outrigger-mesh/outrigger/bench/harness"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -20,7 +22,7 @@ func TestParseFlags(t *testing.T) {
 			if o.reps != 3 || o.name != "latest" || o.maxDuration != 15*time.Minute || !o.crossCheck || len(o.targets) != 6 {
 				t.Errorf("%+v", o)
 			}
-			if len(o.selectScenarios()) != 5 {
+			if len(o.selectScenarios()) != len(harness.FullScenarios()) || len(o.selectScenarios()) != 6 {
 				t.Errorf("full run has %d scenarios", len(o.selectScenarios()))
 			}
 		}},
