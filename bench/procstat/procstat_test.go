@@ -154,11 +154,24 @@ func TestSelf(t *testing.T) {
 	if err := Default.ResetPeak(pid); err != nil {
 		t.Logf("reset peak: %v (tolerated: some sandboxes forbid it)", err)
 	}
-	u, err := Default.Measure([]int{pid})
-	if err != nil {
-		t.Fatal(err)
+	// CPU time is counted in clock ticks (10 ms): a process that just
+	// started may show none yet, so spin (bounded) until some is counted.
+	var u Usage
+	sink := 0
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		u, err = Default.Measure([]int{pid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.CPU > 0 || time.Now().After(deadline) {
+			break
+		}
+		for i := 0; i < 1_000_000; i++ {
+			sink += i
+		}
 	}
+	_ = sink
 	if u.CPU <= 0 {
-		t.Errorf("CPU = %v, want > 0", u.CPU)
+		t.Errorf("CPU = %v after spinning, want > 0", u.CPU)
 	}
 }
