@@ -7,13 +7,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,55 +17,14 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/outrigger-mesh/outrigger/examples/internal/appmain"
 )
 
 // shutdownGrace bounds how long in-flight RPCs may run after a stop signal.
 const shutdownGrace = 5 * time.Second
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "grpcapp: %v\n", err)
-		os.Exit(1)
-	}
-}
-
-type config struct {
-	addr string
-	name string
-}
-
-func parseFlags(args []string, errOut io.Writer) (config, error) {
-	var cfg config
-	fs := flag.NewFlagSet("grpcapp", flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8082", "address to listen on (host:port)")
-	fs.StringVar(&cfg.name, "name", "grpcapp", "server id reported in responses")
-	if err := fs.Parse(args); err != nil {
-		return config{}, err
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if cfg.name == "" {
-		return config{}, errors.New("-name must not be empty")
-	}
-	return cfg, nil
-}
-
-func run(ctx context.Context, args []string, logOut io.Writer) error {
-	cfg, err := parseFlags(args, logOut)
-	if err != nil {
-		return err
-	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: cfg.name, Output: logOut, Level: hclog.Info})
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
-	}
-	return serve(ctx, ln, cfg.name, logger)
-}
+func main() { appmain.Main("grpcapp", "127.0.0.1:8082", serve) }
 
 // serve answers gRPC on ln until ctx ends, then stops gracefully, cutting off
 // RPCs still running after shutdownGrace. It owns ln.

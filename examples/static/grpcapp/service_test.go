@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -242,32 +241,4 @@ func readAll(recv func() (*testgrpc.StreamingOutputCallResponse, error), sizes .
 		return fmt.Errorf("want end of stream, got %v", err)
 	}
 	return nil
-}
-
-func TestParseFlags(t *testing.T) {
-	tests := []struct {
-		name    string
-		args    []string
-		want    config
-		wantErr string
-	}{
-		{name: "defaults", want: config{addr: "127.0.0.1:8082", name: "grpcapp"}},
-		{name: "set", args: []string{"-addr", "127.0.0.1:9", "-name", "g"}, want: config{addr: "127.0.0.1:9", name: "g"}},
-		{name: "empty name", args: []string{"-name="}, wantErr: "-name must not be empty"},
-		{name: "stray argument", args: []string{"x"}, wantErr: "unexpected arguments"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseFlags(tt.args, io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
-			}
-		})
-	}
 }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -186,47 +184,5 @@ func TestEchoStreams(t *testing.T) {
 				t.Fatalf("echoed %d bytes, want %d identical bytes", len(tail), len(rest))
 			}
 		})
-	}
-}
-
-func TestParseFlags(t *testing.T) {
-	tests := []struct {
-		name    string
-		args    []string
-		want    config
-		wantErr string
-	}{
-		{name: "defaults", want: config{addr: "127.0.0.1:8081", name: "httpapp"}},
-		{name: "set", args: []string{"-addr", "127.0.0.1:9", "-name", "b"}, want: config{addr: "127.0.0.1:9", name: "b"}},
-		{name: "empty name", args: []string{"-name", ""}, wantErr: "-name must not be empty"},
-		{name: "stray argument", args: []string{"x"}, wantErr: "unexpected arguments"},
-		{name: "unknown flag", args: []string{"-bogus"}, wantErr: "flag provided but not defined"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseFlags(tt.args, io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
-			}
-		})
-	}
-}
-
-func TestRunReportsBusyPort(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	err = run(context.Background(), []string{"-addr", ln.Addr().String()}, io.Discard)
-	var opErr *net.OpError
-	if !errors.As(err, &opErr) || !strings.Contains(err.Error(), "listen on "+ln.Addr().String()) {
-		t.Fatalf("err = %v, want a wrapped listen error naming the address", err)
 	}
 }

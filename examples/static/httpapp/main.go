@@ -7,68 +7,20 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/outrigger-mesh/outrigger/examples/internal/appmain"
 )
 
 // shutdownGrace bounds how long in-flight requests may run after a stop signal.
 const shutdownGrace = 5 * time.Second
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "httpapp: %v\n", err)
-		os.Exit(1)
-	}
-}
-
-// config is what the command line selects.
-type config struct {
-	addr string
-	name string
-}
-
-func parseFlags(args []string, errOut io.Writer) (config, error) {
-	var cfg config
-	fs := flag.NewFlagSet("httpapp", flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8081", "address to listen on (host:port)")
-	fs.StringVar(&cfg.name, "name", "httpapp", "service name reported in responses")
-	if err := fs.Parse(args); err != nil {
-		return config{}, err
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if cfg.name == "" {
-		return config{}, errors.New("-name must not be empty")
-	}
-	return cfg, nil
-}
-
-// run listens on the configured address and serves until ctx ends.
-func run(ctx context.Context, args []string, logOut io.Writer) error {
-	cfg, err := parseFlags(args, logOut)
-	if err != nil {
-		return err
-	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: cfg.name, Output: logOut, Level: hclog.Info})
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
-	}
-	return serve(ctx, ln, cfg.name, logger)
-}
+func main() { appmain.Main("httpapp", "127.0.0.1:8081", serve) }
 
 // serve answers on ln until ctx ends, then shuts down gracefully. It owns ln.
 func serve(ctx context.Context, ln net.Listener, name string, logger hclog.Logger) error {
