@@ -2,7 +2,6 @@ package forward
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -73,11 +72,18 @@ type Result struct {
 	Abort bool
 }
 
+// The causes our timers end an exchange with. They report Timeout(), so the
+// transport counts them as timeouts rather than as a client going away.
 var (
-	errRouteTimeout   = errors.New("upstream request timeout")
-	errRequestTimeout = errors.New("request timeout")
-	errStreamIdle     = errors.New("stream idle timeout")
+	errRouteTimeout   error = timeoutError("upstream request timeout")
+	errRequestTimeout error = timeoutError("request timeout")
+	errStreamIdle     error = timeoutError("stream idle timeout")
 )
+
+type timeoutError string
+
+func (e timeoutError) Error() string { return string(e) }
+func (timeoutError) Timeout() bool   { return true }
 
 // bufPool holds the copy buffers: a fresh 32 KiB per request is a known cost
 // of naive Go proxies.

@@ -36,8 +36,16 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("/ready: %d %q", code, body)
 	}
 	code, body := adminGet(t, "GET", base+"/stats/prometheus")
-	if code != 200 || !strings.Contains(body, `outrigger_downstream_rq_total{code_class="2xx",listener="ingress"} 5`) {
-		t.Errorf("/stats/prometheus: %d\n%s", code, grepLines(body, "outrigger_downstream_rq_total"))
+	for _, want := range []string{
+		`outrigger_downstream_rq_total{code_class="2xx",listener="ingress"} 5`,
+		`outrigger_downstream_cx_total{listener="ingress"} `,
+		`outrigger_upstream_rq_total{cluster="app"} 5`,
+		`outrigger_upstream_cx_total{cluster="app"} `,
+		`outrigger_upstream_rq_error_total{cluster="app",kind="reset"} 0`,
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/stats/prometheus: %d, no %q in\n%s", code, want, grepLines(body, "outrigger_"))
+		}
 	}
 	code, body = adminGet(t, "GET", base+"/config_dump")
 	var dump map[string]any

@@ -126,6 +126,9 @@ func TestClientGoneCancelsUpstreamAndLogs499(t *testing.T) {
 	waitFor(t, 5*time.Second, "handler finished", func() bool {
 		return p.srv.Metrics() != nil && strings.Contains(gather(t, p), `code_class="4xx"`)
 	})
+	if text := scrapeText(t, p); !strings.Contains(text, `outrigger_upstream_rq_error_total{cluster="app",kind="canceled"} 1`) {
+		t.Errorf("a client leaving is not counted as canceled:\n%s", grepLines(text, "upstream_rq_error"))
+	}
 	p.stop(t)
 	lines := accessLogLines(t, logPath)
 	if len(lines) != 1 || lines[0]["response_code"] != float64(499) || lines[0]["response_flags"] != "DC" {

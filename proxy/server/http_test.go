@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/common/expfmt"
 )
 
 // echo answers with what it saw, as JSON.
@@ -365,6 +366,32 @@ func TestLocalErrors(t *testing.T) {
 			}
 		})
 	}
+	// Each failure is counted once, by kind, on its cluster.
+	text := scrapeText(t, p)
+	for _, want := range []string{
+		`outrigger_upstream_rq_error_total{cluster="dead",kind="connect_failure"} 1`,
+		`outrigger_upstream_rq_error_total{cluster="slow",kind="timeout"} 1`,
+		`outrigger_upstream_rq_error_total{cluster="reset",kind="reset"} 1`,
+		`outrigger_upstream_cx_connect_fail_total{cluster="dead"} 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(text, "upstream_rq_error"))
+		}
+	}
+}
+
+// scrapeText renders the proxy's registry as the Prometheus text format.
+func scrapeText(t *testing.T, p *proxy) string {
+	t.Helper()
+	mfs, err := p.srv.Metrics().Gatherer().Gather()
+	must(t, err)
+	var sb strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&sb, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sb.String()
 }
 
 func TestHugeHeadersGet431(t *testing.T) {

@@ -93,6 +93,7 @@ func New(o Options) (*Server, error) {
 		quit:     make(chan struct{}),
 	}
 	s.level.Store(levelName(o.Logger.GetLevel()))
+	s.metrics.SetSources(s.downstreamCounts, s.upstreamCounts)
 	s.metrics.SetServerState(telemetry.StateInitializing)
 	b := o.Bootstrap
 	if b.Admin != "" {
@@ -131,11 +132,6 @@ func (s *Server) Apply(snap *snapshot.Snapshot) error {
 		s.metrics.ConfigUpdate(false)
 		return fmt.Errorf("clusters: %w", err)
 	}
-	names := make([]string, 0, len(snap.Clusters))
-	for _, c := range snap.Clusters {
-		names = append(names, c.Name)
-	}
-	s.metrics.RetainClusters(names)
 
 	var started []*liveListener
 	for i := range snap.Listeners {
@@ -151,6 +147,11 @@ func (s *Server) Apply(snap *snapshot.Snapshot) error {
 	}
 	s.listeners = started
 	s.snap = snap
+	names := make([]string, 0, len(snap.Listeners))
+	for _, l := range snap.Listeners {
+		names = append(names, l.Config.Name)
+	}
+	s.metrics.RetainListeners(names)
 	s.metrics.ConfigUpdate(true)
 	return nil
 }

@@ -77,3 +77,46 @@ func classify(err error) (forward.Reason, bool) {
 	}
 	return 0, false
 }
+
+// downstreamCounts reads the listeners' counters for a metrics scrape.
+func (s *Server) downstreamCounts() []telemetry.DownstreamCounts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]telemetry.DownstreamCounts, 0, len(s.listeners))
+	for i, ll := range s.listeners {
+		st := ll.l.Stats()
+		out = append(out, telemetry.DownstreamCounts{
+			Listener:            s.snap.Listeners[i].Config.Name,
+			CxTotal:             st.DownstreamCxTotal,
+			CxActive:            st.DownstreamCxActive,
+			CxRejected:          st.DownstreamCxRejected,
+			RqSmugglingRejected: st.RqSmugglingRejected,
+			RqHeadersTooLarge:   st.RqHeadersTooLarge,
+			RqHeaderTimeouts:    st.RqHeaderTimeouts,
+		})
+	}
+	return out
+}
+
+// upstreamCounts reads the clusters' counters for a metrics scrape.
+func (s *Server) upstreamCounts() []telemetry.UpstreamCounts {
+	cls := s.cls.Clusters()
+	out := make([]telemetry.UpstreamCounts, 0, len(cls))
+	for _, c := range cls {
+		st := c.Stats()
+		out = append(out, telemetry.UpstreamCounts{
+			Cluster:       c.Name(),
+			RqTotal:       st.RqTotal.Load(),
+			RqActive:      st.RqActive.Load(),
+			Rq5xx:         st.Rq5xx.Load(),
+			RqConnectFail: st.RqConnectFail.Load(),
+			RqReset:       st.RqReset.Load(),
+			RqTimeout:     st.RqTimeout.Load(),
+			RqCanceled:    st.RqCanceled.Load(),
+			CxTotal:       st.CxTotal.Load(),
+			CxActive:      st.CxActive.Load(),
+			CxConnectFail: st.CxConnectFail.Load(),
+		})
+	}
+	return out
+}

@@ -49,25 +49,17 @@ func (s ServerState) String() string {
 	return "UNKNOWN"
 }
 
-// Metrics owns the proxy's Prometheus registry and the per-listener and
-// per-cluster handles bound to it. Handles are resolved once per name at
-// config time; recording through them does no label lookup and no
-// allocation. Methods that create or retain handles are safe for
-// concurrent use but are meant for the config path, not per request.
+// Metrics owns the proxy's Prometheus registry. Per-request metrics
+// (downstream requests by code class and their duration) are recorded
+// through handles resolved once per listener name, with no label lookup
+// and no allocation. Connection and upstream counters are not counted twice:
+// the listeners and clusters keep them in atomics, and a collector reads
+// them when the registry is scraped (see SetSources).
 type Metrics struct {
 	reg *prometheus.Registry
 
 	downRq       *prometheus.CounterVec
 	downDuration *prometheus.HistogramVec
-	downCx       *prometheus.CounterVec
-	downCxActive *prometheus.GaugeVec
-
-	upRq          *prometheus.CounterVec
-	upDuration    *prometheus.HistogramVec
-	upConnectFail *prometheus.CounterVec
-	upErr         *prometheus.CounterVec
-	upActive      *prometheus.GaugeVec
-	upRetry       *prometheus.CounterVec
 
 	serverLive   prometheus.Gauge
 	serverState  prometheus.Gauge
@@ -75,9 +67,10 @@ type Metrics struct {
 	configOK     prometheus.Counter
 	configNACK   prometheus.Counter
 
+	sources sourceCollector
+
 	mu        sync.Mutex
 	listeners map[string]*ListenerStats
-	clusters  map[string]*ClusterStats
 }
 
 // NewMetrics builds a registry with the proxy's metrics and the Go runtime
@@ -94,39 +87,6 @@ func NewMetrics() *Metrics {
 			Help:    "Downstream request duration from first byte received to last byte sent.",
 			Buckets: LatencyBuckets,
 		}, []string{"listener"}),
-		downCx: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "downstream_cx_total",
-			Help: "Downstream connections accepted.",
-		}, []string{"listener"}),
-		downCxActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "downstream_cx_active",
-			Help: "Downstream connections open.",
-		}, []string{"listener"}),
-		upRq: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "upstream_rq_total",
-			Help: "Upstream requests that got a response, by cluster and response code class.",
-		}, []string{"cluster", "code_class"}),
-		upDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Name: "upstream_rq_duration_seconds",
-			Help:    "Upstream request duration from request sent to response complete.",
-			Buckets: LatencyBuckets,
-		}, []string{"cluster"}),
-		upConnectFail: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "upstream_cx_connect_fail_total",
-			Help: "Upstream connection attempts that failed.",
-		}, []string{"cluster"}),
-		upErr: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "upstream_rq_error_total",
-			Help: "Upstream requests that failed without a response, by kind.",
-		}, []string{"cluster", "kind"}),
-		upActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "upstream_rq_active",
-			Help: "Upstream requests in flight.",
-		}, []string{"cluster"}),
-		upRetry: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "upstream_rq_retry_total",
-			Help: "Upstream request retries attempted.",
-		}, []string{"cluster"}),
 		serverLive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "server_live",
 			Help: "1 when the server is live (serving with its first config applied), else 0.",
@@ -140,12 +100,11 @@ func NewMetrics() *Metrics {
 			Help: "Configuration updates, by result (accepted or rejected).",
 		}, []string{"result"}),
 		listeners: make(map[string]*ListenerStats),
-		clusters:  make(map[string]*ClusterStats),
 	}
 	m.reg.MustRegister(
-		m.downRq, m.downDuration, m.downCx, m.downCxActive,
-		m.upRq, m.upDuration, m.upConnectFail, m.upErr, m.upActive, m.upRetry,
+		m.downRq, m.downDuration,
 		m.serverLive, m.serverState, m.configUpdate,
+		&m.sources,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -191,39 +150,11 @@ func (m *Metrics) Listener(name string) *ListenerStats {
 	if s, ok := m.listeners[name]; ok {
 		return s
 	}
-	s := &ListenerStats{
-		duration: m.downDuration.WithLabelValues(name),
-		cx:       m.downCx.WithLabelValues(name),
-		cxActive: m.downCxActive.WithLabelValues(name),
-	}
+	s := &ListenerStats{duration: m.downDuration.WithLabelValues(name)}
 	for i := 1; i < len(codeClasses); i++ {
 		s.rq[i] = m.downRq.WithLabelValues(name, codeClasses[i])
 	}
 	m.listeners[name] = s
-	return s
-}
-
-// Cluster returns the handles for the named cluster, creating them on
-// first use; see Listener for their lifetime.
-func (m *Metrics) Cluster(name string) *ClusterStats {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s, ok := m.clusters[name]; ok {
-		return s
-	}
-	s := &ClusterStats{
-		duration:    m.upDuration.WithLabelValues(name),
-		connectFail: m.upConnectFail.WithLabelValues(name),
-		active:      m.upActive.WithLabelValues(name),
-		retry:       m.upRetry.WithLabelValues(name),
-	}
-	for i := 1; i < len(codeClasses); i++ {
-		s.rq[i] = m.upRq.WithLabelValues(name, codeClasses[i])
-	}
-	for k := ErrorKind(0); k < numErrorKinds; k++ {
-		s.errs[k] = m.upErr.WithLabelValues(name, k.String())
-	}
-	m.clusters[name] = s
 	return s
 }
 
@@ -244,32 +175,6 @@ func (m *Metrics) RetainListeners(names []string) {
 			m.downRq.DeleteLabelValues(name, codeClasses[i])
 		}
 		m.downDuration.DeleteLabelValues(name)
-		m.downCx.DeleteLabelValues(name)
-		m.downCxActive.DeleteLabelValues(name)
-	}
-}
-
-// RetainClusters deletes the series of every cluster not in names; see
-// RetainListeners.
-func (m *Metrics) RetainClusters(names []string) {
-	keep := toSet(names)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for name := range m.clusters {
-		if _, ok := keep[name]; ok {
-			continue
-		}
-		delete(m.clusters, name)
-		for i := 1; i < len(codeClasses); i++ {
-			m.upRq.DeleteLabelValues(name, codeClasses[i])
-		}
-		for k := ErrorKind(0); k < numErrorKinds; k++ {
-			m.upErr.DeleteLabelValues(name, k.String())
-		}
-		m.upDuration.DeleteLabelValues(name)
-		m.upConnectFail.DeleteLabelValues(name)
-		m.upActive.DeleteLabelValues(name)
-		m.upRetry.DeleteLabelValues(name)
 	}
 }
 

@@ -35,23 +35,16 @@ func scrape(t *testing.T, m *Metrics) string {
 func TestMetricsExposition(t *testing.T) {
 	m := NewMetrics()
 	l := m.Listener("ingress")
-	l.ConnOpened()
-	l.ConnOpened()
-	l.ConnClosed()
 	l.RecordRequest(200, 3*time.Millisecond)
 	l.RecordRequest(204, 40*time.Second) // beyond the last bucket
 	l.RecordRequest(503, time.Millisecond)
 	l.RecordRequest(0, time.Millisecond) // nothing sent: no class, duration observed
 
-	c := m.Cluster("backend")
-	c.RequestStarted()
-	c.RequestDone(404, 2*time.Millisecond)
-	c.RequestStarted()
-	c.RequestFailed(ErrReset)
-	c.RequestStarted() // still in flight
-	c.Error(ErrNoHealthy)
-	c.ConnectFailed()
-	c.Retried()
+	m.SetSources(func() []DownstreamCounts {
+		return []DownstreamCounts{{Listener: "ingress", CxTotal: 2, CxActive: 1, RqSmugglingRejected: 3, RqHeadersTooLarge: 4}}
+	}, func() []UpstreamCounts {
+		return []UpstreamCounts{{Cluster: "backend", RqTotal: 3, RqActive: 1, Rq5xx: 1, RqReset: 1, CxTotal: 2, CxActive: -1, CxConnectFail: 1}}
+	})
 	m.SetServerState(StateLive)
 	m.ConfigUpdate(true)
 	m.ConfigUpdate(false)
@@ -69,15 +62,18 @@ func TestMetricsExposition(t *testing.T) {
 		`outrigger_downstream_rq_duration_seconds_bucket{listener="ingress",le="+Inf"} 4`,
 		`outrigger_downstream_cx_total{listener="ingress"} 2`,
 		`outrigger_downstream_cx_active{listener="ingress"} 1`,
-		`outrigger_upstream_rq_total{cluster="backend",code_class="4xx"} 1`,
-		`outrigger_upstream_rq_duration_seconds_count{cluster="backend"} 1`,
+		`outrigger_downstream_rq_rejected_total{listener="ingress",reason="framing"} 3`,
+		`outrigger_downstream_rq_rejected_total{listener="ingress",reason="headers_too_large"} 4`,
+		`outrigger_downstream_cx_rejected_total{listener="ingress"} 0`,
+		`outrigger_upstream_rq_total{cluster="backend"} 3`,
+		`outrigger_upstream_rq_5xx_total{cluster="backend"} 1`,
 		`outrigger_upstream_rq_error_total{cluster="backend",kind="reset"} 1`,
-		`outrigger_upstream_rq_error_total{cluster="backend",kind="no_healthy"} 1`,
 		`outrigger_upstream_rq_error_total{cluster="backend",kind="timeout"} 0`,
 		`outrigger_upstream_rq_error_total{cluster="backend",kind="connect_failure"} 0`,
 		`outrigger_upstream_rq_active{cluster="backend"} 1`,
+		`outrigger_upstream_cx_total{cluster="backend"} 2`,
+		`outrigger_upstream_cx_active{cluster="backend"} 0`, // a transient negative reads as 0
 		`outrigger_upstream_cx_connect_fail_total{cluster="backend"} 1`,
-		`outrigger_upstream_rq_retry_total{cluster="backend"} 1`,
 		`outrigger_server_live 1`,
 		`outrigger_server_state 0`,
 		`outrigger_config_update_total{result="accepted"} 2`,
@@ -132,24 +128,20 @@ func TestMetricsHandlesSurviveAndRetain(t *testing.T) {
 	}
 	a.RecordRequest(200, time.Millisecond)
 	m.Listener("b").RecordRequest(200, time.Millisecond)
-	m.Cluster("x").RequestDone(200, time.Millisecond)
-	m.Cluster("y").RequestDone(200, time.Millisecond)
 
-	// A config update keeps a and x, drops b and y.
+	// A config update keeps a, drops b.
 	m.RetainListeners([]string{"a", "new"})
-	m.RetainClusters([]string{"x"})
 	if m.Listener("a") != a {
 		t.Error("a retained listener lost its handle")
 	}
 	text := scrape(t, m)
-	for _, gone := range []string{`listener="b"`, `cluster="y"`} {
+	for _, gone := range []string{`listener="b"`} {
 		if strings.Contains(text, gone) {
 			t.Errorf("series with %s still exported after Retain", gone)
 		}
 	}
 	for _, kept := range []string{
 		`outrigger_downstream_rq_total{code_class="2xx",listener="a"} 1`,
-		`outrigger_upstream_rq_total{cluster="x",code_class="2xx"} 1`,
 	} {
 		if !strings.Contains(text, kept) {
 			t.Errorf("scrape lacks retained %q", kept)
@@ -161,41 +153,22 @@ func TestMetricsHandlesSurviveAndRetain(t *testing.T) {
 	}
 }
 
-func TestErrorKindString(t *testing.T) {
-	for k, want := range map[ErrorKind]string{
-		ErrConnectFailure: "connect_failure", ErrReset: "reset", ErrTimeout: "timeout",
-		ErrNoHealthy: "no_healthy", ErrorKind(99): "unknown", ErrorKind(-1): "unknown",
-	} {
-		if got := k.String(); got != want {
-			t.Errorf("ErrorKind(%d).String() = %q, want %q", int(k), got, want)
-		}
-	}
-}
-
 func TestRecordingDoesNotAllocate(t *testing.T) {
 	m := NewMetrics()
-	l, c := m.Listener("l"), m.Cluster("c")
-	n := testing.AllocsPerRun(1000, func() { recordOne(l, c) })
+	l := m.Listener("l")
+	n := testing.AllocsPerRun(1000, func() { l.RecordRequest(200, 2*time.Millisecond) })
 	if n != 0 {
 		t.Errorf("recording a request allocates %v times, want 0", n)
 	}
 }
 
-func recordOne(l *ListenerStats, c *ClusterStats) {
-	l.ConnOpened()
-	c.RequestStarted()
-	c.RequestDone(200, 1500*time.Microsecond)
-	l.RecordRequest(200, 2*time.Millisecond)
-	l.ConnClosed()
-}
-
 func BenchmarkRecordRequest(b *testing.B) {
 	m := NewMetrics()
-	l, c := m.Listener("l"), m.Cluster("c")
+	l := m.Listener("l")
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			recordOne(l, c)
+			l.RecordRequest(200, 2*time.Millisecond)
 		}
 	})
 }

@@ -111,12 +111,34 @@ func Classify(ctx context.Context, addr string, err error, afterHeaders bool) er
 		}
 		return &Error{Kind: e.Kind, Addr: e.Addr, TLS: e.TLS, AfterHeaders: afterHeaders, Err: e.Err}
 	}
-	kind := KindReset
+	kind := contextKind(ctx)
 	switch {
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case kind != 0:
+	case errors.Is(err, context.DeadlineExceeded):
 		kind = KindTimeout
-	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
+	case errors.Is(err, context.Canceled):
 		kind = KindCanceled
+	default:
+		kind = KindReset
 	}
 	return &Error{Kind: kind, Addr: addr, AfterHeaders: afterHeaders, Err: err}
+}
+
+// contextKind says why a request's context ended, 0 if it has not: its
+// deadline, or a cancellation whose cause reports Timeout() (the router's
+// own route, idle and request timeouts cancel with such a cause), is a
+// timeout; any other end (the client left) is a cancel.
+func contextKind(ctx context.Context) Kind {
+	e := ctx.Err()
+	if e == nil {
+		return 0
+	}
+	if e == context.DeadlineExceeded {
+		return KindTimeout
+	}
+	var t interface{ Timeout() bool }
+	if errors.As(context.Cause(ctx), &t) && t.Timeout() {
+		return KindTimeout
+	}
+	return KindCanceled
 }

@@ -283,12 +283,8 @@ func (pc *pconn) lastRequest() bool {
 // connection, and carries the context's error so errors.Is sees
 // context.DeadlineExceeded.
 func failure(ctx context.Context, addr string, err error, afterHeaders bool) error {
-	if e := ctx.Err(); e != nil {
-		kind := KindCanceled
-		if e == context.DeadlineExceeded {
-			kind = KindTimeout
-		}
-		return &Error{Kind: kind, Addr: addr, AfterHeaders: afterHeaders, Err: e}
+	if kind := contextKind(ctx); kind != 0 {
+		return &Error{Kind: kind, Addr: addr, AfterHeaders: afterHeaders, Err: ctx.Err()}
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return &Error{Kind: KindTimeout, Addr: addr, AfterHeaders: afterHeaders, Err: err}

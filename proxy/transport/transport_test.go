@@ -273,3 +273,36 @@ func TestConnectTimeout(t *testing.T) {
 		t.Fatalf("ConnectFailed called %d times, want 1", cc.failed.Load())
 	}
 }
+
+type timeoutCause struct{}
+
+func (timeoutCause) Error() string { return "route timeout" }
+func (timeoutCause) Timeout() bool { return true }
+
+// TestContextKind: a cancel whose cause reports Timeout() is a timeout (the
+// router's own timers), any other cancel is the client leaving.
+func TestContextKind(t *testing.T) {
+	live := context.Background()
+	deadline, cancelD := context.WithDeadline(live, time.Unix(1, 0))
+	defer cancelD()
+	timedOut, cancelT := context.WithCancelCause(live)
+	cancelT(timeoutCause{})
+	gone, cancelG := context.WithCancelCause(live)
+	cancelG(context.Canceled)
+	for name, tc := range map[string]struct {
+		ctx  context.Context
+		want Kind
+	}{
+		"live": {live, 0}, "deadline": {deadline, KindTimeout},
+		"timeout cause": {timedOut, KindTimeout}, "client gone": {gone, KindCanceled},
+	} {
+		if got := contextKind(tc.ctx); got != tc.want {
+			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
+		if tc.want != 0 {
+			if got := KindOf(Classify(tc.ctx, "a:1", errors.New("read: connection closed"), false)); got != tc.want {
+				t.Errorf("%s: Classify gives %v, want %v", name, got, tc.want)
+			}
+		}
+	}
+}

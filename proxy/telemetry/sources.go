@@ -1,0 +1,112 @@
+package telemetry
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DownstreamCounts are one listener's connection counters, as the listener
+// keeps them.
+type DownstreamCounts struct {
+	Listener            string
+	CxTotal             uint64
+	CxActive            int64
+	CxRejected          uint64 // no filter chain matched
+	RqSmugglingRejected uint64 // 400 for ambiguous HTTP/1.1 framing
+	RqHeadersTooLarge   uint64 // 431
+	RqHeaderTimeouts    uint64 // request_headers_timeout
+}
+
+// UpstreamCounts are one cluster's counters, as the cluster keeps them.
+type UpstreamCounts struct {
+	Cluster       string
+	RqTotal       uint64
+	RqActive      int64
+	Rq5xx         uint64
+	RqConnectFail uint64
+	RqReset       uint64
+	RqTimeout     uint64
+	RqCanceled    uint64
+	CxTotal       uint64
+	CxActive      int64
+	CxConnectFail uint64
+}
+
+// SetSources names the functions that read the listeners' and clusters'
+// counters at scrape time. Either may be nil.
+func (m *Metrics) SetSources(down func() []DownstreamCounts, up func() []UpstreamCounts) {
+	m.sources.mu.Lock()
+	m.sources.down, m.sources.up = down, up
+	m.sources.mu.Unlock()
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+}
+
+var (
+	descDownCx         = desc("downstream_cx_total", "Downstream connections accepted.", "listener")
+	descDownCxActive   = desc("downstream_cx_active", "Downstream connections open.", "listener")
+	descDownCxRejected = desc("downstream_cx_rejected_total", "Downstream connections closed because no filter chain matched.", "listener")
+	descDownRqRejected = desc("downstream_rq_rejected_total", "Downstream requests refused by the listener, by reason.", "listener", "reason")
+
+	descUpRq       = desc("upstream_rq_total", "Upstream requests sent.", "cluster")
+	descUpRqActive = desc("upstream_rq_active", "Upstream requests in flight.", "cluster")
+	descUpRq5xx    = desc("upstream_rq_5xx_total", "Upstream responses with a 5xx status.", "cluster")
+	descUpRqErr    = desc("upstream_rq_error_total", "Upstream requests that ended without a whole response, by kind.", "cluster", "kind")
+	descUpCx       = desc("upstream_cx_total", "Upstream connections opened.", "cluster")
+	descUpCxActive = desc("upstream_cx_active", "Upstream connections open.", "cluster")
+	descUpCxFail   = desc("upstream_cx_connect_fail_total", "Upstream connection attempts that failed.", "cluster")
+)
+
+// sourceCollector turns the sources' counts into metrics when scraped, so
+// the hot path counts each thing once (in the building block's atomics).
+type sourceCollector struct {
+	mu   sync.Mutex
+	down func() []DownstreamCounts
+	up   func() []UpstreamCounts
+}
+
+func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDownCx, descDownCxActive, descDownCxRejected, descDownRqRejected,
+		descUpRq, descUpRqActive, descUpRq5xx, descUpRqErr, descUpCx, descUpCxActive, descUpCxFail} {
+		ch <- d
+	}
+}
+
+func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	down, up := c.down, c.up
+	c.mu.Unlock()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(max(v, 0)), labels...)
+	}
+	if down != nil {
+		for _, d := range down() {
+			counter(descDownCx, d.CxTotal, d.Listener)
+			gauge(descDownCxActive, d.CxActive, d.Listener)
+			counter(descDownCxRejected, d.CxRejected, d.Listener)
+			counter(descDownRqRejected, d.RqSmugglingRejected, d.Listener, "framing")
+			counter(descDownRqRejected, d.RqHeadersTooLarge, d.Listener, "headers_too_large")
+			counter(descDownRqRejected, d.RqHeaderTimeouts, d.Listener, "header_timeout")
+		}
+	}
+	if up != nil {
+		for _, u := range up() {
+			counter(descUpRq, u.RqTotal, u.Cluster)
+			gauge(descUpRqActive, u.RqActive, u.Cluster)
+			counter(descUpRq5xx, u.Rq5xx, u.Cluster)
+			counter(descUpRqErr, u.RqConnectFail, u.Cluster, "connect_failure")
+			counter(descUpRqErr, u.RqReset, u.Cluster, "reset")
+			counter(descUpRqErr, u.RqTimeout, u.Cluster, "timeout")
+			counter(descUpRqErr, u.RqCanceled, u.Cluster, "canceled")
+			counter(descUpCx, u.CxTotal, u.Cluster)
+			gauge(descUpCxActive, u.CxActive, u.Cluster)
+			counter(descUpCxFail, u.CxConnectFail, u.Cluster)
+		}
+	}
+}
