@@ -1,7 +1,6 @@
 // Package httpwire holds the HTTP/1.1 wire syntax that the server codec
-// (proxy/listener/h1), the framing scanner (proxy/listener) and the
-// upstream client (proxy/transport) must agree on byte for byte, so it is
-// written once.
+// (proxy/listener/h1) and the upstream client (proxy/transport) must agree
+// on byte for byte, so it is written once.
 package httpwire
 
 import "math"

@@ -134,9 +134,8 @@ func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logg
 			maxHeaderBytes: set.MaxRequestHeadersBytes,
 			stats:          st,
 		},
-		// The h1 codec, the framing scanner (HTTP/1.1 on an HTTP/2-only
-		// chain) and the guard handler (HTTP/2) enforce the exact limit
-		// with a 431. net/http's own limit only
+		// The h1 codec (HTTP/1.1) and the guard handler (HTTP/2) enforce
+		// the exact limit with a 431. net/http's own limit only
 		// bounds memory; it sits above ours so that an HTTP/2 peer, which
 		// is told net/http's limit in SETTINGS, sends the request and gets
 		// the 431 instead of failing locally.
@@ -145,8 +144,6 @@ func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logg
 		IdleTimeout:       set.IdleTimeout,
 		Protocols:         &protos,
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: streams},
-		ConnContext:       connContext,
-		ConnState:         connState,
 		ErrorLog: logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{
 			ForceLevel: hclog.Debug,
 		}),

@@ -39,9 +39,8 @@ func (l *Listener) dispatch(c *trackedConn) {
 		}
 		switch cs.settings.Codec {
 		case CodecHTTP2:
-			// net/http refuses HTTP/1.1 here; the scanner still guards
-			// whatever it would parse.
-			l.deliver(cs, l.newScanConn(c, cs))
+			// h2c prior knowledge only: net/http refuses HTTP/1.1 here.
+			l.deliver(cs, c)
 		case CodecHTTP1:
 			l.serveH1(cs, c)
 		default:
@@ -145,14 +144,6 @@ func (l *Listener) serveTLS(c *trackedConn) {
 		return
 	}
 	l.serveH1(picked, tc)
-}
-
-func (l *Listener) newScanConn(c net.Conn, cs *chainServer) *scanConn {
-	return &scanConn{
-		Conn:  c,
-		sc:    newFramingScanner(cs.settings.MaxRequestHeadersBytes, cs.tls == nil && cs.settings.Codec != CodecHTTP1),
-		stats: &l.stats,
-	}
 }
 
 func (l *Listener) deliver(cs *chainServer, c net.Conn) {

@@ -205,7 +205,7 @@ func parseRequest(block []byte, r *http.Request, hdr http.Header, u *url.URL, ke
 		nv++
 	}
 
-	// Framing, as strict as the listener's scanner always was.
+	// Framing: refuse anything two parsers could split differently (smuggling).
 	switch {
 	case nTE > 0 && nCL > 0:
 		return p, errConflict
