@@ -15,20 +15,17 @@ import (
 
 // Response flags, as Envoy's access log spells them.
 const (
-	FlagNoRoute            = "NR"
-	FlagNoCluster          = "NC"
-	FlagNoHealthyUpstream  = "UH"
-	FlagUpstreamConnFail   = "UF"
-	FlagUpstreamTimeout    = "UT"
-	FlagUpstreamReset      = "UC"
-	FlagDownstreamTerm     = "DC"
-	FlagStreamIdleTimeout  = "SI"
-	FlagUpgradeFailed      = "UPE"
-	FlagInvalidRequest     = "DPE"
-	FlagDirectResponse     = "DR"
-	FlagRedirect           = "RD"
-	FlagLocalReset         = "LR"
-	FlagUpstreamProtoError = "UPE"
+	FlagNoRoute           = "NR"
+	FlagNoCluster         = "NC"
+	FlagNoHealthyUpstream = "UH"
+	FlagUpstreamConnFail  = "UF"
+	FlagUpstreamTimeout   = "UT"
+	FlagUpstreamReset     = "UC"
+	FlagDownstreamTerm    = "DC"
+	FlagStreamIdleTimeout = "SI"
+	FlagUpgradeFailed     = "UPE"
+	FlagInvalidRequest    = "DPE"
+	FlagLocalReset        = "LR"
 )
 
 // StatusClientClosed is nginx's 499: logged when the client went away

@@ -11,8 +11,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/outrigger-mesh/outrigger/proxy/forward"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
@@ -36,7 +34,6 @@ type Deps struct {
 	Classify forward.Classifier
 	Logs     []*telemetry.AccessLogger
 	Observer Observer
-	Logger   hclog.Logger
 	// Listener names the listener, for logs.
 	Listener string
 	// TLS says the downstream connection is TLS (x-forwarded-proto).

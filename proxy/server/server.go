@@ -223,7 +223,6 @@ func (s *Server) buildHCM(lname string, tls bool, hc *hcm.Config, snap *snapshot
 		Classify: classify,
 		Logs:     logs,
 		Observer: listenerObserver{stats},
-		Logger:   s.log.Named("hcm").With("listener", lname),
 		Listener: lname,
 		TLS:      tls,
 	}), nil

@@ -232,3 +232,28 @@ func TestBinaryServesAndDrainsOnSIGTERM(t *testing.T) {
 		t.Fatalf("still running 10s after SIGTERM")
 	}
 }
+
+// TestBusyPortFailsAtStart: a port already taken stops the start with a
+// message naming the address, for a listener and for the admin API alike.
+func TestBusyPortFailsAtStart(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	busy := taken.Addr().(*net.TCPAddr).Port
+	for name, cfg := range map[string]string{
+		"listener": fmt.Sprintf(goodYAML, freePort(t), busy, 8080),
+		"admin":    fmt.Sprintf(goodYAML, busy, freePort(t), 8080),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			code := run(ctx, []string{"-c", writeFile(t, "b.yaml", cfg)}, &out, &errb)
+			if code != 1 || !strings.Contains(errb.String(), fmt.Sprintf("127.0.0.1:%d", busy)) {
+				t.Errorf("exit %d, stderr %q: want 1 and the busy address", code, errb.String())
+			}
+		})
+	}
+}
