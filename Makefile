@@ -6,7 +6,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-short lint vet fmt demo bench bench-quick bench-go clean
+.PHONY: all build test test-short lint vet fmt consul demo bench bench-quick bench-go clean
 
 all: build
 
@@ -14,9 +14,14 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/outrigger ./proxy/cmd/outrigger
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/outrigger-cp ./controlplane/cmd/outrigger-cp
 
-## test: vet, gofmt check, and every test with the race detector
-test: lint
+## consul: Consul v1.16.3 (the newest MPL-2.0 release), built once into ~/.cache/outrigger
+consul:
+	./scripts/install-consul.sh
+
+## test: vet, gofmt check, and every test with the race detector (builds Consul once)
+test: lint consul
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 ## test-short: quick unit tests without the race detector
