@@ -1,0 +1,65 @@
+// Package model is the control plane's view of Consul at one moment: the
+// input of the translator. It holds consul/api's own types so nothing of
+// Consul's meaning is re-modelled; the watcher fills it, the translator only
+// reads it. A Mesh is immutable once published.
+package model
+
+import "github.com/hashicorp/consul/api"
+
+// Mesh is everything the translator needs, read from Consul.
+type Mesh struct {
+	// Index is the highest Consul raft index the watcher has seen; it only
+	// grows and names the state (it is not a resource version).
+	Index uint64
+	// Datacenter is the agent's datacenter ("dc1").
+	Datacenter string
+	// TrustDomain is the Connect CA's trust domain ("<uuid>.consul"), empty
+	// until known.
+	TrustDomain string
+	// Proxies are the registered connect-proxy services (Kind
+	// "connect-proxy"), by their service ID ("web-sidecar-proxy" or the ID
+	// the user gave). ServiceProxy carries DestinationServiceName,
+	// LocalServiceAddress/Port and Upstreams.
+	Proxies map[string]*api.CatalogService
+	// Services by name: every service in the catalog except connect proxies.
+	Services map[string]*Service
+	// ProxyDefaults is the global proxy-defaults entry, nil when none.
+	ProxyDefaults *api.ProxyConfigEntry
+}
+
+// Service is one Consul service and the config entries that name it.
+type Service struct {
+	Name string
+	// Instances are the passing instances of the service itself
+	// (/v1/health/service/<name>?passing), sorted by node then service ID.
+	// Proxyless gRPC clients connect to these directly.
+	Instances []*api.ServiceEntry
+	// Sidecars are the passing connect proxies in front of the service
+	// (/v1/health/connect/<name>?passing), sorted by node then service ID:
+	// the endpoints sidecars send mesh traffic to.
+	Sidecars []*api.ServiceEntry
+	// Subsets holds, per service-resolver subset name, the passing sidecars
+	// that match the subset's Filter, as evaluated by Consul itself
+	// (?filter=...) so bexpr semantics are Consul's. Sidecars inherit the
+	// service's tags and meta, which is what subset filters test.
+	Subsets map[string][]*api.ServiceEntry
+	// Config entries naming this service; nil when absent.
+	Defaults *api.ServiceConfigEntry
+	Router   *api.ServiceRouterConfigEntry
+	Splitter *api.ServiceSplitterConfigEntry
+	Resolver *api.ServiceResolverConfigEntry
+}
+
+// Protocol is the service's effective protocol: service-defaults, then the
+// global proxy-defaults config["protocol"], then "tcp" (Consul's default).
+func (m *Mesh) Protocol(service string) string {
+	if s := m.Services[service]; s != nil && s.Defaults != nil && s.Defaults.Protocol != "" {
+		return s.Defaults.Protocol
+	}
+	if m.ProxyDefaults != nil {
+		if p, ok := m.ProxyDefaults.Config["protocol"].(string); ok && p != "" {
+			return p
+		}
+	}
+	return "tcp"
+}
