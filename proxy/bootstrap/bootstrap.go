@@ -9,6 +9,7 @@ package bootstrap
 import (
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"net"
 	"os"
 	"strconv"
@@ -50,8 +51,11 @@ type Node struct {
 // ADS is dynamic_resources: where the aggregated discovery service is and
 // what comes over it.
 type ADS struct {
-	// Cluster is the static cluster of the xDS server (envoy_grpc.cluster_name).
+	// Cluster is the static cluster of the xDS server (envoy_grpc.cluster_name);
+	// Target is a gRPC target URI instead (google_grpc.target_uri, plaintext).
+	// Exactly one is set.
 	Cluster   string
+	Target    string
 	Authority string
 	// Delta is api_type DELTA_GRPC; otherwise state-of-the-world GRPC.
 	Delta bool
@@ -61,6 +65,10 @@ type ADS struct {
 	SetNodeOnFirstMessageOnly bool
 	// LDS and CDS say whether listeners and clusters come over ADS.
 	LDS, CDS bool
+	// InitialFetchTimeout is the longest initial_fetch_timeout of
+	// lds_config and cds_config; 0 when neither sets one (Envoy's 15 s),
+	// negative when one is 0s (wait for the server without a limit).
+	InitialFetchTimeout time.Duration
 }
 
 // Load reads the bootstrap file at path (YAML or JSON; "" for none) and
@@ -157,12 +165,28 @@ func ads(dr *bootstrapv3.Bootstrap_DynamicResources, clusters []*clusterv3.Clust
 		fail("dynamic_resources.ads_config.grpc_services", "exactly one gRPC service is required, got %d", len(src.GetGrpcServices()))
 		return out
 	}
+	for _, cs := range []interface {
+		GetInitialFetchTimeout() *durationpb.Duration
+	}{dr.GetLdsConfig(), dr.GetCdsConfig()} {
+		t := cs.GetInitialFetchTimeout()
+		switch {
+		case t == nil || out.InitialFetchTimeout < 0:
+		case t.AsDuration() == 0:
+			out.InitialFetchTimeout = -1
+		case t.AsDuration() > out.InitialFetchTimeout:
+			out.InitialFetchTimeout = t.AsDuration()
+		}
+	}
 	gs := src.GetGrpcServices()[0]
-	out.Cluster = gs.GetEnvoyGrpc().GetClusterName()
-	out.Authority = gs.GetEnvoyGrpc().GetAuthority()
 	if gs.GetTimeout() != nil {
 		out.Timeout = gs.GetTimeout().AsDuration()
 	}
+	if g := gs.GetGoogleGrpc(); g != nil {
+		out.Target = g.GetTargetUri()
+		return out
+	}
+	out.Cluster = gs.GetEnvoyGrpc().GetClusterName()
+	out.Authority = gs.GetEnvoyGrpc().GetAuthority()
 	found := false
 	for _, c := range clusters {
 		found = found || c.GetName() == out.Cluster

@@ -32,7 +32,9 @@ func TestValidate(t *testing.T) {
 		{name: "no port", cfg: Config{Name: "a", Endpoints: []Endpoint{{Address: "127.0.0.1"}}}, wantErr: "missing port"},
 		{name: "bad port", cfg: Config{Name: "a", Endpoints: []Endpoint{{Address: "127.0.0.1:70000"}}}, wantErr: "port must be"},
 		{name: "logical dns two", cfg: Config{Name: "a", Discovery: LogicalDNS, Endpoints: []Endpoint{{Address: "a:1"}, {Address: "b:1"}}}, wantErr: "exactly one endpoint"},
-		{name: "eds", cfg: Config{Name: "a", Discovery: EDS}, wantErr: "EDS is not supported yet"},
+		{name: "eds empty", cfg: Config{Name: "a", Discovery: EDS}},
+		{name: "eds ip", cfg: Config{Name: "a", Discovery: EDS, Endpoints: []Endpoint{{Address: "127.0.0.1:80"}}}},
+		{name: "eds name", cfg: Config{Name: "a", Discovery: EDS, Endpoints: []Endpoint{{Address: "localhost:80"}}}, wantErr: "EDS clusters need an IP address"},
 		{name: "protocol", cfg: Config{Name: "a", Protocol: 9}, wantErr: "unknown protocol"},
 	}
 	for _, tt := range tests {

@@ -18,7 +18,7 @@ const (
 	Static     Discovery = iota // load_assignment addresses as given
 	StrictDNS                   // every address of every name, re-resolved
 	LogicalDNS                  // the first address of the name, re-resolved
-	EDS                         // endpoints arrive over xDS (later issue)
+	EDS                         // endpoints arrive over xDS (IP addresses, like Static)
 )
 
 func (d Discovery) String() string {
@@ -48,8 +48,9 @@ const (
 type Config struct {
 	Name      string
 	Discovery Discovery
-	// Endpoints for Static, StrictDNS and LogicalDNS: "host:port" with a
-	// weight (0 means 1).
+	// Endpoints: "host:port" with a weight (0 means 1). For EDS they are the
+	// ClusterLoadAssignment's, converted by proxy/snapshot; an EDS update is
+	// a config update that keeps the cluster's pools and hosts.
 	Endpoints []Endpoint
 	// DNS settings for StrictDNS and LogicalDNS.
 	DNSRefreshRate time.Duration // Envoy's default 5s

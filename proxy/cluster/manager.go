@@ -175,7 +175,7 @@ func (c *Cluster) update(r Resolver, cfg *Config) error {
 
 // applyDiscovery publishes static hosts or starts resolving names.
 func (c *Cluster) applyDiscovery(r Resolver, cfg *Config) {
-	if cfg.Discovery == Static {
+	if cfg.Discovery == Static || cfg.Discovery == EDS {
 		c.hostsMu.Lock()
 		c.hosts.Store(newHostSet(c.hosts.Load(), staticTargets(cfg.Endpoints)))
 		c.hostsMu.Unlock()

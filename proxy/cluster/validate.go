@@ -25,9 +25,7 @@ func (c *Config) Validate() error {
 		return errors.New("cluster name is empty")
 	}
 	switch c.Discovery {
-	case Static, StrictDNS, LogicalDNS:
-	case EDS:
-		return fmt.Errorf("cluster %q: discovery type EDS is not supported yet", c.Name)
+	case Static, StrictDNS, LogicalDNS, EDS:
 	default:
 		return fmt.Errorf("cluster %q: unknown discovery type %d", c.Name, c.Discovery)
 	}
@@ -62,9 +60,9 @@ func validateEndpoint(d Discovery, addr string) error {
 	if host == "" {
 		return fmt.Errorf("address %q: empty host", addr)
 	}
-	if d == Static {
+	if d == Static || d == EDS {
 		if _, err := netip.ParseAddr(host); err != nil {
-			return fmt.Errorf("address %q: STATIC clusters need an IP address, not a name (use STRICT_DNS or LOGICAL_DNS)", addr)
+			return fmt.Errorf("address %q: %s clusters need an IP address, not a name (use STRICT_DNS or LOGICAL_DNS)", addr, d)
 		}
 	}
 	return nil

@@ -41,6 +41,8 @@ type Listener struct {
 
 	started  atomic.Bool
 	closing  atomic.Bool
+	detached atomic.Bool   // the socket was handed to a successor: never close it
+	accepted chan struct{} // closed when the accept loop has returned
 	stopOnce sync.Once
 	stopped  chan struct{} // closed once accepting has stopped for good
 	finished chan struct{} // closed when Shutdown or Close is done
@@ -58,23 +60,49 @@ func New(cfg Config, logger hclog.Logger) (*Listener, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	if len(cfg.FilterChains) == 0 && cfg.DefaultChain == nil {
-		return nil, fmt.Errorf("listener %q: %w: no filter chains", cfg.Name, ErrInvalidConfig)
-	}
-	for i := range cfg.FilterChains {
-		if err := validateChain(&cfg.FilterChains[i]); err != nil {
-			return nil, fmt.Errorf("listener %q: %w", cfg.Name, err)
-		}
-	}
-	if cfg.DefaultChain != nil {
-		if err := validateChain(cfg.DefaultChain); err != nil {
-			return nil, fmt.Errorf("listener %q: default chain: %w", cfg.Name, err)
-		}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %q on %s: %w: %w", cfg.Name, cfg.Address, ErrBind, err)
 	}
+	return newOn(cfg, ln, logger), nil
+}
+
+// Adopt is New on a socket that is already bound: the one a predecessor
+// handed over with Detach, so an updated listener takes over its address
+// without a moment of refused connections. cfg must have been validated by
+// a New or Adopt that it replaces; Adopt checks it again.
+func Adopt(cfg Config, ln net.Listener, logger hclog.Logger) (*Listener, error) {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return newOn(cfg, ln, logger), nil
+}
+
+// Validate checks cfg without binding anything.
+func (cfg *Config) Validate() error {
+	if len(cfg.FilterChains) == 0 && cfg.DefaultChain == nil {
+		return fmt.Errorf("listener %q: %w: no filter chains", cfg.Name, ErrInvalidConfig)
+	}
+	for i := range cfg.FilterChains {
+		if err := validateChain(&cfg.FilterChains[i]); err != nil {
+			return fmt.Errorf("listener %q: %w", cfg.Name, err)
+		}
+	}
+	if cfg.DefaultChain != nil {
+		if err := validateChain(cfg.DefaultChain); err != nil {
+			return fmt.Errorf("listener %q: default chain: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+func newOn(cfg Config, ln net.Listener, logger hclog.Logger) *Listener {
 	l := &Listener{
 		name:          cfg.Name,
 		log:           logger.Named("listener").With("listener", cfg.Name),
@@ -82,6 +110,7 @@ func New(cfg Config, logger hclog.Logger) (*Listener, error) {
 		detectTimeout: defaultDetectTimeout,
 		stopped:       make(chan struct{}),
 		finished:      make(chan struct{}),
+		accepted:      make(chan struct{}),
 		conns:         map[*trackedConn]struct{}{},
 	}
 	var servers []*chainServer
@@ -97,7 +126,25 @@ func New(cfg Config, logger hclog.Logger) (*Listener, error) {
 		l.chains = append(l.chains, def)
 	}
 	l.sel = newChainSelector(servers, def)
-	return l, nil
+	return l
+}
+
+// Detach stops accepting without closing the socket and returns it for a
+// successor (Adopt). Connections already accepted stay with l: drain them
+// with Shutdown, which then leaves the socket open. Connections the kernel
+// queued meanwhile wait in the backlog for the successor.
+func (l *Listener) Detach() net.Listener {
+	l.detached.Store(true)
+	l.closing.Store(true)
+	if l.started.Load() {
+		if d, ok := l.ln.(interface{ SetDeadline(time.Time) error }); ok {
+			_ = d.SetDeadline(time.Unix(1, 0)) // wakes Accept
+			<-l.accepted
+			_ = d.SetDeadline(time.Time{})
+		}
+	}
+	l.stopAccepting()
+	return l.ln
 }
 
 // Addr is the bound address.
@@ -114,6 +161,7 @@ func (l *Listener) Serve(ctx context.Context) error {
 		if !l.goOwned(func() {
 			_ = cs.srv.Serve(cs.ln) // returns ErrServerClosed on Shutdown/Close
 		}) {
+			close(l.accepted) // no accept loop will run
 			<-l.finished
 			return nil
 		}
@@ -155,6 +203,7 @@ func (l *Listener) goOwned(f func()) bool {
 }
 
 func (l *Listener) acceptLoop() error {
+	defer close(l.accepted)
 	var backoff time.Duration
 	for {
 		c, err := l.ln.Accept()
@@ -204,7 +253,9 @@ func isTemporaryAcceptError(err error) bool {
 func (l *Listener) stopAccepting() {
 	l.stopOnce.Do(func() {
 		l.closing.Store(true)
-		_ = l.ln.Close()
+		if !l.detached.Load() {
+			_ = l.ln.Close()
+		}
 		l.mu.Lock()
 		l.drained = make(chan struct{})
 		if len(l.conns) == 0 {

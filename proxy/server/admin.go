@@ -2,8 +2,10 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +37,28 @@ func (s *Server) ConfigDump() ([]byte, error) {
 	var sb strings.Builder
 	sb.WriteString(`{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.BootstrapConfigDump","bootstrap":`)
 	sb.Write(body)
-	sb.WriteString("}]}\n")
+	sb.WriteString("}")
+	if s.dynamic {
+		// Not an Envoy type: what the xDS client holds, for people and tests.
+		s.ads.mu.Lock()
+		st := struct {
+			Type         string            `json:"@type"`
+			Versions     map[string]string `json:"versions"`
+			LastRejected string            `json:"last_rejected,omitempty"`
+			RejectedAt   string            `json:"rejected_at,omitempty"`
+		}{Type: "outrigger.XdsStatus", Versions: s.ads.versions, LastRejected: s.ads.lastErr}
+		if !s.ads.lastAt.IsZero() {
+			st.RejectedAt = s.ads.lastAt.UTC().Format(time.RFC3339Nano)
+		}
+		s.ads.mu.Unlock()
+		js, err := json.Marshal(st)
+		if err != nil {
+			return nil, err
+		}
+		sb.WriteString(",")
+		sb.Write(js)
+	}
+	sb.WriteString("]}\n")
 	return []byte(sb.String()), nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,8 @@ type Options struct {
 	DrainTimeout time.Duration
 	// AdminAllowNonLoopback lets the admin API bind a non-loopback address.
 	AdminAllowNonLoopback bool
+	// Version is the build's version, sent to xDS servers.
+	Version string
 }
 
 // Server is one running proxy.
@@ -46,9 +49,21 @@ type Server struct {
 	admin   *admin.Server
 	level   atomic.Value // string
 
-	mu        sync.Mutex
-	listeners []*liveListener
-	snap      *snapshot.Snapshot
+	dynamic bool          // dynamic_resources: the xDS client feeds Apply
+	synced  chan struct{} // closed once the first full config is in force
+	syncOne sync.Once
+	ads     adsState
+
+	mu           sync.Mutex
+	listeners    []*liveListener // in force, in configuration order
+	retiring     map[*liveListener]struct{}
+	retiringWG   sync.WaitGroup
+	snap         *snapshot.Snapshot
+	running      bool // Run has started the listeners
+	runCtx       context.Context
+	closed       bool
+	drainStarted bool
+	fail         chan error // the first accept failure
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -59,17 +74,19 @@ type Server struct {
 }
 
 type liveListener struct {
-	l        *listener.Listener
-	handlers []*hcm.Handler
-	done     chan error
+	name        string
+	fingerprint string
+	address     string // the configured address ("host:0" binds anew)
+	l           *listener.Listener
+	handlers    []*hcm.Handler
+	rds         []string // each handler's RDS name, "" for an inline table
 }
 
 // Servable reports whether this build can run b: a bootstrap that decodes
 // and validates may still ask for something the server cannot do yet.
 func Servable(b *bootstrap.Bootstrap) error {
-	if b.ADS != nil {
-		return errors.New("dynamic_resources: the ADS client is not implemented yet; " +
-			"use static_resources (xDS arrives with outrigger-cp)")
+	if b.ADS != nil && b.ADS.Cluster == "" && b.ADS.Target == "" {
+		return errors.New("dynamic_resources.ads_config: no xDS server: give envoy_grpc.cluster_name or google_grpc.target_uri")
 	}
 	return nil
 }
@@ -91,6 +108,10 @@ func New(o Options) (*Server, error) {
 		cls:      cluster.NewManager(o.Logger),
 		drainReq: make(chan struct{}),
 		quit:     make(chan struct{}),
+		retiring: map[*liveListener]struct{}{},
+		fail:     make(chan error, 1),
+		synced:   make(chan struct{}),
+		dynamic:  o.Bootstrap.ADS != nil,
 	}
 	s.level.Store(levelName(o.Logger.GetLevel()))
 	s.metrics.SetSources(s.downstreamCounts, s.upstreamCounts)
@@ -109,58 +130,214 @@ func New(o Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	if !s.dynamic {
+		close(s.synced)
+	}
 	return s, nil
 }
 
-// Apply puts a snapshot in force: clusters first (so routes never point at
-// a missing cluster), then listeners. Cluster state survives for names
-// that stay.
+// Apply puts a snapshot in force, keeping what did not change: clusters
+// are updated first (their pools and hosts survive when the name stays),
+// then listeners — an unchanged listener only gets its RDS tables
+// swapped, a changed one hands its socket to its successor and drains its
+// connections, a removed one drains, a new one binds. On any error the
+// listeners in force stay as they were.
 func (s *Server) Apply(snap *snapshot.Snapshot) error {
-	if err := snap.Consistent(); err != nil {
+	if err := s.apply(snap); err != nil {
 		s.metrics.ConfigUpdate(false)
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.snap != nil {
-		// Listener and route updates arrive with the xDS client (control
-		// plane issue); a static bootstrap is applied once.
-		s.metrics.ConfigUpdate(false)
-		return errors.New("server: live configuration updates are not supported yet")
-	}
-	if err := s.cls.Update(snap.Clusters); err != nil {
-		s.metrics.ConfigUpdate(false)
-		return fmt.Errorf("clusters: %w", err)
-	}
-
-	var started []*liveListener
-	for i := range snap.Listeners {
-		ll, err := s.buildListener(&snap.Listeners[i], snap)
-		if err != nil {
-			for _, l := range started {
-				_ = l.l.Close()
-			}
-			s.metrics.ConfigUpdate(false)
-			return err
-		}
-		started = append(started, ll)
-	}
-	s.listeners = started
-	s.snap = snap
-	names := make([]string, 0, len(snap.Listeners))
-	for _, l := range snap.Listeners {
-		names = append(names, l.Config.Name)
-	}
-	s.metrics.RetainListeners(names)
 	s.metrics.ConfigUpdate(true)
 	return nil
 }
 
-// buildListener makes a connection manager per filter chain and binds.
-func (s *Server) buildListener(sl *snapshot.Listener, snap *snapshot.Snapshot) (*liveListener, error) {
+// change is one listener's part of an Apply.
+type change struct {
+	next *liveListener
+	old  *liveListener // the listener it replaces, nil for a new name
+	cfg  listener.Config
+	keep bool // unchanged: next is old with new route tables
+	// tables holds the RDS route table for each of old's handlers when keep.
+	tables []*router.Table
+}
+
+func (s *Server) apply(snap *snapshot.Snapshot) error {
+	if err := snap.Consistent(); err != nil {
+		var ie *snapshot.InconsistentError
+		// Over xDS a route may name a cluster not sent yet (503 until it
+		// arrives) and a route table may still be warming, as in Envoy.
+		if !s.dynamic || !errors.As(err, &ie) || len(ie.Duplicates) > 0 {
+			return err
+		}
+		s.log.Debug("applying a configuration with references still unresolved", "detail", err.Error())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.drainStarted {
+		return errors.New("server: draining; configuration updates are refused")
+	}
+	byName := make(map[string]*liveListener, len(s.listeners))
+	for _, ll := range s.listeners {
+		byName[ll.name] = ll
+	}
+
+	// Prepare everything that can fail before touching what runs.
+	var changes []*change
+	var bound []*listener.Listener
+	undo := func() {
+		for _, l := range bound {
+			_ = l.Close()
+		}
+	}
+	for i := range snap.Listeners {
+		sl := &snap.Listeners[i]
+		old := byName[sl.Config.Name]
+		ch := &change{old: old}
+		if old != nil && old.fingerprint == sl.Fingerprint {
+			ch.keep = true
+			for _, name := range old.rds {
+				var t *router.Table
+				if name != "" {
+					var err error
+					if t, err = routeTable(snap.Routes[name]); err != nil {
+						undo()
+						return fmt.Errorf("listener %q: %w", sl.Config.Name, err)
+					}
+				}
+				ch.tables = append(ch.tables, t)
+			}
+			changes = append(changes, ch)
+			continue
+		}
+		next, cfg, err := s.buildListener(sl, snap)
+		if err != nil {
+			undo()
+			return err
+		}
+		ch.next, ch.cfg = next, cfg
+		if old == nil || old.address != sl.Config.Address || strings.HasSuffix(sl.Config.Address, ":0") {
+			l, err := listener.New(cfg, s.log)
+			if err != nil {
+				undo()
+				return err
+			}
+			bound = append(bound, l)
+			next.l = l
+		} else if err := cfg.Validate(); err != nil {
+			undo()
+			return fmt.Errorf("listener %q: %w", sl.Config.Name, err)
+		}
+		changes = append(changes, ch)
+	}
+	if err := s.cls.Update(snap.Clusters); err != nil {
+		undo()
+		return fmt.Errorf("clusters: %w", err)
+	}
+
+	// Commit: nothing below fails.
+	kept := map[*liveListener]bool{}
+	live := make([]*liveListener, 0, len(changes))
+	for _, ch := range changes {
+		if ch.keep {
+			for i, t := range ch.tables {
+				if ch.old.rds[i] != "" {
+					ch.old.handlers[i].SetRoutes(t)
+				}
+			}
+			kept[ch.old] = true
+			live = append(live, ch.old)
+			continue
+		}
+		if ch.next.l == nil { // same address: take the old socket over
+			l, err := listener.Adopt(ch.cfg, ch.old.l.Detach(), s.log)
+			if err != nil { // validated above; cannot happen
+				panic(err)
+			}
+			ch.next.l = l
+			s.log.Info("listener updated", "listener", ch.next.name, "address", l.Addr().String())
+		} else if s.running {
+			s.log.Info("listener added", "listener", ch.next.name, "address", ch.next.l.Addr().String())
+		}
+		live = append(live, ch.next)
+		if s.running {
+			s.serve(ch.next)
+		}
+	}
+	for _, ll := range s.listeners {
+		if !kept[ll] {
+			if !slicesContainsName(live, ll.name) {
+				s.log.Info("listener removed; draining", "listener", ll.name)
+			}
+			s.retire(ll)
+		}
+	}
+	s.listeners = live
+	s.snap = snap
+	names := make([]string, 0, len(live))
+	for _, ll := range live {
+		names = append(names, ll.name)
+	}
+	s.metrics.RetainListeners(names)
+	return nil
+}
+
+func slicesContainsName(lls []*liveListener, name string) bool {
+	for _, ll := range lls {
+		if ll.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// retire drains a listener that left the configuration (or was replaced)
+// for at most DrainTimeout, in the background. Called with mu held.
+func (s *Server) retire(ll *liveListener) {
+	s.retiring[ll] = struct{}{}
+	s.retiringWG.Add(1)
+	go func() {
+		defer s.retiringWG.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+		defer cancel()
+		if err := ll.l.Shutdown(ctx); err != nil {
+			s.log.Warn("drain of a retired listener cut short", "listener", ll.name, "error", err)
+		}
+		s.mu.Lock()
+		delete(s.retiring, ll)
+		s.mu.Unlock()
+	}()
+}
+
+// serve runs a listener until it is shut down; an accept failure stops
+// the server. Called with mu held, once Run has started.
+func (s *Server) serve(ll *liveListener) {
+	go func() {
+		if err := ll.l.Serve(s.runCtx); err != nil {
+			select {
+			case s.fail <- err:
+			default:
+			}
+		}
+	}()
+}
+
+func routeTable(rc *router.Config) (*router.Table, error) {
+	if rc == nil {
+		return nil, nil // still warming: every request gets 404 NR until it comes
+	}
+	t, err := router.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("route config %q: %w", rc.Name, err)
+	}
+	return t, nil
+}
+
+// buildListener makes a connection manager per filter chain; the caller
+// binds (or adopts a socket for) the returned config.
+func (s *Server) buildListener(sl *snapshot.Listener, snap *snapshot.Snapshot) (*liveListener, listener.Config, error) {
 	cfg := sl.Config
 	cfg.FilterChains = append([]listener.FilterChain(nil), cfg.FilterChains...)
-	ll := &liveListener{done: make(chan error, 1)}
+	ll := &liveListener{name: cfg.Name, fingerprint: sl.Fingerprint, address: cfg.Address}
 	stats := s.metrics.Listener(cfg.Name)
 	build := func(fc *listener.FilterChain, hc *hcm.Config) error {
 		h, err := s.buildHCM(cfg.Name, fc.TLS != nil, hc, snap, stats)
@@ -169,32 +346,32 @@ func (s *Server) buildListener(sl *snapshot.Listener, snap *snapshot.Snapshot) (
 		}
 		fc.Handler = h
 		ll.handlers = append(ll.handlers, h)
+		rds := ""
+		if hc.Routes == nil {
+			rds = hc.RDSName
+		}
+		ll.rds = append(ll.rds, rds)
 		return nil
 	}
 	for i := range cfg.FilterChains {
 		if i >= len(sl.HTTP) {
-			return nil, fmt.Errorf("listener %q chain %d: no HTTP connection manager", cfg.Name, i)
+			return nil, cfg, fmt.Errorf("listener %q chain %d: no HTTP connection manager", cfg.Name, i)
 		}
 		if err := build(&cfg.FilterChains[i], &sl.HTTP[i]); err != nil {
-			return nil, err
+			return nil, cfg, err
 		}
 	}
 	if cfg.DefaultChain != nil {
 		dc := *cfg.DefaultChain
 		if sl.DefaultHTTP == nil {
-			return nil, fmt.Errorf("listener %q default chain: no HTTP connection manager", cfg.Name)
+			return nil, cfg, fmt.Errorf("listener %q default chain: no HTTP connection manager", cfg.Name)
 		}
 		if err := build(&dc, sl.DefaultHTTP); err != nil {
-			return nil, err
+			return nil, cfg, err
 		}
 		cfg.DefaultChain = &dc
 	}
-	l, err := listener.New(cfg, s.log)
-	if err != nil {
-		return nil, err
-	}
-	ll.l = l
-	return ll, nil
+	return ll, cfg, nil
 }
 
 func (s *Server) buildHCM(lname string, tls bool, hc *hcm.Config, snap *snapshot.Snapshot, stats *telemetry.ListenerStats) (*hcm.Handler, error) {
@@ -202,13 +379,9 @@ func (s *Server) buildHCM(lname string, tls bool, hc *hcm.Config, snap *snapshot
 	if rc == nil && hc.RDSName != "" {
 		rc = snap.Routes[hc.RDSName]
 	}
-	var table *router.Table
-	if rc != nil {
-		t, err := router.New(rc)
-		if err != nil {
-			return nil, fmt.Errorf("route config %q: %w", rc.Name, err)
-		}
-		table = t
+	table, err := routeTable(rc)
+	if err != nil {
+		return nil, err
 	}
 	var logs []*telemetry.AccessLogger
 	for _, al := range hc.AccessLogs {
@@ -229,7 +402,10 @@ func (s *Server) buildHCM(lname string, tls bool, hc *hcm.Config, snap *snapshot
 }
 
 // Run serves until ctx ends, /quitquitquit, or a listener fails; then it
-// drains for DrainTimeout and closes everything.
+// drains for DrainTimeout and closes everything. With dynamic_resources it
+// also runs the xDS client: the proxy reports ready once the first complete
+// configuration from the server is in force (or initial_fetch_timeout
+// passed), and keeps its last good configuration when the server goes away.
 func (s *Server) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -239,6 +415,11 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() { adminDone <- s.admin.Serve(runCtx) }()
 		s.log.Info("admin listening", "address", s.admin.Addr().String())
 	}
+	var adsDone chan error
+	if s.dynamic {
+		adsDone = make(chan error, 1)
+		go func() { adsDone <- s.runADS(runCtx) }()
+	}
 	// Like Envoy, listeners open only once every cluster has its first
 	// hosts (DNS clusters resolve once before traffic).
 	wctx, wcancel := context.WithTimeout(ctx, clusterInitTimeout)
@@ -247,25 +428,23 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wcancel()
 	s.mu.Lock()
-	lls := s.listeners
-	s.mu.Unlock()
-	for _, ll := range lls {
-		go func() { ll.done <- ll.l.Serve(runCtx) }()
-		s.log.Info("listener serving", "address", ll.l.Addr().String())
+	s.runCtx = runCtx
+	s.running = true
+	for _, ll := range s.listeners {
+		s.serve(ll)
+		s.log.Info("listener serving", "listener", ll.name, "address", ll.l.Addr().String())
 	}
-	s.ready.Store(true)
-	s.metrics.SetServerState(telemetry.StateLive)
+	s.mu.Unlock()
+	go func() {
+		select {
+		case <-s.synced:
+			s.ready.Store(true)
+			s.metrics.SetServerState(telemetry.StateLive)
+		case <-runCtx.Done():
+		}
+	}()
 
 	var failed error
-	fail := make(chan error, len(lls))
-	for _, ll := range lls {
-		go func() {
-			if err := <-ll.done; err != nil {
-				fail <- err
-			}
-			close(ll.done)
-		}()
-	}
 	select {
 	case <-ctx.Done():
 		s.log.Info("shutting down: signal")
@@ -278,12 +457,15 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-s.quit:
 		}
-	case failed = <-fail:
+	case failed = <-s.fail:
 		s.log.Error("listener failed", "error", failed)
 	}
 	s.drain()
+	cancel() // stops the xDS client before listeners close for good
+	if adsDone != nil {
+		<-adsDone
+	}
 	s.closeAll()
-	cancel()
 	if adminDone != nil {
 		<-adminDone
 	}
@@ -300,6 +482,7 @@ func (s *Server) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
 	defer cancel()
 	s.mu.Lock()
+	s.drainStarted = true
 	lls := s.listeners
 	s.mu.Unlock()
 	start := time.Now()
@@ -314,12 +497,22 @@ func (s *Server) drain() {
 		}()
 	}
 	wg.Wait()
+	retired := make(chan struct{})
+	go func() { s.retiringWG.Wait(); close(retired) }()
+	select {
+	case <-retired:
+	case <-ctx.Done():
+	}
 	s.log.Info("drained", "took", time.Since(start).Round(time.Millisecond).String())
 }
 
 func (s *Server) closeAll() {
 	s.mu.Lock()
-	lls := s.listeners
+	s.closed = true
+	lls := append([]*liveListener(nil), s.listeners...)
+	for ll := range s.retiring {
+		lls = append(lls, ll)
+	}
 	s.mu.Unlock()
 	for _, ll := range lls {
 		_ = ll.l.Close()
@@ -336,8 +529,8 @@ func (s *Server) Listeners() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[string]string{}
-	for i, ll := range s.listeners {
-		out[s.snap.Listeners[i].Config.Name] = ll.l.Addr().String()
+	for _, ll := range s.listeners {
+		out[ll.name] = ll.l.Addr().String()
 	}
 	return out
 }

@@ -83,10 +83,10 @@ func (s *Server) downstreamCounts() []telemetry.DownstreamCounts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]telemetry.DownstreamCounts, 0, len(s.listeners))
-	for i, ll := range s.listeners {
+	for _, ll := range s.listeners {
 		st := ll.l.Stats()
 		out = append(out, telemetry.DownstreamCounts{
-			Listener:            s.snap.Listeners[i].Config.Name,
+			Listener:            ll.name,
 			CxTotal:             st.DownstreamCxTotal,
 			CxActive:            st.DownstreamCxActive,
 			CxRejected:          st.DownstreamCxRejected,

@@ -10,6 +10,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
@@ -40,6 +41,14 @@ func Build(listeners []*listenerv3.Listener, routes []*routev3.RouteConfiguratio
 
 // BuildWith is Build with relaxed reference checks.
 func BuildWith(opts Options, listeners []*listenerv3.Listener, routes []*routev3.RouteConfiguration, clusters []*clusterv3.Cluster) (*Snapshot, error) {
+	return BuildResources(opts, listeners, routes, clusters, nil)
+}
+
+// BuildResources is BuildWith for resources that arrived over xDS: EDS
+// clusters take their endpoints from the ClusterLoadAssignment named by
+// EDSName (none yet: no endpoints). Error paths start at "listeners[i]",
+// "routes[i]", "clusters[i]" or "endpoints[i]".
+func BuildResources(opts Options, listeners []*listenerv3.Listener, routes []*routev3.RouteConfiguration, clusters []*clusterv3.Cluster, endpoints []*endpointv3.ClusterLoadAssignment) (*Snapshot, error) {
 	var unsupported []resource.FieldError
 	check := func(path string, m proto.Message) error {
 		_, err := resource.Validate(path, m)
@@ -64,6 +73,11 @@ func BuildWith(opts Options, listeners []*listenerv3.Listener, routes []*routev3
 			return nil, err
 		}
 	}
+	for i, e := range endpoints {
+		if err := check(resource.Index("endpoints", i), e); err != nil {
+			return nil, err
+		}
+	}
 	if len(unsupported) > 0 {
 		return nil, &resource.UnsupportedError{Fields: unsupported}
 	}
@@ -77,7 +91,9 @@ func BuildWith(opts Options, listeners []*listenerv3.Listener, routes []*routev3
 			c.fail(resource.Join(p, "name"), "listener %q is also the name of %s", l.GetName(), prev)
 		}
 		listenerAt[l.GetName()] = p
-		s.Listeners = append(s.Listeners, c.listener(p, l))
+		sl := c.listener(p, l)
+		sl.Fingerprint = Fingerprint(l)
+		s.Listeners = append(s.Listeners, sl)
 	}
 	routeAt := map[string]string{}
 	for i, r := range routes {
@@ -88,6 +104,14 @@ func BuildWith(opts Options, listeners []*listenerv3.Listener, routes []*routev3
 		routeAt[r.GetName()] = p
 		s.Routes[r.GetName()] = c.route(p, r)
 	}
+	assignments := make(map[string][]cluster.Endpoint, len(endpoints))
+	for i, e := range endpoints {
+		p := resource.Index("endpoints", i)
+		if _, dup := assignments[e.GetClusterName()]; dup {
+			c.fail(resource.Join(p, "cluster_name"), "assignment %q is given twice", e.GetClusterName())
+		}
+		assignments[e.GetClusterName()] = c.assignment(p, e)
+	}
 	clusterAt := map[string]string{}
 	for i, cl := range clusters {
 		p := resource.Index("clusters", i)
@@ -95,7 +119,11 @@ func BuildWith(opts Options, listeners []*listenerv3.Listener, routes []*routev3
 			c.fail(resource.Join(p, "name"), "cluster %q is also the name of %s", cl.GetName(), prev)
 		}
 		clusterAt[cl.GetName()] = p
-		s.Clusters = append(s.Clusters, c.cluster(p, cl))
+		cc := c.cluster(p, cl)
+		if cc.Discovery == cluster.EDS {
+			cc.Endpoints = assignments[EDSName(cl)]
+		}
+		s.Clusters = append(s.Clusters, cc)
 	}
 	if !opts.AllowMissingClusters {
 		for _, r := range c.clusterRefs {

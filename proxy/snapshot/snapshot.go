@@ -26,6 +26,9 @@ type Snapshot struct {
 // and the connection manager config of each chain (HTTP[i] belongs to
 // Config.FilterChains[i]; DefaultHTTP to Config.DefaultChain).
 type Listener struct {
+	// Fingerprint digests the Listener resource it came from: an update
+	// with the same fingerprint leaves the running listener alone.
+	Fingerprint string
 	Config      listener.Config
 	HTTP        []hcm.Config
 	DefaultHTTP *hcm.Config

@@ -127,7 +127,7 @@ var Messages = []Message{
 		"clusters":  supported,
 	}},
 	{"envoy.config.bootstrap.v3.Bootstrap.DynamicResources", map[string]Field{
-		"ads_config": note(supported, "decoded and reported; the ADS client arrives with the control plane"),
+		"ads_config": supported,
 		"lds_config": supported,
 		"cds_config": supported,
 	}},
@@ -172,8 +172,13 @@ var Messages = []Message{
 		"set_node_on_first_message_only": supported,
 	}},
 	{"envoy.config.core.v3.GrpcService", map[string]Field{
-		"envoy_grpc": supported,
-		"timeout":    supported,
+		"envoy_grpc":  supported,
+		"google_grpc": note(supported, "plaintext target_uri only"),
+		"timeout":     supported,
+	}},
+	{"envoy.config.core.v3.GrpcService.GoogleGrpc", map[string]Field{
+		"target_uri":  supported,
+		"stat_prefix": ignored,
 	}},
 	{"envoy.config.core.v3.GrpcService.EnvoyGrpc", map[string]Field{
 		"cluster_name": supported,
@@ -436,13 +441,16 @@ var Messages = []Message{
 		"endpoints":    supported,
 	}},
 	{"envoy.config.endpoint.v3.LocalityLbEndpoints", map[string]Field{
-		"lb_endpoints": supported,
-		"locality":     ignored,
-		"metadata":     ignored,
+		"lb_endpoints":          supported,
+		"priority":              note(supported, "EDS: traffic goes to the lowest priority with a usable endpoint (no overprovisioning spill yet)"),
+		"locality":              ignored,
+		"load_balancing_weight": note(ignored, "locality weights apply only with locality_weighted_lb_config, which is not supported"),
+		"metadata":              ignored,
 	}},
 	{"envoy.config.endpoint.v3.LbEndpoint", map[string]Field{
 		"endpoint":              supported,
 		"load_balancing_weight": supported,
+		"health_status":         note(supported, "UNHEALTHY, DRAINING and TIMEOUT endpoints get no traffic"),
 		"metadata":              ignored,
 	}},
 	{"envoy.config.endpoint.v3.Endpoint", map[string]Field{

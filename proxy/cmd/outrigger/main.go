@@ -92,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Bootstrap:             b,
 		DrainTimeout:          o.drainTime,
 		AdminAllowNonLoopback: o.adminNonLoop,
+		Version:               version,
 	})
 	if err != nil {
 		logger.Error("cannot start", "error", err)

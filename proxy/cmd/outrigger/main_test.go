@@ -84,7 +84,8 @@ func TestValidateMode(t *testing.T) {
 		{"bad yaml", []string{"-c", writeFile(t, "b.yaml", "static_resources: [unclosed"), "--mode", "validate"}, 1, "b.yaml"},
 		{"unknown field", []string{"--config-yaml", "static_resources: {listenerz: []}", "--mode", "validate"}, 1, "listenerz"},
 		{"no config", []string{"--mode", "validate"}, 1, "no configuration"},
-		{"dynamic resources", []string{"--config-yaml", "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}, cds_config: {ads: {}, resource_api_version: V3}}\nstatic_resources: {clusters: [{name: xds, type: STATIC, load_assignment: {cluster_name: xds, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 18000}}}}]}]}}]}", "--mode", "validate"}, 1, "dynamic_resources: the ADS client is not implemented yet"},
+		{"dynamic resources", []string{"--config-yaml", "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}, cds_config: {ads: {}, resource_api_version: V3}}\nstatic_resources: {clusters: [{name: xds, type: STATIC, load_assignment: {cluster_name: xds, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 18000}}}}]}]}}]}", "--mode", "validate"}, 0, "OK"},
+		{"ads cluster missing", []string{"--config-yaml", "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: nope}}]}, cds_config: {ads: {}, resource_api_version: V3}}", "--mode", "validate"}, 1, `cluster "nope" is not defined`},
 		{"bad mode", []string{"-c", "x", "--mode", "check"}, 1, "--mode"},
 		{"version", []string{"--version"}, 0, "outrigger"},
 	} {
