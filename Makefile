@@ -6,7 +6,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-short lint vet fmt consul demo bench bench-quick bench-go clean
+.PHONY: all build test test-short lint vet fmt consul demo demo-static bench bench-quick bench-go clean
 
 all: build
 
@@ -38,9 +38,13 @@ fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## demo: a static proxy in front of two example apps, traffic through it
+## demo: a local mesh — Consul, outrigger-cp, apps behind outrigger sidecars, a live canary
 demo: build
 	./scripts/demo.sh
+
+## demo-static: one outrigger from a static bootstrap in front of two example apps
+demo-static: build
+	./scripts/demo-static.sh
 
 ## bench: outrigger vs direct, nginx, HAProxy, Caddy (<= 15 min) -> bench/results/latest.md
 bench: build

@@ -1,117 +1,51 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317 # functions called from traps and through wait_until look unreachable
-# The static demo behind `make demo`: outrigger with examples/static/bootstrap.yaml
-# in front of two httpapp instances and one grpcapp, traffic sent through it by
-# democlient, then everything left running until Ctrl-C.
+# The mesh demo behind `make demo`: a Consul dev agent, outrigger-cp, three
+# example apps (payments v1 and v2 over HTTP, greeter over gRPC) and a client
+# (meshclient, service "frontend"), each behind its own outrigger sidecar
+# configured over xDS from Consul. Traffic flows through the sidecars; the
+# demo then rolls a canary with service-splitter writes (100/0 -> 50/50 ->
+# 0/100) and shows the traffic follow, and stays up until Ctrl-C.
 #
 # Environment:
-#   DEMO_ONESHOT=1       exit right after the traffic (CI, tests); the exit status is democlient's
-#   OUTRIGGER=PATH       use this proxy binary instead of building bin/outrigger with `make build`
-#   DEMO_START_TIMEOUT=N seconds to wait for the apps and the proxy to come up (default 30)
+#   DEMO_ONESHOT=1        exit right after the canary steps (CI, tests); the exit status says whether they held
+#   DEMO_START_TIMEOUT=N  seconds to wait for each process to come up (default 60)
 #
-# The ports are the ones bootstrap.yaml names; the script refuses to start when
-# any of them is taken.
+# Everything listens on 127.0.0.1 on the fixed ports below; the script refuses
+# to start when any is taken. Consul is built once (~5 min) by
+# scripts/install-consul.sh and cached in ~/.cache/outrigger.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-readonly BOOTSTRAP=examples/static/bootstrap.yaml
 readonly HOST=127.0.0.1
-readonly ADMIN_PORT=9901 PROXY_PORT=10000
-readonly HTTPAPP_A_PORT=8081 HTTPAPP_B_PORT=8083 GRPCAPP_PORT=8082
-readonly DRAIN_SECONDS=5
-readonly START_TIMEOUT=${DEMO_START_TIMEOUT:-30}
+readonly CONSUL_HTTP=18500
+readonly XDS_PORT=18000 CP_HTTP=19000
+readonly ENTRIES=examples/mesh/consul
+readonly DRAIN_SECONDS=2
+readonly START_TIMEOUT=${DEMO_START_TIMEOUT:-60}
 ONESHOT=${DEMO_ONESHOT:-0}
-OUTRIGGER=${OUTRIGGER:-}
+
+# Sidecars: proxy ID, admin port, public port.
+readonly SIDECARS=(
+	"payments-1-sidecar-proxy 19101 21101"
+	"payments-2-sidecar-proxy 19102 21102"
+	"greeter-1-sidecar-proxy 19103 21103"
+	"frontend-1-sidecar-proxy 19100 21000"
+)
 
 PIDS=()  # every process this script started, in start order
 NAMES=() # their names, same index
 LOGDIR=""
 
-log() { printf '[demo] %s\n' "$*"; }
-die() {
-	printf '[demo] error: %s\n' "$*" >&2
-	exit 1
-}
+# shellcheck source=scripts/lib/demo-common.sh
+source "$ROOT/scripts/lib/demo-common.sh"
 
-# now_us prints the wall clock in microseconds (bash 5's EPOCHREALTIME).
-now_us() { printf '%s' "${EPOCHREALTIME//[.,]/}"; }
+ready_200() { [[ $(http_status "$HOST" "$1" "$2") == 200 ]]; }
 
-# port_open HOST PORT: true when something accepts TCP connections there.
-port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
-# http_status HOST PORT PATH prints the status code of a GET, or nothing.
-# Plain bash, so the demo does not depend on curl.
-http_status() {
-	(
-		exec 3<>"/dev/tcp/$1/$2" || exit 1
-		printf 'GET %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: outrigger-demo\r\nConnection: close\r\n\r\n' "$3" "$1" "$2" >&3
-		IFS=' ' read -r -t 2 _ code _ <&3 || exit 1
-		printf '%s' "$code"
-	) 2>/dev/null || true
-}
-
-# show_log NAME prints the tail of a process's log, for a failure message.
-show_log() {
-	local f="$LOGDIR/$1.log"
-	[[ -s $f ]] || return 0
-	printf '[demo] last lines of %s:\n' "$f" >&2
-	tail -n 20 "$f" | sed 's/^/    /' >&2
-}
-
-# start NAME CMD... runs CMD in the background with its output in $LOGDIR/NAME.log.
-start() {
-	local name=$1
-	shift
-	"$@" </dev/null >"$LOGDIR/$name.log" 2>&1 &
-	PIDS+=("$!")
-	NAMES+=("$name")
-	log "started $name (pid $!): $*"
-}
-
-# wait_until NAME PID DESCRIPTION CONDITION...: polls CONDITION until it holds,
-# failing fast if the process died and after START_TIMEOUT seconds.
-wait_until() {
-	local name=$1 pid=$2 what=$3
-	shift 3
-	local deadline=$(($(now_us) + START_TIMEOUT * 1000000))
-	until "$@"; do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			local rc=0
-			wait "$pid" 2>/dev/null || rc=$?
-			show_log "$name"
-			die "$name exited (status $rc) before $what"
-		fi
-		if (($(now_us) >= deadline)); then
-			show_log "$name"
-			die "$name: no $what within ${START_TIMEOUT}s"
-		fi
-		sleep 0.1
-	done
-}
-
-admin_ready() { [[ $(http_status "$HOST" "$ADMIN_PORT" /ready) == 200 ]]; }
-
-# stop_process NAME PID GRACE sends SIGTERM, waits up to GRACE seconds, then SIGKILLs.
-stop_process() {
-	local name=$1 pid=$2 grace=$3
-	if kill -TERM "$pid" 2>/dev/null; then
-		local deadline=$(($(now_us) + grace * 1000000))
-		while kill -0 "$pid" 2>/dev/null; do
-			if (($(now_us) >= deadline)); then
-				log "$name did not stop within ${grace}s; killing it"
-				kill -KILL "$pid" 2>/dev/null || true
-				break
-			fi
-			sleep 0.1
-		done
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-# cleanup stops the proxy first (it drains while the apps still answer), then
-# the apps, and waits for every one of them.
+# cleanup stops everything in reverse start order: sidecars drain while the
+# apps still answer, the control plane and Consul go last.
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -119,21 +53,11 @@ cleanup() {
 	if ((${#PIDS[@]} > 0)); then
 		log "stopping ${#PIDS[@]} processes"
 		for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-			if [[ ${NAMES[i]} == outrigger ]]; then
-				stop_process "${NAMES[i]}" "${PIDS[i]}" $((DRAIN_SECONDS + 5))
-			fi
-		done
-		for ((i = 0; i < ${#PIDS[@]}; i++)); do
-			kill -TERM "${PIDS[i]}" 2>/dev/null || true
-		done
-		for ((i = 0; i < ${#PIDS[@]}; i++)); do
-			stop_process "${NAMES[i]}" "${PIDS[i]}" 10
+			stop_process "${NAMES[i]}" "${PIDS[i]}" $((DRAIN_SECONDS + 8))
 		done
 		log "all stopped"
 	fi
-	if [[ -n $LOGDIR ]]; then
-		log "logs kept in $LOGDIR"
-	fi
+	[[ -z $LOGDIR ]] || log "logs kept in $LOGDIR"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -144,81 +68,118 @@ trap 'exit 143' TERM
 
 [[ $START_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "DEMO_START_TIMEOUT must be a positive number of seconds, got '$START_TIMEOUT'"
 command -v go >/dev/null || die "go is not on PATH"
-[[ -f $BOOTSTRAP ]] || die "$BOOTSTRAP not found"
-
-for spec in "$ADMIN_PORT:outrigger admin" "$PROXY_PORT:outrigger listener ingress_http" \
-	"$HTTPAPP_A_PORT:httpapp (first instance)" "$HTTPAPP_B_PORT:httpapp (second instance)" \
-	"$GRPCAPP_PORT:grpcapp"; do
-	port=${spec%%:*}
+ports=(18500 18502 18503 18300 18301 18302 18600 "$XDS_PORT" "$CP_HTTP" 9101 9102 9103 9191 9192)
+for s in "${SIDECARS[@]}"; do
+	read -r _ admin public <<<"$s"
+	ports+=("$admin" "$public")
+done
+for port in "${ports[@]}"; do
 	if port_open "$HOST" "$port"; then
-		die "port $HOST:$port (for ${spec#*:}) is already in use; stop whatever holds it (another demo?) and retry"
+		die "port $HOST:$port is already in use; stop whatever holds it (another demo?) and retry"
 	fi
 done
 
 # --- build -----------------------------------------------------------------
 
-if [[ -z $OUTRIGGER ]]; then
-	log "building bin/outrigger (make build)"
-	make --no-print-directory build
-	OUTRIGGER=bin/outrigger
-fi
-[[ -x $OUTRIGGER ]] || die "$OUTRIGGER is not an executable file"
+log "installing Consul v1.16.3 if missing (first time: ~5 minutes, then cached)"
+CONSUL=$(./scripts/install-consul.sh | tail -n 1)
+[[ -x $CONSUL ]] || die "install-consul.sh did not give a consul binary"
 
-log "building the example apps into bin/"
-mkdir -p bin
-go build -o bin/ ./examples/static/httpapp ./examples/static/grpcapp ./examples/static/democlient
-
-# --- run -------------------------------------------------------------------
+log "building bin/outrigger and bin/outrigger-cp (make build) and the example apps"
+make --no-print-directory build
+go build -o bin/ ./examples/static/httpapp ./examples/static/grpcapp ./examples/mesh/meshclient
 
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/outrigger-demo.XXXXXX")
 log "logs go to $LOGDIR"
+export CONSUL_HTTP_ADDR=$HOST:$CONSUL_HTTP
 
-start httpapp-a bin/httpapp -addr "$HOST:$HTTPAPP_A_PORT" -name httpapp
-start httpapp-b bin/httpapp -addr "$HOST:$HTTPAPP_B_PORT" -name httpapp
-start grpcapp bin/grpcapp -addr "$HOST:$GRPCAPP_PORT" -name grpcapp
-wait_until httpapp-a "${PIDS[0]}" "listener on $HOST:$HTTPAPP_A_PORT" port_open "$HOST" "$HTTPAPP_A_PORT"
-wait_until httpapp-b "${PIDS[1]}" "listener on $HOST:$HTTPAPP_B_PORT" port_open "$HOST" "$HTTPAPP_B_PORT"
-wait_until grpcapp "${PIDS[2]}" "listener on $HOST:$GRPCAPP_PORT" port_open "$HOST" "$GRPCAPP_PORT"
+# --- Consul ----------------------------------------------------------------
 
-start outrigger "$OUTRIGGER" -c "$BOOTSTRAP" --log-level info --drain-time-s "$DRAIN_SECONDS"
-wait_until outrigger "${PIDS[3]}" "200 from http://$HOST:$ADMIN_PORT/ready" admin_ready
-log "outrigger is ready"
+start consul "$CONSUL" agent -dev -bind "$HOST" -client "$HOST" -node demo \
+	-http-port "$CONSUL_HTTP" -grpc-port 18502 -grpc-tls-port 18503 -server-port 18300 \
+	-serf-lan-port 18301 -serf-wan-port 18302 -dns-port 18600
+consul_pid=${PIDS[-1]}
+consul_leader() { "$CONSUL" kv put outrigger-demo/up yes >/dev/null 2>&1; }
+wait_until consul "$consul_pid" "an elected leader" consul_leader
+log "Consul is up: http://$CONSUL_HTTP_ADDR/ui"
 
-client_rc=0
-bin/democlient -proxy "$HOST:$PROXY_PORT" -admin "$HOST:$ADMIN_PORT" -wait 5s || client_rc=$?
+for f in proxy-defaults greeter-defaults payments-resolver payments-splitter-100-0; do
+	"$CONSUL" config write "$ENTRIES/$f.hcl" >/dev/null || die "consul config write $f.hcl failed"
+done
+for f in payments-1 payments-2 greeter-1 frontend-1; do
+	"$CONSUL" services register "$ENTRIES/$f.hcl" >/dev/null || die "consul services register $f.hcl failed"
+done
+log "registered payments (v1, v2), greeter and frontend with their sidecars; payments split 100/0"
 
-if [[ -s $LOGDIR/outrigger.log ]]; then
-	printf '\n[demo] last lines of the proxy output (access log and process log), %s:\n' "$LOGDIR/outrigger.log"
-	tail -n 12 "$LOGDIR/outrigger.log" | sed 's/^/    /'
-fi
+# --- control plane ---------------------------------------------------------
 
-if ((client_rc != 0)); then
-	log "democlient saw something unexpected (status $client_rc); see above and the logs in $LOGDIR"
-fi
+start outrigger-cp bin/outrigger-cp -consul-addr "$CONSUL_HTTP_ADDR" -xds-addr "$HOST:$XDS_PORT" -http-addr "$HOST:$CP_HTTP"
+wait_until outrigger-cp "${PIDS[-1]}" "200 from /readyz" ready_200 "$CP_HTTP" /readyz
+log "outrigger-cp is serving xDS on $HOST:$XDS_PORT"
+
+# --- apps and sidecars -----------------------------------------------------
+
+start payments-v1 bin/httpapp -addr "$HOST:9101" -name payments-v1
+start payments-v2 bin/httpapp -addr "$HOST:9102" -name payments-v2
+start greeter bin/grpcapp -addr "$HOST:9103" -name greeter-1
+
+for s in "${SIDECARS[@]}"; do
+	read -r id admin _ <<<"$s"
+	bin/outrigger-cp bootstrap -proxy-id "$id" -xds-addr "$HOST:$XDS_PORT" -admin-addr "$HOST:$admin" \
+		-consul-addr "$CONSUL_HTTP_ADDR" >"$LOGDIR/$id.yaml" || die "outrigger-cp bootstrap -proxy-id $id failed"
+	start "$id" bin/outrigger -c "$LOGDIR/$id.yaml" --log-level info --drain-time-s "$DRAIN_SECONDS"
+done
+for s in "${SIDECARS[@]}"; do
+	read -r id admin _ <<<"$s"
+	pid=""
+	for ((i = 0; i < ${#NAMES[@]}; i++)); do [[ ${NAMES[i]} == "$id" ]] && pid=${PIDS[i]}; done
+	wait_until "$id" "$pid" "200 from its admin /ready" ready_200 "$admin" /ready
+done
+log "all four sidecars are ready (configured by outrigger-cp from Consul)"
+
+# --- traffic and the canary --------------------------------------------------
+
+client=(bin/meshclient -http "$HOST:9191" -grpc "$HOST:9192" -window 100 -tolerance 15 -timeout 30s)
+rc=0
+step() { # step SPLITTER_FILE EXPECT
+	local t0
+	if [[ -n $1 ]]; then
+		"$CONSUL" config write "$ENTRIES/$1.hcl" >/dev/null || die "consul config write $1.hcl failed"
+		log "wrote $1 to Consul"
+	fi
+	t0=$(now_us)
+	if "${client[@]}" -expect "$2"; then
+		log "traffic matched $2 $((($(now_us) - t0) / 1000)) ms after ${3:-the write}"
+	else
+		log "traffic did not reach $2 (see above)"
+		rc=1
+	fi
+}
+log "frontend -> its sidecar -> payments (HTTP) and greeter (gRPC)"
+# Consul marks a sidecar passing on its next TCP check (every 10 s), so the
+# first requests may meet no healthy upstream yet.
+step "" payments-v1=100 "the sidecars became ready (Consul health-checks them every 10 s)"
+step payments-splitter-50-50 payments-v1=50,payments-v2=50
+step payments-splitter-0-100 payments-v2=100
+
 if [[ $ONESHOT == 1 ]]; then
-	exit "$client_rc"
+	exit "$rc"
 fi
 
 cat <<EOF
 
-Outrigger is running in front of the example apps.
-  traffic:    http://$HOST:$PROXY_PORT/hello   POST /echo   /status   gRPC grpc.testing.TestService on $HOST:$PROXY_PORT
-  admin API:  http://$HOST:$ADMIN_PORT/
-    GET  /ready                 200 once listeners serve, 503 while draining
-    GET  /stats/prometheus      metrics in Prometheus text format
-    GET  /config_dump           the configuration in force
-    GET  /clusters              clusters and their endpoints
-    POST /logging?level=debug   change the log level
-    POST /drain_listeners       stop accepting and drain
-    POST /quitquitquit          shut the proxy down
-  try:        curl -si http://$HOST:$PROXY_PORT/hello
-              bin/democlient            (the traffic above, again)
-  logs:       $LOGDIR
+The mesh is running; everything is on $HOST.
+  Consul UI:        http://$CONSUL_HTTP_ADDR/ui
+  control plane:    http://$HOST:$CP_HTTP/debug/status   /metrics
+  sidecar admins:   http://$HOST:19100/config_dump (frontend)   19101, 19102 (payments v1, v2)   19103 (greeter)
+  try a canary:     CONSUL_HTTP_ADDR=$CONSUL_HTTP_ADDR $CONSUL config write $ENTRIES/payments-splitter-50-50.hcl
+  logs:             $LOGDIR
 
-Press Ctrl-C to stop.
+Traffic from frontend, one line a second (Ctrl-C to stop):
 EOF
-
-# Run until Ctrl-C, or until one of the processes dies on its own.
+bin/meshclient -http "$HOST:9191" -grpc "$HOST:9192" -window 20 &
+PIDS+=("$!")
+NAMES+=(meshclient)
 rc=0
 wait -n "${PIDS[@]}" || rc=$?
 for i in "${!PIDS[@]}"; do
@@ -227,4 +188,3 @@ for i in "${!PIDS[@]}"; do
 		die "${NAMES[i]} exited on its own (status $rc)"
 	fi
 done
-die "a demo process exited on its own (status $rc)"

@@ -19,7 +19,16 @@ BIN="$CACHE/consul-$VERSION/consul"
 
 log() { echo "install-consul: $*" >&2; }
 
-if [[ -x "$BIN" ]] && "$BIN" version 2>/dev/null | head -1 | grep -q "Consul ${VERSION}\$"; then
+# cached: the binary is there and is the right version. (No pipe into
+# grep -q: with pipefail its early exit would SIGPIPE the writer.)
+cached() {
+	[[ -x $BIN ]] || return 1
+	local v
+	v=$("$BIN" version 2>/dev/null) || return 1
+	[[ ${v%%$'\n'*} == "Consul ${VERSION}" ]]
+}
+
+if cached; then
 	echo "$BIN"
 	exit 0
 fi
@@ -28,7 +37,7 @@ command -v go >/dev/null || { log "go is not on PATH"; exit 1; }
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.consul-build.lock"
 flock 9 # a second concurrent run waits, then finds the binary
-if [[ -x "$BIN" ]] && "$BIN" version 2>/dev/null | head -1 | grep -q "Consul ${VERSION}\$"; then
+if cached; then
 	echo "$BIN"
 	exit 0
 fi

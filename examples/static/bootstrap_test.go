@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The demo's fixed addresses, as scripts/demo.sh and democlient use them.
+// The demo's fixed addresses, as scripts/demo-static.sh and democlient use them.
 const (
 	adminAddr  = "127.0.0.1:9901"
 	listenAddr = "127.0.0.1:10000"

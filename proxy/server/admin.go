@@ -17,8 +17,17 @@ import (
 // The admin API's view of the server.
 var _ admin.Backend = (*Server)(nil)
 
-// Ready is true once every listener serves, false again while draining.
-func (s *Server) Ready() bool { return s.ready.Load() && !s.draining.Load() }
+// Ready is true once every listener serves and, with dynamic_resources,
+// the first configuration from the xDS server is in force (or the initial
+// fetch timeout passed); false again while draining.
+func (s *Server) Ready() bool {
+	select {
+	case <-s.synced:
+	default:
+		return false
+	}
+	return s.ready.Load() && !s.draining.Load()
+}
 
 // Draining reports a drain in progress.
 func (s *Server) Draining() bool { return s.draining.Load() }

@@ -229,7 +229,10 @@ func (s *Server) apply(snap *snapshot.Snapshot) error {
 		}
 		changes = append(changes, ch)
 	}
-	if err := s.cls.Update(snap.Clusters); err != nil {
+	// Clusters in two steps: first add and update while keeping the ones
+	// about to go, so a request still routed by the old tables never meets
+	// a missing cluster; remove them once the new tables are in force.
+	if err := s.cls.Update(withRetiring(snap.Clusters, s.snap)); err != nil {
 		undo()
 		return fmt.Errorf("clusters: %w", err)
 	}
@@ -273,12 +276,37 @@ func (s *Server) apply(snap *snapshot.Snapshot) error {
 	}
 	s.listeners = live
 	s.snap = snap
+	if err := s.cls.Update(snap.Clusters); err != nil { // validated above: removals only
+		s.log.Error("removing retired clusters failed", "error", err)
+	}
 	names := make([]string, 0, len(live))
 	for _, ll := range live {
 		names = append(names, ll.name)
 	}
 	s.metrics.RetainListeners(names)
 	return nil
+}
+
+// withRetiring is next plus the clusters of prev that next drops.
+func withRetiring(next []cluster.Config, prev *snapshot.Snapshot) []cluster.Config {
+	if prev == nil {
+		return next
+	}
+	names := make(map[string]bool, len(next))
+	for _, c := range next {
+		names[c.Name] = true
+	}
+	out := next
+	for _, c := range prev.Clusters {
+		if !names[c.Name] {
+			if len(out) == len(next) {
+				out = append(out[:len(out):len(out)], c) // never write into next's array
+				continue
+			}
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func slicesContainsName(lls []*liveListener, name string) bool {
@@ -435,10 +463,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Info("listener serving", "listener", ll.name, "address", ll.l.Addr().String())
 	}
 	s.mu.Unlock()
+	s.ready.Store(true) // listeners serve; Ready also waits for the first xDS config
 	go func() {
 		select {
 		case <-s.synced:
-			s.ready.Store(true)
 			s.metrics.SetServerState(telemetry.StateLive)
 		case <-runCtx.Done():
 		}

@@ -21,7 +21,7 @@ import (
 
 // fakeProxy stands in for outrigger running examples/static/bootstrap.yaml,
 // with knobs to break one promise at a time. The real proxy is exercised by
-// scripts/demo.sh.
+// scripts/demo-static.sh.
 type fakeProxy struct {
 	grpc          *grpc.Server
 	instances     int

@@ -1,0 +1,19 @@
+# greeter: a gRPC app (grpc.testing.TestService) behind its sidecar; service-defaults make it grpc.
+service {
+  name = "greeter"
+  id   = "greeter-1"
+  port = 9103
+  meta = { version = "v1" }
+  check {
+    name     = "TCP"
+    tcp      = "127.0.0.1:9103"
+    interval = "1s"
+    timeout  = "1s"
+  }
+  connect {
+    sidecar_service {
+      port = 21103
+
+    }
+  }
+}
