@@ -231,13 +231,17 @@ func freePort(t *testing.T) int {
 }
 
 // startADSProxy runs the proxy with dynamic_resources pointing at cp.
-func startADSProxy(t *testing.T, cp *controlPlane, delta bool) *server.Server {
+func startADSProxy(t *testing.T, cp *controlPlane, delta, google bool) *server.Server {
 	t.Helper()
 	api := "GRPC"
 	if delta {
 		api = "DELTA_GRPC"
 	}
 	h, p := hostPort(t, cp.addr)
+	service := "{envoy_grpc: {cluster_name: xds}}"
+	if google {
+		service = fmt.Sprintf("{google_grpc: {target_uri: %q, stat_prefix: xds}}", cp.addr)
+	}
 	yaml := fmt.Sprintf(`node: {id: proxy-1, cluster: web}
 admin:
   address: {socket_address: {address: 127.0.0.1, port_value: 0}}
@@ -245,7 +249,7 @@ dynamic_resources:
   ads_config:
     api_type: %s
     transport_api_version: V3
-    grpc_services: [{envoy_grpc: {cluster_name: xds}}]
+    grpc_services: [%s]
   lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 10s}
   cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 10s}
 static_resources:
@@ -260,7 +264,7 @@ static_resources:
     load_assignment:
       cluster_name: xds
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %q, port_value: %s}}}}]}]
-`, api, h, p)
+`, api, service, h, p)
 	b, err := bootstrap.Load("", yaml)
 	if err != nil {
 		t.Fatalf("bootstrap: %v", err)
@@ -321,21 +325,26 @@ func waitBody(t *testing.T, c *http.Client, url, want string) {
 // change, keeps serving through NACKs and an outage, and resyncs after the
 // server restarts — over state-of-the-world and delta alike.
 func TestADSFollowsControlPlane(t *testing.T) {
-	for _, delta := range []bool{false, true} {
-		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) {
-			testADS(t, delta)
-		})
+	for _, tc := range []struct {
+		name          string
+		delta, google bool
+	}{
+		{"sotw envoy_grpc", false, false},
+		{"delta envoy_grpc", true, false},
+		{"sotw google_grpc", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testADS(t, tc.delta, tc.google) })
 	}
 }
 
-func testADS(t *testing.T, delta bool) {
+func testADS(t *testing.T, delta, google bool) {
 	a, b := namedBackend(t, "A"), namedBackend(t, "B")
 	cp := newControlPlane(t)
 	port := freePort(t)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	cp.set("1", xdsListener(t, "out", port, "r", "out"), xdsRoute("r", "c"), xdsCluster("c"), xdsEndpoints("c", a))
 
-	srv := startADSProxy(t, cp, delta)
+	srv := startADSProxy(t, cp, delta, google)
 	waitFor(t, 10*time.Second, "proxy ready", srv.Ready)
 	c := h1Client()
 	if got := body(c, url); got != "A" {
