@@ -458,6 +458,27 @@ func testMesh(t *testing.T, delta bool) {
 		t.Errorf("control plane status does not show the frontend's NACK naming MAGLEV: %+v", cp.srv.Status().LastNACKs)
 	}
 	deleteEntry(t, c, api.ServiceResolver, "payments")
+	eventually(t, hc, url, followWithin, []string{"v1", "v3"})
+
+	// A config entry Consul accepts but that cannot become valid Envoy
+	// config (an RE2-invalid regex): the control plane logs and counts it
+	// and keeps the previous good configuration for the proxies it touches.
+	bad := cp.metric("outrigger_cp_translate_errors_total")
+	writeEntry(t, c, &api.ServiceRouterConfigEntry{Kind: api.ServiceRouter, Name: "payments", Routes: []api.ServiceRoute{{
+		Match:       &api.ServiceRouteMatch{HTTP: &api.ServiceRouteHTTPMatch{PathRegex: "/(unclosed"}},
+		Destination: &api.ServiceRouteDestination{Service: "payments"},
+	}}})
+	deadline = time.Now().Add(5 * time.Second)
+	for cp.metric("outrigger_cp_translate_errors_total") == bad {
+		if time.Now().After(deadline) {
+			t.Fatalf("no translation error counted for an invalid router regex")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := tally(hc, url, 20); !sameSet(got, "v1", "v3") {
+		t.Errorf("after an untranslatable config entry: answers %v, want the last good config (v1, v3)", got)
+	}
+	deleteEntry(t, c, api.ServiceRouter, "payments")
 
 	// Outages, with traffic flowing the whole time: no request may fail.
 	var failed, sent atomic.Int64
