@@ -6,7 +6,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-short lint vet fmt consul demo demo-static bench bench-quick bench-go clean
+.PHONY: all build test test-short lint vet fmt consul demo demo-static bench bench-cp bench-quick bench-go clean
 
 all: build
 
@@ -57,6 +57,12 @@ bench-quick: build
 	./bench/install-peers.sh
 	$(GO) build -o $(BIN)/outrigger-bench ./bench/cmd/outrigger-bench
 	$(BIN)/outrigger-bench --quick --outrigger $(BIN)/outrigger $(BENCH_FLAGS)
+
+## bench-cp: control plane scale: 1,000 and 10,000 real ADS streams over real Consul (<= 25 min) -> bench/results/cpscale.md
+bench-cp: build consul
+	$(GO) build -o $(BIN)/outrigger-cpbench ./bench/cmd/outrigger-cpbench
+	$(BIN)/outrigger-cpbench --outrigger-cp $(BIN)/outrigger-cp --proxies 1000 --layout pods,shared --mode sotw,delta --deadline 10m $(CPBENCH_FLAGS)
+	$(BIN)/outrigger-cpbench --outrigger-cp $(BIN)/outrigger-cp --proxies 10000 --layout shared --wait-gc 2m30s --deadline 15m --append $(CPBENCH_FLAGS)
 
 ## bench-go: the proxy's in-process Go benchmarks (proxied vs direct, allocs)
 bench-go:
