@@ -31,6 +31,29 @@ func TestErrors(t *testing.T) {
 			"config local_request_timeout_ms: true is not a number", "", ""},
 		{"request timeout negative", func(m *model.Mesh) { sidecarProxy(m).Config = map[string]any{"local_request_timeout_ms": -1.0} },
 			"config local_request_timeout_ms: -1 is out of range", "", ""},
+		{"bind_address not a string", func(m *model.Mesh) { sidecarProxy(m).Config = map[string]any{"bind_address": 10.0} },
+			`proxy "web-sidecar-proxy": config bind_address: 10 is not an IP address`, "", ""},
+		{"bind_address a name", func(m *model.Mesh) { sidecarProxy(m).Config = map[string]any{"bind_address": "localhost"} },
+			`config bind_address: "localhost" is not an IP address`, "", ""},
+		{"bind_port not a number", func(m *model.Mesh) { sidecarProxy(m).Config = map[string]any{"bind_port": "high"} },
+			`config bind_port: "high" is not a port number`, "", ""},
+		{"bind_port a fraction", func(m *model.Mesh) { sidecarProxy(m).Config = map[string]any{"bind_port": 20000.5} },
+			"config bind_port: 20000.5 is not a port number", "", ""},
+		{"bind_port wrong type", func(m *model.Mesh) { sidecarProxy(m).Config = map[string]any{"bind_port": true} },
+			"config bind_port: true is not a port number", "", ""},
+		{"bind_port too high", func(m *model.Mesh) { sidecarProxy(m).Config = map[string]any{"bind_port": 70000} },
+			"config bind_port: 70000 is out of range (1-65535)", "", ""},
+		{"bind_port negative", func(m *model.Mesh) { sidecarProxy(m).Config = map[string]any{"bind_port": -1} },
+			"config bind_port: -1 is out of range (1-65535)", "", ""},
+		{"bind_port from proxy-defaults", func(m *model.Mesh) { m.ProxyDefaults.Config["bind_port"] = "x" },
+			`proxy-defaults config bind_port: "x" is not a port number`, "", ""},
+		{"bind_address from proxy-defaults", func(m *model.Mesh) { m.ProxyDefaults.Config["bind_address"] = "10.0.0.300" },
+			`proxy-defaults config bind_address: "10.0.0.300" is not an IP address`, "", ""},
+		{"local timeout from proxy-defaults", func(m *model.Mesh) { m.ProxyDefaults.Config["local_connect_timeout_ms"] = []any{1} },
+			"proxy-defaults config local_connect_timeout_ms: [1] is not a number of milliseconds", "", ""},
+		{"bind_port on an upstream's port", func(m *model.Mesh) {
+			sidecarProxy(m).Config = map[string]any{"bind_address": "127.0.0.1", "bind_port": 9191}
+		}, `listeners "public_listener" and "api:127.0.0.1:9191" both bind 127.0.0.1:9191`, "", ""},
 		{"upstream without name", func(m *model.Mesh) { sidecarProxy(m).Upstreams[0].DestinationName = "" },
 			"upstream 0 has no destination name", "", ""},
 		{"two upstreams on one port", func(m *model.Mesh) {
@@ -155,6 +178,14 @@ func TestErrors(t *testing.T) {
 			_, err := Proxy(m, proxyID)
 			if err == nil {
 				t.Fatalf("no error, want %q", c.want)
+			}
+			// A Translator reports the same error every time (memoized
+			// or not).
+			tr := New(m)
+			for i := range 2 {
+				if _, again := tr.Proxy(proxyID); again == nil || again.Error() != err.Error() {
+					t.Errorf("Translator call %d: error %v, want %v", i, again, err)
+				}
 			}
 			if !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %q does not contain %q", err, c.want)

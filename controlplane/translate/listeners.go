@@ -56,33 +56,31 @@ func connectionManager(statPrefix string, rds string, inline *routev3.RouteConfi
 	return h, nil
 }
 
-// httpListener listens on host:port with one filter chain: hcm.
-func httpListener(name, host string, port int, hcm *hcmv3.HttpConnectionManager) (*listenerv3.Listener, error) {
+// hcmFilter is the network filter holding hcm. Its error is the encoding's;
+// the caller names the listener.
+func hcmFilter(hcm *hcmv3.HttpConnectionManager) (*listenerv3.Filter, error) {
 	cfg, err := marshalAny(hcm)
 	if err != nil {
-		return nil, fmt.Errorf("translate: listener %q: %w", name, err)
+		return nil, err
 	}
-	return socketListener(name, host, port, &listenerv3.Filter{
-		Name:       hcmFilterName,
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: cfg},
-	}), nil
+	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: cfg}}, nil
 }
 
-// tcpListener listens on host:port and proxies bytes to cluster.
-func tcpListener(name, host string, port int, statPrefix, cluster string) (*listenerv3.Listener, error) {
+// tcpProxyFilter proxies bytes to cluster. Its error is the encoding's;
+// the caller names the listener.
+func tcpProxyFilter(statPrefix, cluster string) (*listenerv3.Filter, error) {
 	cfg, err := marshalAny(&tcpproxyv3.TcpProxy{
 		StatPrefix:       statPrefix,
 		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("translate: listener %q: %w", name, err)
+		return nil, err
 	}
-	return socketListener(name, host, port, &listenerv3.Filter{
-		Name:       tcpProxyFilterName,
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: cfg},
-	}), nil
+	return &listenerv3.Filter{Name: tcpProxyFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: cfg}}, nil
 }
 
+// socketListener listens on host:port with one filter chain: f, which may
+// be shared with other listeners.
 func socketListener(name, host string, port int, f *listenerv3.Filter) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:         name,

@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,4 +110,82 @@ func TestLocalAppByName(t *testing.T) {
 		return
 	}
 	t.Fatal("no local_app")
+}
+
+// TestBindAddress: Consul's bind_address and bind_port move
+// public_listener, from the registration or, for keys it does not set,
+// from proxy-defaults; unset (absent, null, "" or 0) they leave it on the
+// sidecar's service address (else its node's) and port.
+func TestBindAddress(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		own, defaults map[string]any
+		serviceAddr   string
+		want          string
+	}{
+		{"unset", nil, nil, "", "10.0.0.10:21000"},
+		{"service address", nil, nil, "10.0.0.20", "10.0.0.20:21000"},
+		{"registration", map[string]any{"bind_address": "0.0.0.0", "bind_port": 20000.0}, nil, "10.0.0.20", "0.0.0.0:20000"},
+		{"address only", map[string]any{"bind_address": "::"}, nil, "", "[::]:21000"},
+		{"port only, as a string", map[string]any{"bind_port": "20001"}, nil, "", "10.0.0.10:20001"},
+		{"port as an int64", map[string]any{"bind_port": int64(20004)}, nil, "", "10.0.0.10:20004"},
+		{"proxy-defaults", nil, map[string]any{"bind_address": "0.0.0.0", "bind_port": 20002}, "", "0.0.0.0:20002"},
+		{"registration wins", map[string]any{"bind_address": "127.0.0.5"}, map[string]any{"bind_address": "0.0.0.0", "bind_port": 20003}, "", "127.0.0.5:20003"},
+		{"null falls back", map[string]any{"bind_address": nil}, map[string]any{"bind_address": "0.0.0.0"}, "", "0.0.0.0:21000"},
+		{"empty and zero are unset", map[string]any{"bind_address": "", "bind_port": 0}, nil, "", "10.0.0.10:21000"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := baseMesh()
+			sidecarProxy(m).Config = c.own
+			m.ProxyDefaults.Config["bind_address"], m.ProxyDefaults.Config["bind_port"] = c.defaults["bind_address"], c.defaults["bind_port"]
+			m.Proxies[proxyID].ServiceAddress = c.serviceAddr
+			r, err := New(m).Proxy(proxyID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range r.Listeners {
+				if l.GetName() != publicListenerName {
+					continue
+				}
+				sa := l.GetAddress().GetSocketAddress()
+				if got := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))); got != c.want {
+					t.Errorf("public_listener binds %s, want %s", got, c.want)
+				}
+				return
+			}
+			t.Fatal("no public_listener")
+		})
+	}
+}
+
+// TestBindAddressWithoutServiceAddress: bind_address is enough when the
+// catalog has no address for the sidecar.
+func TestBindAddressWithoutServiceAddress(t *testing.T) {
+	m := baseMesh()
+	m.Proxies[proxyID].Address = ""
+	sidecarProxy(m).Config = map[string]any{"bind_address": "0.0.0.0"}
+	if _, err := Proxy(m, proxyID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLocalTimeoutsFromProxyDefaults: like every proxy config key, the
+// local timeouts come from proxy-defaults when the registration has none.
+func TestLocalTimeoutsFromProxyDefaults(t *testing.T) {
+	m := baseMesh()
+	m.ProxyDefaults.Config["local_connect_timeout_ms"] = 750
+	m.ProxyDefaults.Config["local_request_timeout_ms"] = 9000
+	sidecarProxy(m).Config = map[string]any{"local_request_timeout_ms": 1000}
+	r, err := Proxy(m, proxyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range r.Clusters {
+		if cl.GetName() == localAppName && cl.GetConnectTimeout().AsDuration() != 750*time.Millisecond {
+			t.Errorf("local_app connect timeout %v, want proxy-defaults' 750ms", cl.GetConnectTimeout().AsDuration())
+		}
+	}
+	if got := inboundRoute(t, r).GetTimeout().AsDuration(); got != time.Second {
+		t.Errorf("inbound route timeout %v, want the registration's 1s", got)
+	}
 }

@@ -1,17 +1,25 @@
 // Package translate turns the control plane's model of Consul into Envoy v3
-// resources: a pure function with deterministic, sorted output.
+// resources: a pure function of the mesh with deterministic, sorted output.
+// A Translator (New) translates one mesh for many proxies and builds what
+// they share once, handing every proxy the same messages; Proxy and
+// Proxyless are one-off translations.
 //
 // For a sidecar (Proxy) it emits the inbound listener public_listener to
-// the local application (cluster local_app; Consul's proxy config keys
-// local_connect_timeout_ms and local_request_timeout_ms apply) and, per
-// upstream, a listener named "<service>:<bind address>:<bind port>" routed
-// through the upstream's discovery chain, compiled with Consul's semantics
+// the local application (cluster local_app) and, per upstream, a listener
+// named "<service>:<bind address>:<bind port>" routed through the
+// upstream's discovery chain, compiled with Consul's semantics
 // (service-router, service-splitter, service-resolver; see chain.go).
 // Clusters are named "<service>" or "<subset>.<service>", of type EDS over
 // ADS, and their ClusterLoadAssignments hold the passing sidecars, with
 // same-datacenter failover targets as priorities 1..n. A config entry that
 // cannot be translated is an *EntryError naming it; the caller keeps its
 // previous output.
+//
+// Of Consul's opaque proxy config, these keys apply, from the sidecar's
+// registration or, for a key it does not set, the global proxy-defaults:
+// bind_address and bind_port (where public_listener binds instead of the
+// sidecar's registered address and port), local_connect_timeout_ms and
+// local_request_timeout_ms.
 //
 // What is not translated, by design for now: prepared-query upstreams,
 // upstreams in another datacenter or peer, unix-socket upstreams (all
@@ -28,7 +36,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -49,13 +56,9 @@ const (
 	defaultBindAddress = "127.0.0.1"
 )
 
-// Consul's proxy config keys (ServiceProxy.Config) that we honour.
-const (
-	localConnectTimeoutKey = "local_connect_timeout_ms"
-	localRequestTimeoutKey = "local_request_timeout_ms"
-)
-
-// Resources is one complete configuration, each list sorted by name.
+// Resources is one complete configuration, each list sorted by name. Its
+// messages may be shared with other Resources from the same Translator:
+// treat them as immutable.
 type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
@@ -66,29 +69,10 @@ type Resources struct {
 // Proxy translates the mesh for the sidecar registered with service ID id.
 // The error wraps ErrUnknownProxy when id is not a registered proxy, and is
 // an *EntryError when a config entry on one of its upstreams' chains cannot
-// be translated.
+// be translated. It is New(m).Proxy(id): to translate several proxies of
+// one mesh, share a Translator, which builds what they share once.
 func Proxy(m *model.Mesh, id string) (*Resources, error) {
-	if m == nil {
-		return nil, errors.New("translate: no mesh")
-	}
-	p := m.Proxies[id]
-	if p == nil {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownProxy, id)
-	}
-	sp := p.ServiceProxy
-	if sp == nil || sp.DestinationServiceName == "" {
-		return nil, fmt.Errorf("translate: proxy %q has no destination service", id)
-	}
-	b := newBuilder(m, sidecarMode)
-	if err := b.inbound(id, p); err != nil {
-		return nil, err
-	}
-	for i, u := range sp.Upstreams {
-		if err := b.upstream(id, i, u); err != nil {
-			return nil, err
-		}
-	}
-	return b.resources()
+	return New(m).Proxy(id)
 }
 
 // Proxyless translates the mesh for proxyless gRPC clients: per service an
@@ -98,87 +82,57 @@ func Proxy(m *model.Mesh, id string) (*Resources, error) {
 // only, and an http service is left to sidecars. Clusters differ from the
 // sidecars' in what grpc-go needs: ClusterLoadAssignments carry an (empty)
 // locality with weight 1, and the random and maglev policies become
-// ROUND_ROBIN and RING_HASH.
+// ROUND_ROBIN and RING_HASH. It is New(m).Proxyless().
 //
 // The routes are referenced from api_listener, which go-control-plane's
 // Snapshot.Consistent does not look into: a snapshot of this output fails
 // that check although it is complete.
 func Proxyless(m *model.Mesh) (*Resources, error) {
-	if m == nil {
-		return nil, errors.New("translate: no mesh")
-	}
-	b := newBuilder(m, proxylessMode)
-	for _, name := range sortedKeys(m.Services) {
-		s := m.Services[name]
-		if len(s.Instances) == 0 {
-			continue
-		}
-		if p := m.Protocol(name); p != "grpc" && p != "http2" {
-			continue
-		}
-		ch, err := b.chain(name)
-		if err != nil {
-			return nil, err
-		}
-		b.routes[name] = routeConfig(name, []string{name}, ch)
-		l, err := apiListener(name)
-		if err != nil {
-			return nil, err
-		}
-		b.listeners[name] = l
-	}
-	return b.resources()
+	return New(m).Proxyless()
 }
 
-// builder gathers resources by name.
+// builder gathers one proxy's (or the proxyless set's) resources by name,
+// taking shared ones from its Translator.
 type builder struct {
-	m         *model.Mesh
+	t         *Translator
 	md        mode
-	chains    map[string]*chain
-	listeners map[string]*listenerv3.Listener
-	routes    map[string]*routev3.RouteConfiguration
-	clusters  map[string]*clusterv3.Cluster
-	endpoints map[string]*endpointv3.ClusterLoadAssignment
+	listeners map[string]checked[*listenerv3.Listener]
+	routes    map[string]checked[*routev3.RouteConfiguration]
+	clusters  map[string]checked[*clusterv3.Cluster]
+	endpoints map[string]checked[*endpointv3.ClusterLoadAssignment]
 	bound     map[string]string // "host:port" -> listener name
 }
 
-func newBuilder(m *model.Mesh, md mode) *builder {
+func newBuilder(t *Translator, md mode) *builder {
 	return &builder{
-		m:         m,
+		t:         t,
 		md:        md,
-		chains:    map[string]*chain{},
-		listeners: map[string]*listenerv3.Listener{},
-		routes:    map[string]*routev3.RouteConfiguration{},
-		clusters:  map[string]*clusterv3.Cluster{},
-		endpoints: map[string]*endpointv3.ClusterLoadAssignment{},
+		listeners: map[string]checked[*listenerv3.Listener]{},
+		routes:    map[string]checked[*routev3.RouteConfiguration]{},
+		clusters:  map[string]checked[*clusterv3.Cluster]{},
+		endpoints: map[string]checked[*endpointv3.ClusterLoadAssignment]{},
 		bound:     map[string]string{},
 	}
 }
 
-// chain compiles service's chain once and adds its targets' clusters and
-// endpoints.
-func (b *builder) chain(service string) (*chain, error) {
-	if ch, ok := b.chains[service]; ok {
-		return ch, nil
-	}
-	ch, err := compileChain(b.m, service)
+// chain returns service's (shared) chain and adds its targets' clusters
+// and endpoints; a name already taken keeps what it has.
+func (b *builder) chain(service string) (*chainEntry, error) {
+	ce, err := b.t.chain(b.md, service)
 	if err != nil {
 		return nil, err
 	}
-	for _, res := range ch.targets {
-		name := res.target.cluster()
-		if _, ok := b.clusters[name]; ok {
+	for _, te := range ce.targets {
+		if _, ok := b.clusters[te.name]; ok {
 			continue
 		}
-		c, err := edsCluster(b.m, res, b.md)
-		if err != nil {
-			return nil, err
+		if te.err != nil {
+			return nil, te.err
 		}
-		b.clusters[name] = c
-		b.endpoints[name] = loadAssignment(b.m, res, b.md)
+		b.clusters[te.name] = te.cluster
+		b.endpoints[te.name] = te.endpoints
 	}
-	b.chains[service] = ch
-	return ch, nil
+	return ce, nil
 }
 
 // bind claims host:port for listener name; two listeners on one address
@@ -195,17 +149,36 @@ func (b *builder) bind(proxy, name, host string, port int) error {
 	return nil
 }
 
-// inbound adds public_listener and local_app.
+// inbound adds public_listener and local_app. public_listener binds the
+// proxy config's bind_address and bind_port when set (Consul's keys, as in
+// its Envoy integration), else the sidecar's service address (or its
+// node's) and port.
 func (b *builder) inbound(id string, p *api.CatalogService) error {
 	sp := p.ServiceProxy
+	cfg := proxyConfigOf(b.t.m, sp)
 	host := p.ServiceAddress
 	if host == "" {
 		host = p.Address
 	}
-	if host == "" {
-		return fmt.Errorf("translate: proxy %q has no address (neither service nor node address)", id)
+	bindAddress, err := cfg.address(bindAddressKey)
+	if err != nil {
+		return fmt.Errorf("translate: proxy %q: %w", id, err)
 	}
-	if err := b.bind(id, publicListenerName, host, p.ServicePort); err != nil {
+	if bindAddress != "" {
+		host = bindAddress
+	}
+	if host == "" {
+		return fmt.Errorf("translate: proxy %q has no address (neither %s, service nor node address)", id, bindAddressKey)
+	}
+	port := p.ServicePort
+	bindPort, err := cfg.port(bindPortKey)
+	if err != nil {
+		return fmt.Errorf("translate: proxy %q: %w", id, err)
+	}
+	if bindPort != 0 {
+		port = bindPort
+	}
+	if err := b.bind(id, publicListenerName, host, port); err != nil {
 		return err
 	}
 	localHost := sp.LocalServiceAddress
@@ -215,7 +188,7 @@ func (b *builder) inbound(id string, p *api.CatalogService) error {
 	if sp.LocalServicePort <= 0 || sp.LocalServicePort > 65535 {
 		return fmt.Errorf("translate: proxy %q: local service port %d is out of range", id, sp.LocalServicePort)
 	}
-	connectTimeout, set, err := configMillis(sp.Config, localConnectTimeoutKey)
+	connectTimeout, set, err := cfg.millis(localConnectTimeoutKey)
 	if err != nil {
 		return fmt.Errorf("translate: proxy %q: %w", id, err)
 	}
@@ -223,7 +196,7 @@ func (b *builder) inbound(id string, p *api.CatalogService) error {
 		connectTimeout = defaultConnectTimeout
 	}
 	// Unset keeps Envoy's route timeout (15s); 0 disables it, as in Consul.
-	requestTimeout, hasRequestTimeout, err := configMillis(sp.Config, localRequestTimeoutKey)
+	requestTimeout, hasRequestTimeout, err := cfg.millis(localRequestTimeoutKey)
 	if err != nil {
 		return fmt.Errorf("translate: proxy %q: %w", id, err)
 	}
@@ -231,30 +204,18 @@ func (b *builder) inbound(id string, p *api.CatalogService) error {
 		requestTimeout = -1
 	}
 
-	protocol := b.m.Protocol(sp.DestinationServiceName)
-	app, err := localAppCluster(localHost, sp.LocalServicePort, connectTimeout, protocol)
+	protocol := b.t.m.Protocol(sp.DestinationServiceName)
+	app, err := b.t.localApp(localAppKey{localHost, sp.LocalServicePort, connectTimeout, protocol})
 	if err != nil {
 		return err
 	}
 	b.clusters[localAppName] = app
 
-	var l *listenerv3.Listener
-	if isHTTP(protocol) {
-		h, err := connectionManager(publicListenerName, "", localAppRoute(requestTimeout))
-		if err != nil {
-			return err
-		}
-		l, err = httpListener(publicListenerName, host, p.ServicePort, h)
-		if err != nil {
-			return err
-		}
-	} else {
-		l, err = tcpListener(publicListenerName, host, p.ServicePort, publicListenerName, localAppName)
-		if err != nil {
-			return err
-		}
+	f, err := b.t.inboundFilter(inboundKey{http: isHTTP(protocol), requestTimeout: requestTimeout})
+	if err != nil {
+		return err
 	}
-	b.listeners[publicListenerName] = l
+	b.listeners[publicListenerName] = unchecked(socketListener(publicListenerName, host, port, f))
 	return nil
 }
 
@@ -265,7 +226,7 @@ func (b *builder) upstream(id string, i int, u api.Upstream) error {
 	switch {
 	case u.DestinationType != "" && u.DestinationType != api.UpstreamDestTypeService,
 		u.DestinationPeer != "",
-		u.Datacenter != "" && u.Datacenter != b.m.Datacenter,
+		u.Datacenter != "" && u.Datacenter != b.t.m.Datacenter,
 		u.LocalBindPort == 0:
 		return nil
 	case u.DestinationName == "":
@@ -280,71 +241,59 @@ func (b *builder) upstream(id string, i int, u api.Upstream) error {
 	if err := b.bind(id, name, host, u.LocalBindPort); err != nil {
 		return err
 	}
-	ch, err := b.chain(dest)
+	ce, err := b.chain(dest)
 	if err != nil {
 		return err
 	}
-	statPrefix := "upstream." + dest
-	var l *listenerv3.Listener
-	if isHTTP(ch.protocol) {
+	if isHTTP(ce.ch.protocol) {
 		if _, ok := b.routes[dest]; !ok {
-			b.routes[dest] = routeConfig(dest, []string{"*"}, ch)
-		}
-		h, err := connectionManager(statPrefix, dest, nil)
-		if err != nil {
-			return err
-		}
-		l, err = httpListener(name, host, u.LocalBindPort, h)
-		if err != nil {
-			return err
-		}
-	} else {
-		// A tcp chain has no router or splitter: one route, one target.
-		target := ch.routes[len(ch.routes)-1].to.resolved.target.cluster()
-		l, err = tcpListener(name, host, u.LocalBindPort, statPrefix, target)
-		if err != nil {
-			return err
+			b.routes[dest] = ce.route
 		}
 	}
-	b.listeners[name] = l
+	out := ce.outbound
+	if out.err != nil {
+		return out.err
+	}
+	if out.marshalErr != nil {
+		return fmt.Errorf("translate: listener %q: %w", name, out.marshalErr)
+	}
+	b.listeners[name] = unchecked(socketListener(name, host, u.LocalBindPort, out.f))
 	return nil
 }
 
 // resources returns everything sorted by name, each resource checked with
-// its own ValidateAll so nothing invalid is ever served.
+// its own ValidateAll (shared ones once, when built) so nothing invalid is
+// ever served.
 func (b *builder) resources() (*Resources, error) {
-	r := &Resources{}
+	r := &Resources{
+		Listeners: make([]*listenerv3.Listener, 0, len(b.listeners)),
+		Routes:    make([]*routev3.RouteConfiguration, 0, len(b.routes)),
+		Clusters:  make([]*clusterv3.Cluster, 0, len(b.clusters)),
+		Endpoints: make([]*endpointv3.ClusterLoadAssignment, 0, len(b.endpoints)),
+	}
 	for _, n := range sortedKeys(b.listeners) {
-		r.Listeners = append(r.Listeners, b.listeners[n])
+		if err := b.listeners[n].check("listener", n); err != nil {
+			return nil, err
+		}
+		r.Listeners = append(r.Listeners, b.listeners[n].res)
 	}
 	for _, n := range sortedKeys(b.routes) {
-		r.Routes = append(r.Routes, b.routes[n])
+		if err := b.routes[n].check("route", n); err != nil {
+			return nil, err
+		}
+		r.Routes = append(r.Routes, b.routes[n].res)
 	}
 	for _, n := range sortedKeys(b.clusters) {
-		r.Clusters = append(r.Clusters, b.clusters[n])
+		if err := b.clusters[n].check("cluster", n); err != nil {
+			return nil, err
+		}
+		r.Clusters = append(r.Clusters, b.clusters[n].res)
 	}
 	for _, n := range sortedKeys(b.endpoints) {
-		r.Endpoints = append(r.Endpoints, b.endpoints[n])
-	}
-	for _, l := range r.Listeners {
-		if err := validate("listener", l.GetName(), l); err != nil {
+		if err := b.endpoints[n].check("endpoints", n); err != nil {
 			return nil, err
 		}
-	}
-	for _, rc := range r.Routes {
-		if err := validate("route", rc.GetName(), rc); err != nil {
-			return nil, err
-		}
-	}
-	for _, c := range r.Clusters {
-		if err := validate("cluster", c.GetName(), c); err != nil {
-			return nil, err
-		}
-	}
-	for _, e := range r.Endpoints {
-		if err := validate("endpoints", e.GetClusterName(), e); err != nil {
-			return nil, err
-		}
+		r.Endpoints = append(r.Endpoints, b.endpoints[n].res)
 	}
 	return r, nil
 }
@@ -355,34 +304,4 @@ func validate(kind, name string, m interface{ ValidateAll() error }) error {
 		return fmt.Errorf("translate: %s %q: %w", kind, name, err)
 	}
 	return nil
-}
-
-// configMillis reads a millisecond count from Consul's opaque proxy config
-// (a JSON number or a decimal string); set is false when it is absent.
-func configMillis(cfg map[string]any, key string) (d time.Duration, set bool, err error) {
-	v, ok := cfg[key]
-	if !ok || v == nil {
-		return 0, false, nil
-	}
-	var ms float64
-	switch x := v.(type) {
-	case float64:
-		ms = x
-	case int:
-		ms = float64(x)
-	case int64:
-		ms = float64(x)
-	case string:
-		f, err := strconv.ParseFloat(x, 64)
-		if err != nil {
-			return 0, false, fmt.Errorf("config %s: %q is not a number of milliseconds", key, x)
-		}
-		ms = f
-	default:
-		return 0, false, fmt.Errorf("config %s: %v is not a number of milliseconds", key, v)
-	}
-	if ms < 0 || ms > float64((1<<63-1)/time.Millisecond) {
-		return 0, false, fmt.Errorf("config %s: %v is out of range", key, v)
-	}
-	return time.Duration(ms * float64(time.Millisecond)), true, nil
 }

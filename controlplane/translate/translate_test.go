@@ -40,6 +40,9 @@ var goldenCases = []goldenCase{
 	{"router_tcp", "web-sidecar-proxy"},
 	{"unknown_proxy", "api-sidecar-proxy"},
 	{"proxyless", ""},
+	// public_listener on the registration's bind_address and the
+	// proxy-defaults' bind_port.
+	{"bind_address", "web-sidecar-proxy"},
 }
 
 func loadMesh(t *testing.T, name string) *model.Mesh {

@@ -1,0 +1,351 @@
+package translate
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/outrigger-mesh/outrigger/controlplane/model"
+)
+
+// Translator translates one Mesh for any number of proxies, building what
+// proxies have in common once: per upstream service its discovery chain,
+// route configuration and outbound filter; per chain target its cluster and
+// ClusterLoadAssignment; the inbound filter and local_app cluster per set of
+// settings. Only what names a proxy's own addresses (public_listener and the
+// "<service>:<address>:<port>" listeners) is built per call. Errors are
+// memoized with the results: every proxy whose upstream has a broken chain
+// gets the same *EntryError.
+//
+// A Translator is safe for concurrent use by several goroutines; the Mesh
+// must not change while it is in use. Resources returned by different calls
+// share their messages (two proxies with the same upstream get the same
+// *clusterv3.Cluster, *endpointv3.ClusterLoadAssignment and
+// *routev3.RouteConfiguration pointers, and listeners share filters):
+// callers must treat every returned message as immutable. Marshalling them
+// concurrently is fine.
+type Translator struct {
+	m *model.Mesh
+
+	chains    memo[chainKey, *chainEntry]
+	targets   memo[targetKey, *targetEntry]
+	inbound   memo[inboundKey, *listenerv3.Filter]
+	localApps memo[localAppKey, checked[*clusterv3.Cluster]]
+	proxyless memo[struct{}, *Resources]
+}
+
+// New returns a Translator for m, which must not change afterwards. A nil
+// m gives a Translator whose every call fails.
+func New(m *model.Mesh) *Translator {
+	return &Translator{m: m}
+}
+
+// errNoMesh is what a Translator of no mesh returns.
+var errNoMesh = errors.New("translate: no mesh")
+
+// Proxy translates the mesh for the sidecar registered with service ID id.
+// The error wraps ErrUnknownProxy when id is not a registered proxy, and is
+// an *EntryError when a config entry on one of its upstreams' chains cannot
+// be translated. The result shares messages with other calls' results: do
+// not modify it.
+func (t *Translator) Proxy(id string) (*Resources, error) {
+	if t.m == nil {
+		return nil, errNoMesh
+	}
+	p := t.m.Proxies[id]
+	if p == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProxy, id)
+	}
+	sp := p.ServiceProxy
+	if sp == nil || sp.DestinationServiceName == "" {
+		return nil, fmt.Errorf("translate: proxy %q has no destination service", id)
+	}
+	b := newBuilder(t, sidecarMode)
+	if err := b.inbound(id, p); err != nil {
+		return nil, err
+	}
+	for i, u := range sp.Upstreams {
+		if err := b.upstream(id, i, u); err != nil {
+			return nil, err
+		}
+	}
+	return b.resources()
+}
+
+// Proxyless translates the mesh for proxyless gRPC clients (see the
+// package function Proxyless), once per Translator. The result shares
+// messages with other calls' results: do not modify it.
+func (t *Translator) Proxyless() (*Resources, error) {
+	if t.m == nil {
+		return nil, errNoMesh
+	}
+	r, err := t.proxyless.get(struct{}{}, t.buildProxyless)
+	if err != nil {
+		return nil, err
+	}
+	// Fresh slices, so a caller's append cannot reach the memoized lists.
+	return &Resources{
+		Listeners: slices.Clone(r.Listeners),
+		Routes:    slices.Clone(r.Routes),
+		Clusters:  slices.Clone(r.Clusters),
+		Endpoints: slices.Clone(r.Endpoints),
+	}, nil
+}
+
+func (t *Translator) buildProxyless() (*Resources, error) {
+	b := newBuilder(t, proxylessMode)
+	for _, name := range sortedKeys(t.m.Services) {
+		s := t.m.Services[name]
+		if len(s.Instances) == 0 {
+			continue
+		}
+		if p := t.m.Protocol(name); p != "grpc" && p != "http2" {
+			continue
+		}
+		ce, err := b.chain(name)
+		if err != nil {
+			return nil, err
+		}
+		b.routes[name] = ce.route
+		l, err := apiListener(name)
+		if err != nil {
+			return nil, err
+		}
+		b.listeners[name] = unchecked(l)
+	}
+	return b.resources()
+}
+
+// checked is a resource and, when it is shared, the result of its
+// ValidateAll, run once when it was built; a per-proxy resource is
+// validated by resources.
+type checked[T interface{ ValidateAll() error }] struct {
+	res       T
+	validated bool
+	err       error
+}
+
+func unchecked[T interface{ ValidateAll() error }](res T) checked[T] {
+	return checked[T]{res: res}
+}
+
+// validatedNow validates a shared resource once; kind and name are for the
+// error, as resources would report it.
+func validatedNow[T interface{ ValidateAll() error }](kind, name string, res T) checked[T] {
+	return checked[T]{res: res, validated: true, err: validate(kind, name, res)}
+}
+
+// check returns the resource's validation error, validating it now if it
+// was not validated when built.
+func (c checked[T]) check(kind, name string) error {
+	if c.validated {
+		return c.err
+	}
+	return validate(kind, name, c.res)
+}
+
+// chainKey names a chain: the service it starts from, compiled for one
+// mode.
+type chainKey struct {
+	md      mode
+	service string
+}
+
+// chainEntry is one compiled chain and what every proxy (or the proxyless
+// set) takes from it.
+type chainEntry struct {
+	ch      *chain
+	targets []*targetEntry // ch.targets, in order
+	// route is the chain's RouteConfiguration when it is HTTP: named after
+	// the service, for domains "*" (sidecars) or the service (proxyless).
+	route checked[*routev3.RouteConfiguration]
+	// outbound is the network filter of a sidecar's listener for this
+	// upstream, whatever its bind address: the HTTP connection manager
+	// taking the route over RDS, or a tcp_proxy to the only target.
+	outbound outboundFilter
+}
+
+// outboundFilter is a shared filter or why it could not be built: err is
+// returned as it is, marshalErr wrapped with the listener's name (as
+// httpListener and tcpListener do).
+type outboundFilter struct {
+	f          *listenerv3.Filter
+	err        error
+	marshalErr error
+}
+
+// targetKey names one target's cluster, for one mode. A target's cluster
+// and endpoints depend only on the target: its resolution is its own
+// service-resolver's (timeouts, load balancer, failover), whichever chain
+// reached it.
+type targetKey struct {
+	md mode
+	t  target
+}
+
+// targetEntry is a target's cluster and ClusterLoadAssignment, each
+// validated once.
+type targetEntry struct {
+	name      string
+	cluster   checked[*clusterv3.Cluster]
+	endpoints checked[*endpointv3.ClusterLoadAssignment]
+	err       error // building the cluster failed
+}
+
+// chain compiles service's chain for md once and builds its targets.
+func (t *Translator) chain(md mode, service string) (*chainEntry, error) {
+	return t.chains.get(chainKey{md, service}, func() (*chainEntry, error) {
+		ch, err := compileChain(t.m, service)
+		if err != nil {
+			return nil, err
+		}
+		ce := &chainEntry{ch: ch, targets: make([]*targetEntry, len(ch.targets))}
+		for i, res := range ch.targets {
+			ce.targets[i] = t.target(md, res)
+		}
+		if isHTTP(ch.protocol) {
+			domains := []string{"*"}
+			if md == proxylessMode {
+				domains = []string{service}
+			}
+			ce.route = validatedNow("route", service, routeConfig(service, domains, ch))
+		}
+		if md == sidecarMode {
+			ce.outbound = upstreamFilter(service, ch)
+		}
+		return ce, nil
+	})
+}
+
+// target builds res's cluster and endpoints once per mode.
+func (t *Translator) target(md mode, res *resolution) *targetEntry {
+	te, _ := t.targets.get(targetKey{md, res.target}, func() (*targetEntry, error) {
+		name := res.target.cluster()
+		c, err := edsCluster(t.m, res, md)
+		if err != nil {
+			return &targetEntry{name: name, err: err}, nil
+		}
+		return &targetEntry{
+			name:      name,
+			cluster:   validatedNow("cluster", name, c),
+			endpoints: validatedNow("endpoints", name, loadAssignment(t.m, res, md)),
+		}, nil
+	})
+	return te
+}
+
+// upstreamFilter is the filter of every sidecar listener for upstream dest.
+func upstreamFilter(dest string, ch *chain) outboundFilter {
+	statPrefix := "upstream." + dest
+	if isHTTP(ch.protocol) {
+		h, err := connectionManager(statPrefix, dest, nil)
+		if err != nil {
+			return outboundFilter{err: err}
+		}
+		f, err := hcmFilter(h)
+		return outboundFilter{f: f, marshalErr: err}
+	}
+	// A tcp chain has no router or splitter: one route, one target.
+	target := ch.routes[len(ch.routes)-1].to.resolved.target.cluster()
+	f, err := tcpProxyFilter(statPrefix, target)
+	return outboundFilter{f: f, marshalErr: err}
+}
+
+// inboundKey is what public_listener's filter depends on.
+type inboundKey struct {
+	http bool
+	// requestTimeout is local_request_timeout_ms, negative when unset
+	// (http only).
+	requestTimeout time.Duration
+}
+
+// inboundFilter is public_listener's filter: an HTTP connection manager
+// routing everything to local_app, or a tcp_proxy to it.
+func (t *Translator) inboundFilter(k inboundKey) (*listenerv3.Filter, error) {
+	if !k.http {
+		k.requestTimeout = 0
+	}
+	return t.inbound.get(k, func() (*listenerv3.Filter, error) {
+		if !k.http {
+			f, err := tcpProxyFilter(publicListenerName, localAppName)
+			if err != nil {
+				return nil, fmt.Errorf("translate: listener %q: %w", publicListenerName, err)
+			}
+			return f, nil
+		}
+		h, err := connectionManager(publicListenerName, "", localAppRoute(k.requestTimeout))
+		if err != nil {
+			return nil, err
+		}
+		f, err := hcmFilter(h)
+		if err != nil {
+			return nil, fmt.Errorf("translate: listener %q: %w", publicListenerName, err)
+		}
+		return f, nil
+	})
+}
+
+// localAppKey is what local_app depends on.
+type localAppKey struct {
+	host           string
+	port           int
+	connectTimeout time.Duration
+	protocol       string
+}
+
+// localApp is the local_app cluster for k, validated once.
+func (t *Translator) localApp(k localAppKey) (checked[*clusterv3.Cluster], error) {
+	return t.localApps.get(k, func() (checked[*clusterv3.Cluster], error) {
+		c, err := localAppCluster(k.host, k.port, k.connectTimeout, k.protocol)
+		if err != nil {
+			return checked[*clusterv3.Cluster]{}, err
+		}
+		return validatedNow("cluster", localAppName, c), nil
+	})
+}
+
+// memo builds each key's value once, however many goroutines ask for it at
+// the same time, and keeps the error with the value.
+type memo[K comparable, V any] struct {
+	mu      sync.Mutex
+	entries map[K]*memoEntry[V]
+}
+
+type memoEntry[V any] struct {
+	once sync.Once
+	v    V
+	err  error
+}
+
+// get returns k's value, calling build the first time. A panic in build
+// becomes the memoized error: every caller, the first included, gets it,
+// rather than a zero value behind a spent sync.Once.
+func (c *memo[K, V]) get(k K, build func() (V, error)) (V, error) {
+	c.mu.Lock()
+	e := c.entries[k]
+	if e == nil {
+		if c.entries == nil {
+			c.entries = map[K]*memoEntry[V]{}
+		}
+		e = &memoEntry[V]{}
+		c.entries[k] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() {
+		defer func() {
+			if r := recover(); r != nil {
+				var zero V
+				e.v, e.err = zero, fmt.Errorf("translate: internal error building %v: %v", k, r)
+			}
+		}()
+		e.v, e.err = build()
+	})
+	return e.v, e.err
+}
