@@ -87,6 +87,7 @@ var stopTimeout = 5 * time.Second
 // Server serves xDS from the last mesh given to Update.
 type Server struct {
 	log                hclog.Logger
+	perMesh            bool // translate through one translate.Translator per Update
 	translateProxy     func(*model.Mesh, string) (*translate.Resources, error)
 	translateProxyless func(*model.Mesh) (*translate.Resources, error)
 	metrics            *metrics
@@ -132,6 +133,10 @@ func New(o Options) *Server {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
+	// The default path makes one translate.Translator per mesh (each
+	// upstream built once, shared by every proxy); injected functions are
+	// for tests.
+	perMesh := o.Translate == nil && o.Proxyless == nil
 	if o.Translate == nil {
 		o.Translate = translate.Proxy
 	}
@@ -139,6 +144,7 @@ func New(o Options) *Server {
 		o.Proxyless = translate.Proxyless
 	}
 	s := &Server{
+		perMesh:            perMesh,
 		log:                o.Logger,
 		translateProxy:     o.Translate,
 		translateProxyless: o.Proxyless,

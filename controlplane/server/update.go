@@ -31,12 +31,18 @@ func (s *Server) Update(m *model.Mesh) {
 	defer s.updateMu.Unlock()
 	start := time.Now()
 
+	proxyFn, proxylessFn := s.translateProxy, s.translateProxyless
+	if s.perMesh {
+		tr := translate.New(m)
+		proxyFn = func(_ *model.Mesh, id string) (*translate.Resources, error) { return tr.Proxy(id) }
+		proxylessFn = func(*model.Mesh) (*translate.Resources, error) { return tr.Proxyless() }
+	}
 	b := newBuilder(s.interned)
 	proxyGroup := make(map[string]string, len(m.Proxies))
 	groups := map[string]*group{}
 	failed := 0
 	for _, id := range slices.Sorted(maps.Keys(m.Proxies)) {
-		g, err := s.group(b, kindProxy, func() (*translate.Resources, error) { return s.translateProxy(m, id) }, groups)
+		g, err := s.group(b, kindProxy, func() (*translate.Resources, error) { return proxyFn(m, id) }, groups)
 		if err != nil {
 			failed++
 			s.metrics.translateErrs.Inc()
@@ -54,7 +60,7 @@ func (s *Server) Update(m *model.Mesh) {
 	}
 
 	proxyless := s.proxylessGroup
-	if g, err := s.group(b, kindProxyless, func() (*translate.Resources, error) { return s.translateProxyless(m) }, nil); err != nil {
+	if g, err := s.group(b, kindProxyless, func() (*translate.Resources, error) { return proxylessFn(m) }, nil); err != nil {
 		failed++
 		s.metrics.translateErrs.Inc()
 		s.log.Error("translation failed for proxyless clients; they keep their previous configuration",
