@@ -348,9 +348,30 @@ func removeHopByHop(h http.Header) {
 			}
 		}
 	}
+	if len(h) < len(hopByHop) {
+		// A typical header map holds fewer entries than the list: one
+		// pass over it is cheaper than nine hashed deletes that mostly
+		// miss (this runs twice per proxied request).
+		for k := range h {
+			if isHopByHop(k) {
+				delete(h, k)
+			}
+		}
+		return
+	}
 	for _, k := range hopByHop {
 		delete(h, k)
 	}
+}
+
+// isHopByHop reports whether the canonical key k is in hopByHop.
+func isHopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
 
 // PrepareRequestHeaders strips hop-by-hop headers from a request about to be

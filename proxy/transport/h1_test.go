@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -471,4 +472,27 @@ func TestH1SwitchingProtocolsBuffered(t *testing.T) {
 	rw.Close()
 	rw.Close() // twice is harmless
 	waitUntil(t, "upgraded connection closed", func() bool { return cc.active.Load() == 0 })
+}
+
+// A request whose context can never end is watched like any other: when it
+// outlives watchAfter the watcher holds a nil Done channel until released,
+// and the connection is reused afterwards.
+func TestH1SlowResponseContextNeverEnds(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(3 * watchAfter)
+		io.WriteString(w, "late")
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	cc := &connCounter{}
+	tr := newTransport(t, Options{Conns: cc})
+	for i := 0; i < 2; i++ {
+		resp, body := get(t, tr, newRequest(t, context.Background(), tr, addr, "/"))
+		if resp.StatusCode != 200 || body != "late" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := cc.opened.Load(); n != 1 {
+		t.Fatalf("opened %d connections over 2 requests, want 1", n)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -149,13 +150,15 @@ func (e *errRetry) Unwrap() error { return e.err }
 // again on another connection.
 func (pc *pconn) roundTrip(req *http.Request, r *response) (*http.Response, error) {
 	ctx := req.Context()
-	if ctx.Done() != nil {
-		if err := ctx.Err(); err != nil {
-			pc.finish(true) // untouched: back to the pool
-			return nil, failure(ctx, pc.addr, err, false)
-		}
-		pc.w.start(ctx)
+	// No ctx.Done() != nil test to skip contexts that never end: a
+	// cancelCtx allocates its Done channel on the first call, and the
+	// watch asks for it only in the rare request that outlives watchAfter.
+	// A context that never ends costs a deadline nobody hits.
+	if err := ctx.Err(); err != nil {
+		pc.finish(true) // untouched: back to the pool
+		return nil, failure(ctx, pc.addr, err, false)
 	}
+	pc.w.start(ctx)
 	pc.requests++
 	last := req.Close
 	if max := pc.pool.opts.MaxRequestsPerConnection; max > 0 && pc.requests >= max {
@@ -175,6 +178,11 @@ func (pc *pconn) roundTrip(req *http.Request, r *response) (*http.Response, erro
 		go pc.writeBody(req)
 	}
 
+	// The upstream has had no time to answer yet: reading now mostly
+	// fails with EAGAIN and parks until a netpoll. Letting the other
+	// runnable goroutines (other requests, the body writer just started)
+	// go first usually finds the response there on the first read.
+	runtime.Gosched()
 	resp, err := pc.readResponse(req, r)
 	if err != nil {
 		if pc.writing {
@@ -217,9 +225,9 @@ func (pc *pconn) readResponse(req *http.Request, r *response) (*http.Response, e
 	ctx := req.Context()
 	resp := &r.resp
 	for interim := 0; ; interim++ {
-		buf, err := readHead(pc.br, r.headBuf[:0])
+		s, n, err := nextHead(pc.br)
 		if err != nil {
-			if interim == 0 && len(buf) == 0 && pc.reused && stale(err) && !pc.writing &&
+			if interim == 0 && n == 0 && pc.reused && stale(err) && !pc.writing &&
 				isIdempotent(req) && ctx.Err() == nil && !pc.aborted.Load() {
 				return nil, &errRetry{err}
 			}
@@ -229,7 +237,7 @@ func (pc *pconn) readResponse(req *http.Request, r *response) (*http.Response, e
 			return nil, failure(ctx, pc.addr, err, false)
 		}
 		*resp = http.Response{}
-		h, err := parseHead(headString(buf), req.Method, resp, r.vals[:])
+		h, err := parseHead(s, req.Method, resp, r.vals[:])
 		if err != nil {
 			return nil, failure(ctx, pc.addr, err, false)
 		}

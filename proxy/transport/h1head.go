@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -51,6 +52,49 @@ func readHead(br *bufio.Reader, buf []byte) ([]byte, error) {
 			return buf, nil
 		}
 		lineStart = len(buf)
+	}
+}
+
+// nextHead returns the next head as a string, for parseHead. When the
+// reader's buffer already holds all of it (one read usually brings a small
+// head whole) that is one copy of exactly its size; otherwise readHead
+// assembles it in a buffer of its own. n is how much of a failed head was
+// read: a connection the upstream closed while idle fails with none.
+func nextHead(br *bufio.Reader) (s string, n int, err error) {
+	if _, err := br.Peek(1); err != nil {
+		return "", 0, err // as readHead: nothing read
+	}
+	if b, _ := br.Peek(br.Buffered()); b[0] != '\r' && b[0] != '\n' {
+		// A head starting with a blank line is readHead's to refuse.
+		if end := headEnd(b); end > 0 && end <= maxHeadBytes {
+			s = string(b[:end])
+			_, _ = br.Discard(end)
+			return s, end, nil
+		}
+	}
+	buf, err := readHead(br, make([]byte, 0, 512))
+	if err != nil {
+		return "", len(buf), err
+	}
+	return headString(buf), len(buf), nil
+}
+
+// headEnd returns the length of the head at the start of b through the
+// blank line that ends it (where readHead would stop), or 0 when b does not
+// hold that line.
+func headEnd(b []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return 0
+		}
+		i += j + 1
+		switch {
+		case i < len(b) && b[i] == '\n':
+			return i + 1
+		case i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n':
+			return i + 2
+		}
 	}
 }
 

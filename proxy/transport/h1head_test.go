@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -227,4 +228,46 @@ func FuzzResponse(f *testing.F) {
 			t.Fatalf("read %d body bytes past Content-Length %d", total, h.length)
 		}
 	})
+}
+
+// nextHead takes the buffered fast path or falls back to readHead; either
+// way it must return what readHead returns and leave the reader at the same
+// place.
+func TestNextHeadMatchesReadHead(t *testing.T) {
+	inputs := []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+		"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+		"HTTP/1.1 200 OK\nX: y\n\nbody",
+		"HTTP/1.1 200 OK\r\nX: y\r\n\nbody",
+		"HTTP/1.1 200 OK\r\nX: " + strings.Repeat("v", 300) + "\r\n\r\n",
+		"\r\nHTTP/1.1 200 OK\r\n\r\n", // blank status line: refused
+		"\nHTTP/1.1 200 OK\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX: y\r\n", // ends inside the head
+		"HTTP/1.1 200 OK\r\nX: y\r\n\r",
+		"",
+	}
+	for _, in := range inputs {
+		for _, size := range []int{16, 64, 4096} {
+			want := bufio.NewReaderSize(strings.NewReader(in), size)
+			wantBuf, wantErr := readHead(want, nil)
+			wantRest, _ := io.ReadAll(want)
+
+			got := bufio.NewReaderSize(strings.NewReader(in), size)
+			_, _ = got.Peek(1) // fill the buffer as a read from the connection would
+			s, n, err := nextHead(got)
+			gotRest, _ := io.ReadAll(got)
+			if (err != nil) != (wantErr != nil) {
+				t.Fatalf("%q size %d: error %v, readHead's %v", in, size, err, wantErr)
+			}
+			if err == nil && s != string(wantBuf) {
+				t.Fatalf("%q size %d: head %q, readHead's %q", in, size, s, wantBuf)
+			}
+			if err != nil && n != len(wantBuf) {
+				t.Fatalf("%q size %d: %d bytes read before the error, readHead %d", in, size, n, len(wantBuf))
+			}
+			if err == nil && string(gotRest) != string(wantRest) {
+				t.Fatalf("%q size %d: left %q, readHead left %q", in, size, gotRest, wantRest)
+			}
+		}
+	}
 }

@@ -116,6 +116,7 @@ func (c *conn) serve() {
 	for first := true; ; first = false {
 		// Wait for the first byte of the next request: idle between
 		// requests, the header timeout before the first one.
+		armed := false // a read deadline is set on the connection
 		if c.br.Buffered() == 0 {
 			var d time.Duration
 			if first {
@@ -127,9 +128,17 @@ func (c *conn) serve() {
 				}
 				c.s.signal()
 				d = c.s.cfg.IdleTimeout
+				// The response has only just been written, so the next
+				// request is rarely here yet: reading now mostly fails
+				// with EAGAIN, parks, and reads again after a netpoll.
+				// Letting the other runnable connections go first gives
+				// the client time to send, and one read usually finds
+				// the request (a yield costs far less than that round).
+				runtime.Gosched()
 			}
 			if d > 0 {
 				_ = c.rwc.SetReadDeadline(time.Now().Add(d))
+				armed = true
 			}
 			if _, err := c.br.Peek(1); err != nil {
 				if first && isTimeout(err) {
@@ -141,8 +150,13 @@ func (c *conn) serve() {
 		if c.state.Swap(stateActive) == stateIdle && c.s.draining.Load() {
 			return // no new request once draining
 		}
-		if hdrTimeout > 0 {
+		// The header timeout bounds the reads of one header block: a block
+		// already whole in the buffer (the common case) needs none, which
+		// spares a deadline change (a runtime timer update and three clock
+		// reads) per request.
+		if hdrTimeout > 0 && !headBuffered(c.br) {
 			_ = c.rwc.SetReadDeadline(time.Now().Add(hdrTimeout))
+			armed = true
 		}
 		head, err := readHead(c.br, c.head, c.s.cfg.MaxRequestHeadersBytes)
 		c.head = head[:0]
@@ -155,7 +169,7 @@ func (c *conn) serve() {
 			}
 			return
 		}
-		if hdrTimeout > 0 {
+		if armed {
 			_ = c.rwc.SetReadDeadline(time.Time{})
 		}
 		p, rerr := parseRequest(head, &c.req, c.hdr, &c.url, &c.keyBuf)

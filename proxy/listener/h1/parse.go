@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"net/http"
 	"net/url"
@@ -89,6 +90,23 @@ func readHead(br *bufio.Reader, buf []byte, limit int) ([]byte, error) {
 			return buf, nil
 		}
 		lineStart = len(buf)
+	}
+}
+
+// headBuffered reports whether br already holds the blank line that ends
+// the header block it starts with, so that readHead will not read from the
+// connection: every line before it is whole in the buffer too.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return false
+		}
+		b = b[i+1:]
+		if len(b) > 0 && b[0] == '\n' || len(b) > 1 && b[0] == '\r' && b[1] == '\n' {
+			return true
+		}
 	}
 }
 
