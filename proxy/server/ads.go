@@ -212,10 +212,11 @@ func (t *adsTarget) Check(typeURL string, m proto.Message) error {
 	return err
 }
 
+// The client names the resource in front of the error; paths here are
+// relative to the resource.
 func (t *adsTarget) check(typeURL string, m proto.Message) error {
-	name := resourceName(m)
 	if _, err := resource.Validate("", m); err != nil {
-		return fmt.Errorf("%s %q: %w", kindOf(m), name, err)
+		return err
 	}
 	static := t.s.opts.Bootstrap.Static
 	var err error
@@ -247,10 +248,7 @@ func (t *adsTarget) check(typeURL string, m proto.Message) error {
 	default:
 		return fmt.Errorf("resource type %s is not supported", typeURL)
 	}
-	if err != nil {
-		return fmt.Errorf("%s %q: %w", kindOf(m), name, err)
-	}
-	return nil
+	return err
 }
 
 // Apply merges the dynamic resources with the static ones and puts the
@@ -308,32 +306,4 @@ func versionString(v map[string]string) string {
 		b.WriteString(v[k])
 	}
 	return b.String()
-}
-
-func resourceName(m proto.Message) string {
-	switch r := m.(type) {
-	case *listenerv3.Listener:
-		return r.GetName()
-	case *routev3.RouteConfiguration:
-		return r.GetName()
-	case *clusterv3.Cluster:
-		return r.GetName()
-	case *endpointv3.ClusterLoadAssignment:
-		return r.GetClusterName()
-	}
-	return ""
-}
-
-func kindOf(m proto.Message) string {
-	switch m.(type) {
-	case *listenerv3.Listener:
-		return "listener"
-	case *routev3.RouteConfiguration:
-		return "route configuration"
-	case *clusterv3.Cluster:
-		return "cluster"
-	case *endpointv3.ClusterLoadAssignment:
-		return "cluster load assignment"
-	}
-	return string(m.ProtoReflect().Descriptor().FullName())
 }
