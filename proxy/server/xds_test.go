@@ -428,3 +428,66 @@ func testADS(t *testing.T, delta, google bool) {
 		return false
 	})
 }
+
+// With no xDS server to reach, the proxy still starts: after the initial
+// fetch timeout it reports ready and serves its static part, and it keeps
+// trying to connect.
+func TestADSServerUnreachableAtStart(t *testing.T) {
+	dead := freeAddr(t) // nothing listens here
+	h, p := hostPort(t, dead)
+	static := namedBackend(t, "static")
+	sh, sp := hostPort(t, static)
+	yaml := fmt.Sprintf(`node: {id: proxy-1, cluster: web}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{envoy_grpc: {cluster_name: xds}}]
+  lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0.3s}
+  cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0.3s}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+          route_config:
+            virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: app}}]}]
+  clusters:
+  - name: app
+    type: STATIC
+    load_assignment: {cluster_name: app, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %q, port_value: %s}}}}]}]}
+  - name: xds
+    type: STATIC
+    connect_timeout: 0.2s
+    load_assignment: {cluster_name: xds, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %q, port_value: %s}}}}]}]}
+`, sh, sp, h, p)
+	b, err := bootstrap.Load("", yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Options{Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}}), Bootstrap: b, DrainTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitFor(t, 10*time.Second, "ready after the initial fetch timeout", srv.Ready)
+	if got := body(h1Client(), "http://"+srv.Listeners()["ingress"]+"/"); got != "static" {
+		t.Errorf("static listener: got %q, want static", got)
+	}
+}
