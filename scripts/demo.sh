@@ -156,9 +156,9 @@ step() { # step SPLITTER_FILE EXPECT
 	fi
 }
 log "frontend -> its sidecar -> payments (HTTP) and greeter (gRPC)"
-# Consul marks a sidecar passing on its next TCP check (every 10 s), so the
-# first requests may meet no healthy upstream yet.
-step "" payments-v1=100 "the sidecars became ready (Consul health-checks them every 10 s)"
+# Consul marks a sidecar passing on its next TCP check (every second here),
+# so the very first requests may meet no healthy upstream yet.
+step "" payments-v1=100 "the sidecars became ready (Consul health-checks them every second)"
 step payments-splitter-50-50 payments-v1=50,payments-v2=50
 step payments-splitter-0-100 payments-v2=100
 

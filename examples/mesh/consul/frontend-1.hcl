@@ -8,6 +8,12 @@ service {
   connect {
     sidecar_service {
       port = 21000
+      # Consul's default sidecar checks, with a 1 s interval instead of 10 s
+      # so the demo's sidecars turn healthy as soon as they listen.
+      checks = [
+        { name = "Connect Sidecar Listening", tcp = "127.0.0.1:21000", interval = "1s" },
+        { name = "Connect Sidecar Aliasing frontend-1", alias_service = "frontend-1" },
+      ]
       proxy {
         upstreams = [
           { destination_name = "payments", local_bind_port = 9191 },

@@ -13,7 +13,12 @@ service {
   connect {
     sidecar_service {
       port = 21103
-
+      # Consul's default sidecar checks, with a 1 s interval instead of 10 s
+      # so the demo's sidecars turn healthy as soon as they listen.
+      checks = [
+        { name = "Connect Sidecar Listening", tcp = "127.0.0.1:21103", interval = "1s" },
+        { name = "Connect Sidecar Aliasing greeter-1", alias_service = "greeter-1" },
+      ]
     }
   }
 }
