@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/outrigger-mesh/outrigger/proxy/admin"
+	"github.com/outrigger-mesh/outrigger/xds/client"
 )
 
 // The admin API's view of the server.
@@ -47,20 +48,8 @@ func (s *Server) ConfigDump() ([]byte, error) {
 	sb.WriteString(`{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.BootstrapConfigDump","bootstrap":`)
 	sb.Write(body)
 	sb.WriteString("}")
-	if s.dynamic {
-		// Not an Envoy type: what the xDS client holds, for people and tests.
-		s.ads.mu.Lock()
-		st := struct {
-			Type         string            `json:"@type"`
-			Versions     map[string]string `json:"versions"`
-			LastRejected string            `json:"last_rejected,omitempty"`
-			RejectedAt   string            `json:"rejected_at,omitempty"`
-		}{Type: "outrigger.XdsStatus", Versions: s.ads.versions, LastRejected: s.ads.lastErr}
-		if !s.ads.lastAt.IsZero() {
-			st.RejectedAt = s.ads.lastAt.UTC().Format(time.RFC3339Nano)
-		}
-		s.ads.mu.Unlock()
-		js, err := json.Marshal(st)
+	if c := s.ads.Load(); c != nil {
+		js, err := json.Marshal(xdsStatus(c.Status()))
 		if err != nil {
 			return nil, err
 		}
@@ -69,6 +58,35 @@ func (s *Server) ConfigDump() ([]byte, error) {
 	}
 	sb.WriteString("]}\n")
 	return []byte(sb.String()), nil
+}
+
+// xdsStatus is the xDS client's status as /config_dump shows it: not an
+// Envoy type, what the client holds, for people and tests.
+func xdsStatus(st client.Status) any {
+	type typeStatus struct {
+		Version          string   `json:"version"`
+		Resources        int      `json:"resources"`
+		Accepted         uint64   `json:"accepted"`
+		Rejected         uint64   `json:"rejected"`
+		LastError        string   `json:"last_error,omitempty"`
+		LastErrorVersion string   `json:"last_error_version,omitempty"`
+		LastErrorTime    string   `json:"last_error_time,omitempty"`
+		Missing          []string `json:"missing,omitempty"`
+	}
+	out := struct {
+		Type      string                `json:"@type"`
+		Connected bool                  `json:"connected"`
+		Types     map[string]typeStatus `json:"types"`
+	}{Type: "outrigger.XdsStatus", Connected: st.Connected, Types: map[string]typeStatus{}}
+	for u, t := range st.Types {
+		ts := typeStatus{Version: t.Version, Resources: t.Resources, Accepted: t.Accepted, Rejected: t.Rejected,
+			LastError: t.LastError, LastErrorVersion: t.LastErrorVersion, Missing: t.Missing}
+		if !t.LastErrorTime.IsZero() {
+			ts.LastErrorTime = t.LastErrorTime.UTC().Format(time.RFC3339Nano)
+		}
+		out.Types[u] = ts
+	}
+	return out
 }
 
 // Clusters is Envoy's /clusters text.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -34,26 +33,6 @@ const defaultInitialFetchTimeout = 15 * time.Second
 
 // userAgent names the proxy to xDS servers (node.user_agent_name).
 const userAgent = "outrigger"
-
-// adsState is what the admin API shows of the xDS client.
-type adsState struct {
-	mu       sync.Mutex
-	versions map[string]string // accepted version per type URL
-	lastErr  string            // the last configuration the proxy refused
-	lastAt   time.Time
-}
-
-func (a *adsState) accepted(v map[string]string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.versions = v
-}
-
-func (a *adsState) rejected(err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.lastErr, a.lastAt = err.Error(), time.Now()
-}
 
 // runADS connects to the xDS server named by dynamic_resources and feeds
 // every complete configuration it sends into Apply until ctx ends.
@@ -95,6 +74,7 @@ func (s *Server) runADS(ctx context.Context) error {
 		InitialFetchTimeout: timeout,
 		Logger:              s.log.Named("xds"),
 	}, &adsTarget{s: s})
+	s.ads.Store(c) // the admin API reads its Status
 	go func() {
 		select {
 		case <-c.Synced():
@@ -206,7 +186,6 @@ type adsTarget struct{ s *Server }
 func (t *adsTarget) Check(typeURL string, m proto.Message) error {
 	err := t.check(typeURL, m)
 	if err != nil {
-		t.s.ads.rejected(err)
 		t.s.metrics.ConfigUpdate(false)
 	}
 	return err
@@ -257,16 +236,13 @@ func (t *adsTarget) Apply(r *client.Resources) error {
 	dyn, err := snapshot.BuildResources(snapshot.Options{AllowMissingRoutes: true, AllowMissingClusters: true},
 		r.Listeners, r.Routes, r.Clusters, r.Endpoints)
 	if err != nil {
-		t.s.ads.rejected(err)
 		return err
 	}
 	merged := mergeSnapshots(t.s.opts.Bootstrap.Static, dyn)
 	merged.Version = versionString(r.Versions)
 	if err := t.s.Apply(merged); err != nil {
-		t.s.ads.rejected(err)
 		return err
 	}
-	t.s.ads.accepted(r.Versions)
 	t.s.log.Info("xDS configuration in force", "versions", merged.Version,
 		"listeners", len(merged.Listeners), "clusters", len(merged.Clusters), "routes", len(merged.Routes))
 	t.s.markSynced()

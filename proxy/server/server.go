@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/outrigger-mesh/outrigger/proxy/router"
 	"github.com/outrigger-mesh/outrigger/proxy/snapshot"
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
+	"github.com/outrigger-mesh/outrigger/xds/client"
 )
 
 // clusterInitTimeout bounds the wait for DNS clusters' first resolution.
@@ -52,7 +54,7 @@ type Server struct {
 	dynamic bool          // dynamic_resources: the xDS client feeds Apply
 	synced  chan struct{} // closed once the first full config is in force
 	syncOne sync.Once
-	ads     adsState
+	ads     atomic.Pointer[client.Client] // nil without dynamic_resources
 
 	mu           sync.Mutex
 	listeners    []*liveListener // in force, in configuration order
@@ -268,7 +270,7 @@ func (s *Server) apply(snap *snapshot.Snapshot) error {
 	}
 	for _, ll := range s.listeners {
 		if !kept[ll] {
-			if !slicesContainsName(live, ll.name) {
+			if !slices.ContainsFunc(live, func(l *liveListener) bool { return l.name == ll.name }) {
 				s.log.Info("listener removed; draining", "listener", ll.name)
 			}
 			s.retire(ll)
@@ -307,15 +309,6 @@ func withRetiring(next []cluster.Config, prev *snapshot.Snapshot) []cluster.Conf
 		}
 	}
 	return out
-}
-
-func slicesContainsName(lls []*liveListener, name string) bool {
-	for _, ll := range lls {
-		if ll.name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // retire drains a listener that left the configuration (or was replaced)

@@ -403,6 +403,31 @@ func testADS(t *testing.T, delta, google bool) {
 	if got := body(c, url); got != "B" {
 		t.Errorf("after a NACK: got %q, want B (the last good config)", got)
 	}
+	// /config_dump shows the refusal next to the versions in force.
+	dump := body(c, "http://"+srv.AdminAddr()+"/config_dump")
+	if !strings.Contains(dump, `"@type":"outrigger.XdsStatus"`) || !strings.Contains(dump, "MAGLEV") {
+		t.Errorf("/config_dump does not show the xDS status with the NACK:\n%s", dump)
+	}
+
+	// A listener on a port something else holds: the bind fails, the
+	// update is NACKed naming it, the old listeners keep serving.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, busyPort := hostPort(t, busy.Addr().String())
+	bp, _ := strconv.Atoi(busyPort)
+	before := len(cp.nacked())
+	cp.set("5b", xdsListener(t, "out", port, "r2", "out-v2"), xdsListener(t, "taken", bp, "r2", "taken"),
+		xdsRoute("r2", "c"), xdsCluster("c"), xdsEndpoints("c", b))
+	waitFor(t, 10*time.Second, "a NACK for the busy port", func() bool { return len(cp.nacked()) > before })
+	if n := cp.nacked(); !strings.Contains(n[len(n)-1], "taken") || !strings.Contains(n[len(n)-1], "address already in use") {
+		t.Errorf("NACK detail %q does not name the listener and the bind error", n[len(n)-1])
+	}
+	if got := body(c, url); got != "B" {
+		t.Errorf("after a failed bind: got %q, want B (the last good config)", got)
+	}
 
 	// Control plane down: the proxy keeps serving.
 	cp.stop()
