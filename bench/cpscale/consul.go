@@ -1,22 +1,17 @@
 package cpscale
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
 	"github.com/outrigger-mesh/outrigger/bench/targets"
+	"github.com/outrigger-mesh/outrigger/internal/consulagent"
 )
 
 const (
@@ -42,51 +37,21 @@ type Consul struct {
 // ConsulBinary runs scripts/install-consul.sh under root (it builds Consul
 // v1.16.3 once and caches it) and returns the path it prints last.
 func ConsulBinary(ctx context.Context, root string) (string, error) {
-	return runInstallScript(ctx, filepath.Join(root, "scripts", "install-consul.sh"))
-}
-
-// runInstallScript runs script and returns the last non-empty line of its
-// standard output, which must name an existing file.
-func runInstallScript(ctx context.Context, script string) (string, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, script)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("cpscale: %s: %w\n%s", script, err, strings.TrimSpace(stderr.String()))
+	bin, err := consulagent.Binary(ctx, root)
+	if err != nil {
+		return "", fmt.Errorf("cpscale: %w", err)
 	}
-	var last string
-	sc := bufio.NewScanner(&stdout)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			last = l
-		}
-	}
-	if last == "" {
-		return "", fmt.Errorf("cpscale: %s printed no binary path\n%s", script, strings.TrimSpace(stderr.String()))
-	}
-	if _, err := os.Stat(last); err != nil {
-		return "", fmt.Errorf("cpscale: %s printed %q: %w", script, last, err)
-	}
-	return last, nil
+	return bin, nil
 }
 
 // RepoRoot walks up from dir to the directory holding go.mod and
 // scripts/install-consul.sh.
 func RepoRoot(dir string) (string, error) {
-	dir, err := filepath.Abs(dir)
+	root, err := consulagent.RepoRoot(dir)
 	if err != nil {
 		return "", fmt.Errorf("cpscale: %w", err)
 	}
-	for d := dir; ; d = filepath.Dir(d) {
-		_, err1 := os.Stat(filepath.Join(d, "go.mod"))
-		_, err2 := os.Stat(filepath.Join(d, "scripts", "install-consul.sh"))
-		if err1 == nil && err2 == nil {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("cpscale: no repository root (go.mod with scripts/install-consul.sh) above %s", dir)
-		}
-	}
+	return root, nil
 }
 
 // StartConsul runs a dev agent from bin with its data and log in dir and
@@ -107,25 +72,17 @@ func StartConsul(ctx context.Context, bin, dir string) (*Consul, error) {
 }
 
 func startConsulOnce(ctx context.Context, bin, dir string, attempt int) (*Consul, error) {
-	p, err := consulPorts()
+	p, err := consulagent.FreePorts()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cpscale: %w", err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p[0]))
-	args := []string{
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.HTTP))
+	args := append([]string{
 		bin, "agent", "-dev", "-node", "cpbench",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-data-dir", filepath.Join(dir, fmt.Sprintf("consul-data-%d", attempt)),
 		"-log-level", "warn",
-		"-http-port", strconv.Itoa(p[0]),
-		"-https-port", "-1",
-		"-grpc-port", strconv.Itoa(p[1]),
-		"-grpc-tls-port", strconv.Itoa(p[2]),
-		"-server-port", strconv.Itoa(p[3]),
-		"-serf-lan-port", strconv.Itoa(p[4]),
-		"-serf-wan-port", strconv.Itoa(p[5]),
-		"-dns-port", strconv.Itoa(p[6]),
-	}
+	}, p.Flags()...)
 	proc, err := targets.StartProcess("consul", args, nil, filepath.Join(dir, fmt.Sprintf("consul-%d.log", attempt)))
 	if err != nil {
 		return nil, fmt.Errorf("cpscale: %w", err)
@@ -176,42 +133,4 @@ func (c *Consul) Stop() error {
 		return nil
 	}
 	return c.proc.Stop(consulStopGrace)
-}
-
-// consulPorts picks the agent's seven ports: http, grpc, grpc-tls, server,
-// serf-lan, serf-wan, dns. Serf and DNS also bind the UDP port of the same
-// number; every probe stays open until all are picked so none coincide.
-func consulPorts() ([7]int, error) {
-	var ports [7]int
-	var closers []func() error
-	defer func() {
-		for _, c := range closers {
-			_ = c()
-		}
-	}()
-	for i := range ports {
-		udp := i >= 4
-		found := false
-		for range 50 {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return ports, fmt.Errorf("cpscale: probe a free port: %w", err)
-			}
-			closers = append(closers, l.Close)
-			port := l.Addr().(*net.TCPAddr).Port
-			if udp {
-				pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-				if err != nil {
-					continue
-				}
-				closers = append(closers, pc.Close)
-			}
-			ports[i], found = port, true
-			break
-		}
-		if !found {
-			return ports, errors.New("cpscale: found no port free for both TCP and UDP in 50 tries")
-		}
-	}
-	return ports, nil
 }

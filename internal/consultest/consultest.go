@@ -4,11 +4,9 @@
 package consultest
 
 import (
-	"bufio"
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +19,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/outrigger-mesh/outrigger/internal/consulagent"
 )
 
 const (
@@ -75,24 +75,16 @@ func Start(t testing.TB) *Agent {
 	dataDir := filepath.Join(dir, "data")
 	var lastErr error
 	for range startAttempts {
-		p, err := freePorts()
+		p, err := consulagent.FreePorts()
 		if err != nil {
 			t.Fatalf("consultest: %v", err)
 		}
-		a.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.http))
-		a.args = []string{
+		a.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.HTTP))
+		a.args = append([]string{
 			"agent", "-dev", "-node", "consultest",
 			"-bind", "127.0.0.1", "-client", "127.0.0.1",
 			"-data-dir", dataDir,
-			"-http-port", strconv.Itoa(p.http),
-			"-https-port", "-1",
-			"-grpc-port", strconv.Itoa(p.grpc),
-			"-grpc-tls-port", strconv.Itoa(p.grpcTLS),
-			"-server-port", strconv.Itoa(p.server),
-			"-serf-lan-port", strconv.Itoa(p.serfLAN),
-			"-serf-wan-port", strconv.Itoa(p.serfWAN),
-			"-dns-port", strconv.Itoa(p.dns),
-		}
+		}, p.Flags()...)
 		cfg := api.DefaultConfig()
 		cfg.Address, cfg.Scheme, cfg.Token, cfg.TokenFile = a.Addr, "http", "", ""
 		client, err := api.NewClient(cfg)
@@ -236,144 +228,23 @@ func installConsul() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return runInstallScript(filepath.Join(root, "scripts", "install-consul.sh"))
+	return consulagent.Binary(context.Background(), root)
 }
 
-// runInstallScript runs script and returns the last line of its standard
-// output, which must name an existing file.
-func runInstallScript(script string) (string, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(script)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s: %w\n%s", script, err, stderr.String())
-	}
-	var last string
-	sc := bufio.NewScanner(&stdout)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			last = l
-		}
-	}
-	if last == "" {
-		return "", fmt.Errorf("%s printed no binary path\n%s", script, stderr.String())
-	}
-	if _, err := os.Stat(last); err != nil {
-		return "", fmt.Errorf("%s printed %q: %w", script, last, err)
-	}
-	return last, nil
-}
-
-// repoRoot walks up from the working directory (a test runs in its package
-// directory) to go.mod, falling back to this source file's location.
+// repoRoot finds the repository from the working directory (a test runs in
+// its package directory), falling back to this source file's location.
 func repoRoot() (string, error) {
-	var starts []string
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
+	root, err := consulagent.RepoRoot(".")
+	if err == nil {
+		return root, nil
 	}
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		starts = append(starts, filepath.Dir(file))
-	}
-	for _, dir := range starts {
-		for d := dir; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "scripts", "install-consul.sh")); err == nil {
-				if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-					return d, nil
-				}
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
+		if root, err2 := consulagent.RepoRoot(filepath.Dir(file)); err2 == nil {
+			return root, nil
 		}
 	}
-	return "", errors.New("cannot find the repository root (go.mod with scripts/install-consul.sh) above the working directory")
+	return "", err
 }
-
-// ports are the agent's listening ports.
-type ports struct {
-	http, grpc, grpcTLS, server, serfLAN, serfWAN, dns int
-}
-
-// freePorts picks seven distinct loopback ports that are free now; serf and
-// DNS also need the UDP port of the same number. All probes stay open until
-// every port is picked so no two coincide. Ports come from below the
-// kernel's ephemeral range when it leaves room: there, neither outgoing
-// connections nor other tests' ":0" listeners take a port while the agent
-// is stopped for a Restart.
-func freePorts() (ports, error) {
-	var closers []func()
-	defer func() {
-		for _, c := range closers {
-			c()
-		}
-	}()
-	lo, hi := portRange()
-	probe := func(port int, udp bool) (int, bool) {
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			return 0, false
-		}
-		closers = append(closers, func() { l.Close() })
-		port = l.Addr().(*net.TCPAddr).Port
-		if udp {
-			pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			if err != nil {
-				return 0, false // the UDP twin is taken
-			}
-			closers = append(closers, func() { pc.Close() })
-		}
-		return port, true
-	}
-	pick := func(udp bool) (int, error) {
-		for range 100 {
-			port := 0 // the kernel's choice, in the ephemeral range
-			if hi > lo {
-				port = lo + rand.IntN(hi-lo)
-			}
-			if p, ok := probe(port, udp); ok {
-				return p, nil
-			}
-		}
-		return 0, fmt.Errorf("found no free loopback port (TCP and UDP: %v) in 100 tries", udp)
-	}
-	var p ports
-	for _, f := range []struct {
-		dst *int
-		udp bool
-	}{
-		{&p.http, false}, {&p.grpc, false}, {&p.grpcTLS, false}, {&p.server, false},
-		{&p.serfLAN, true}, {&p.serfWAN, true}, {&p.dns, true},
-	} {
-		port, err := pick(f.udp)
-		if err != nil {
-			return ports{}, err
-		}
-		*f.dst = port
-	}
-	return p, nil
-}
-
-// portRange is [lo, hi) below the ephemeral range of
-// /proc/sys/net/ipv4/ip_local_port_range, or an empty range (use ":0")
-// when that cannot be read or leaves too little room.
-func portRange() (lo, hi int) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0, 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, 0
-	}
-	eph, err := strconv.Atoi(f[0])
-	if err != nil || eph < lowPortFloor+1000 {
-		return 0, 0
-	}
-	return lowPortFloor, eph
-}
-
-// lowPortFloor keeps clear of the well-known and commonly configured ports.
-const lowPortFloor = 10000
 
 // ErrNotRunning is returned by Signal when the agent has been stopped.
 var ErrNotRunning = errors.New("consultest: agent not running")

@@ -96,24 +96,6 @@ func TestStopResumesFrozenAgent(t *testing.T) {
 	}
 }
 
-func TestFreePortsDistinct(t *testing.T) {
-	p, err := freePorts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lo, hi := portRange()
-	seen := map[int]bool{}
-	for _, port := range []int{p.http, p.grpc, p.grpcTLS, p.server, p.serfLAN, p.serfWAN, p.dns} {
-		if port <= 0 || seen[port] {
-			t.Fatalf("ports %+v: %d repeated or invalid", p, port)
-		}
-		if hi > lo && (port < lo || port >= hi) {
-			t.Errorf("port %d outside [%d, %d), below the ephemeral range", port, lo, hi)
-		}
-		seen[port] = true
-	}
-}
-
 func TestRepoRoot(t *testing.T) {
 	root, err := repoRoot()
 	if err != nil {
@@ -129,40 +111,6 @@ func TestRepoRoot(t *testing.T) {
 	t.Chdir(os.TempDir()) // no go.mod above: the source file's location still finds it
 	if got, err := repoRoot(); err != nil || got != root {
 		t.Fatalf("repoRoot from %s = %q, %v; want %q (from %s)", os.TempDir(), got, err, root, wd)
-	}
-}
-
-func TestRunInstallScriptErrors(t *testing.T) {
-	dir := t.TempDir()
-	script := func(name, body string) string {
-		p := dir + "/" + name
-		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	for _, tc := range []struct {
-		name, body, wantErr string
-	}{
-		{"fails", "echo building >&2; echo 'go is not on PATH' >&2; exit 1", "go is not on PATH"},
-		{"silent", "exit 0", "printed no binary path"},
-		{"missing", "echo " + dir + "/nope", "/nope"},
-		{"absent", "", "no such file"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := script(tc.name, tc.body)
-			if tc.name == "absent" {
-				p = dir + "/not-there.sh"
-			}
-			_, err := runInstallScript(p)
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
-			}
-		})
-	}
-	got, err := runInstallScript(script("ok", "echo log line; echo "+dir+"/ok"))
-	if err != nil || got != dir+"/ok" {
-		t.Fatalf("runInstallScript = %q, %v; want the last stdout line", got, err)
 	}
 }
 
