@@ -298,13 +298,9 @@ func withRetiring(next []cluster.Config, prev *snapshot.Snapshot) []cluster.Conf
 	for _, c := range next {
 		names[c.Name] = true
 	}
-	out := next
+	out := slices.Clip(next) // appending copies: next's array stays as it is
 	for _, c := range prev.Clusters {
 		if !names[c.Name] {
-			if len(out) == len(next) {
-				out = append(out[:len(out):len(out)], c) // never write into next's array
-				continue
-			}
 			out = append(out, c)
 		}
 	}

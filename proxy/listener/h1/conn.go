@@ -147,9 +147,10 @@ func (c *conn) serve() {
 				return
 			}
 		}
-		if c.state.Swap(stateActive) == stateIdle && c.s.draining.Load() {
-			return // no new request once draining
-		}
+		// A request that reached an idle connection as a drain began is
+		// served, with Connection: close: dropping it would reset a client
+		// that could not know (Shutdown closes only connections still idle).
+		c.state.Store(stateActive)
 		// The header timeout bounds the reads of one header block: a block
 		// already whole in the buffer (the common case) needs none, which
 		// spares a deadline change (a runtime timer update and three clock

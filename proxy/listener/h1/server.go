@@ -104,7 +104,11 @@ func New(cfg Config) *Server {
 func (s *Server) Serve(c net.Conn) error {
 	cn := s.newConn(c)
 	s.mu.Lock()
-	if s.draining.Load() {
+	// A connection accepted before a drain began (it may still have been in
+	// protocol detection) is served like any other new one: its request
+	// gets Connection: close, or Shutdown closes it after newConnGrace.
+	// Refusing it would reset a client that connected in time.
+	if s.closed.Load() {
 		s.mu.Unlock()
 		_ = c.Close()
 		return ErrServerClosed
