@@ -169,7 +169,7 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 		resp, err = nil, context.Cause(ctx)
 	}
 	if err != nil {
-		reason := classify(ctx, r.Context(), err, p.Classify)
+		reason := classifyTimed(ctx, r.Context(), err, p.Classify, tm)
 		res.Flag = reason.Flag()
 		closeIfBodyUnread(w, r, body)
 		res.Status = WriteLocalReply(w, r, reason, "")
@@ -230,7 +230,7 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 		res.Abort = true
 		return res
 	case rerr != nil:
-		reason := classify(ctx, r.Context(), rerr, p.Classify)
+		reason := classifyTimed(ctx, r.Context(), rerr, p.Classify, tm)
 		res.Flag = reason.Flag()
 		res.Abort = true
 		return res

@@ -140,6 +140,18 @@ type Classifier func(err error) (Reason, bool)
 // net/http cancel the client's context, so "client gone" is only true when
 // no timer of ours ended the exchange. Then the transport's typed errors,
 // and a reset for anything else.
+// classifyTimed is classify for an exchange under a stream timer: an
+// upstream reset that lands once the route deadline has passed is the
+// timeout, even when the upstream's own copy of that deadline (a forwarded
+// grpc-timeout) fired a moment before our timer ran.
+func classifyTimed(ctx, clientCtx context.Context, err error, cls Classifier, tm *streamTimer) Reason {
+	reason := classify(ctx, clientCtx, err, cls)
+	if reason == ReasonUpstreamReset && tm != nil && tm.routeExpired() {
+		return ReasonUpstreamTimeout
+	}
+	return reason
+}
+
 func classify(ctx, clientCtx context.Context, err error, cls Classifier) Reason {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(err, errStreamIdle) || cause == errStreamIdle:

@@ -100,6 +100,13 @@ func (st *streamTimer) disableDeadline() {
 }
 
 // stop disarms the timer and recycles it; st must not be used after.
+// routeExpired reports whether the route timeout's deadline has passed.
+func (st *streamTimer) routeExpired() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return !st.deadline.IsZero() && !time.Now().Before(st.deadline)
+}
+
 func (st *streamTimer) stop() {
 	st.mu.Lock()
 	st.stopped = true
