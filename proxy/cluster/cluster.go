@@ -76,9 +76,9 @@ func (c *Cluster) Ready() <-chan struct{} { return c.ready }
 
 func (c *Cluster) markReady() { c.readyMu.Do(func() { close(c.ready) }) }
 
-// Pick chooses the host for the next request.
-func (c *Cluster) Pick() (*Host, error) {
-	if h := c.hosts.Load().picker.Pick(); h != nil {
+// Pick chooses the host for the next attempt; r may be nil.
+func (c *Cluster) Pick(r *lb.Request) (*Host, error) {
+	if h := c.hosts.Load().picker.Pick(r); h != nil {
 		return h, nil
 	}
 	return nil, ErrNoHealthyUpstream

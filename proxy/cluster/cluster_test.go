@@ -220,7 +220,7 @@ func TestFailureAccounting(t *testing.T) {
 	update(t, m, Config{Name: "c", Endpoints: []Endpoint{{Address: ln.Addr().String()}}})
 	c := m.Get("c")
 	send := func(ctx context.Context, path string) error {
-		h, _ := c.Pick()
+		h, _ := c.Pick(nil)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://x"+path, nil)
 		resp, err := c.RoundTrip(req, h)
 		if err != nil {
@@ -254,12 +254,12 @@ func TestFailureAccounting(t *testing.T) {
 func TestNoHealthyUpstream(t *testing.T) {
 	m := newManager(t)
 	update(t, m, Config{Name: "empty"}, Config{Name: "down", Endpoints: []Endpoint{{Address: "127.0.0.1:1"}}})
-	if _, err := m.Get("empty").Pick(); !errors.Is(err, ErrNoHealthyUpstream) {
+	if _, err := m.Get("empty").Pick(nil); !errors.Is(err, ErrNoHealthyUpstream) {
 		t.Fatalf("Pick on empty cluster: %v", err)
 	}
 	c := m.Get("down")
 	c.Hosts()[0].SetFlag(lb.FailedActiveHC, true)
-	if _, err := c.Pick(); !errors.Is(err, ErrNoHealthyUpstream) {
+	if _, err := c.Pick(nil); !errors.Is(err, ErrNoHealthyUpstream) {
 		t.Fatalf("Pick with every host unhealthy: %v", err)
 	}
 }
@@ -311,7 +311,7 @@ func BenchmarkPick(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			c := m.Get("c")
-			if _, err := c.Pick(); err != nil {
+			if _, err := c.Pick(nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -332,7 +332,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	buf := make([]byte, 512)
 	b.ReportAllocs()
 	for b.Loop() {
-		h, err := c.Pick()
+		h, err := c.Pick(nil)
 		if err != nil {
 			b.Fatal(err)
 		}

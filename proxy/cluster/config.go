@@ -67,6 +67,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxRequestsPerConnection, 0 for no limit.
 	MaxRequestsPerConnection uint32
+
+	// Thresholds are the circuit breakers of the default priority.
+	Thresholds Thresholds
 }
 
 // Endpoint is one upstream address.

@@ -89,7 +89,7 @@ func tlsBackend(t *testing.T, name string, sni chan<- string) (string, *tls.Conf
 // do picks a host and sends a GET through c, returning the body.
 func do(t *testing.T, c *Cluster, ctx context.Context, protoMajor int) (*http.Response, string, error) {
 	t.Helper()
-	h, err := c.Pick()
+	h, err := c.Pick(nil)
 	if err != nil {
 		return nil, "", err
 	}

@@ -66,7 +66,7 @@ func TestTransportChangeLetsInFlightFinish(t *testing.T) {
 	m := newManager(t)
 	update(t, m, Config{Name: "web", Endpoints: []Endpoint{{Address: srv}}})
 	c := m.Get("web")
-	h, _ := c.Pick()
+	h, _ := c.Pick(nil)
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://x/slow", nil)
 	resp, err := c.RoundTrip(req, h)
 	if err != nil {

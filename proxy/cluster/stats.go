@@ -9,18 +9,24 @@ import (
 
 // Stats are a cluster's counters, named after Envoy's upstream_* stats.
 type Stats struct {
-	RqTotal          atomic.Uint64 // upstream_rq_total
-	RqActive         atomic.Int64  // upstream_rq_active
-	RqCompleted      atomic.Uint64 // upstream_rq_completed: a response, body to the end
-	Rq5xx            atomic.Uint64 // upstream_rq_5xx
-	RqConnectFail    atomic.Uint64 // requests that found no connection (503, UF)
-	RqReset          atomic.Uint64 // upstream_rq_rx_reset (502, UC)
-	RqTimeout        atomic.Uint64 // upstream_rq_timeout (504, UT)
-	RqCanceled       atomic.Uint64 // upstream_rq_tx_reset: the downstream left (DC)
-	CxTotal          atomic.Uint64 // upstream_cx_total
-	CxActive         atomic.Int64  // upstream_cx_active
-	CxConnectFail    atomic.Uint64 // upstream_cx_connect_fail
-	CxConnectTimeout atomic.Uint64 // upstream_cx_connect_timeout
+	RqTotal           atomic.Uint64 // upstream_rq_total
+	RqActive          atomic.Int64  // upstream_rq_active
+	RqCompleted       atomic.Uint64 // upstream_rq_completed: a response, body to the end
+	Rq5xx             atomic.Uint64 // upstream_rq_5xx
+	RqConnectFail     atomic.Uint64 // requests that found no connection (503, UF)
+	RqReset           atomic.Uint64 // upstream_rq_rx_reset (502, UC)
+	RqTimeout         atomic.Uint64 // upstream_rq_timeout (504, UT)
+	RqCanceled        atomic.Uint64 // upstream_rq_tx_reset: the downstream left (DC)
+	CxTotal           atomic.Uint64 // upstream_cx_total
+	CxActive          atomic.Int64  // upstream_cx_active
+	CxConnectFail     atomic.Uint64 // upstream_cx_connect_fail
+	CxConnectTimeout  atomic.Uint64 // upstream_cx_connect_timeout
+	RqRetry           atomic.Uint64 // upstream_rq_retry
+	RqRetrySuccess    atomic.Uint64 // upstream_rq_retry_success
+	RqRetryOverflow   atomic.Uint64 // upstream_rq_retry_overflow
+	RqRetryActive     atomic.Int64  // retries in flight (the budget's numerator)
+	RqPendingOverflow atomic.Uint64 // upstream_rq_pending_overflow: max_requests/max_pending_requests full
+	CxOverflow        atomic.Uint64 // upstream_cx_overflow
 }
 
 // StatsSnapshot is Stats read at one moment, with Envoy's stat names.
@@ -30,18 +36,23 @@ type StatsSnapshot map[string]uint64
 // "cluster.<name>." prefix).
 func (s *Stats) Snapshot() StatsSnapshot {
 	return StatsSnapshot{
-		"upstream_rq_total":           s.RqTotal.Load(),
-		"upstream_rq_active":          uint64(max(s.RqActive.Load(), 0)),
-		"upstream_rq_completed":       s.RqCompleted.Load(),
-		"upstream_rq_5xx":             s.Rq5xx.Load(),
-		"upstream_rq_connect_fail":    s.RqConnectFail.Load(),
-		"upstream_rq_rx_reset":        s.RqReset.Load(),
-		"upstream_rq_timeout":         s.RqTimeout.Load(),
-		"upstream_rq_tx_reset":        s.RqCanceled.Load(),
-		"upstream_cx_total":           s.CxTotal.Load(),
-		"upstream_cx_active":          uint64(max(s.CxActive.Load(), 0)),
-		"upstream_cx_connect_fail":    s.CxConnectFail.Load(),
-		"upstream_cx_connect_timeout": s.CxConnectTimeout.Load(),
+		"upstream_rq_total":            s.RqTotal.Load(),
+		"upstream_rq_active":           uint64(max(s.RqActive.Load(), 0)),
+		"upstream_rq_completed":        s.RqCompleted.Load(),
+		"upstream_rq_5xx":              s.Rq5xx.Load(),
+		"upstream_rq_connect_fail":     s.RqConnectFail.Load(),
+		"upstream_rq_rx_reset":         s.RqReset.Load(),
+		"upstream_rq_timeout":          s.RqTimeout.Load(),
+		"upstream_rq_tx_reset":         s.RqCanceled.Load(),
+		"upstream_cx_total":            s.CxTotal.Load(),
+		"upstream_cx_active":           uint64(max(s.CxActive.Load(), 0)),
+		"upstream_cx_connect_fail":     s.CxConnectFail.Load(),
+		"upstream_cx_connect_timeout":  s.CxConnectTimeout.Load(),
+		"upstream_rq_retry":            s.RqRetry.Load(),
+		"upstream_rq_retry_success":    s.RqRetrySuccess.Load(),
+		"upstream_rq_retry_overflow":   s.RqRetryOverflow.Load(),
+		"upstream_rq_pending_overflow": s.RqPendingOverflow.Load(),
+		"upstream_cx_overflow":         s.CxOverflow.Load(),
 	}
 }
 

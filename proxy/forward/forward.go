@@ -16,11 +16,18 @@ import (
 // Upstream is what forwarding needs of a cluster (proxy/cluster's Cluster
 // is one): a host per attempt, and a round trip to it.
 type Upstream interface {
-	// Pick chooses the host for one attempt.
-	Pick() (*lb.Host, error)
+	// Pick chooses the host for one attempt; r may be nil.
+	Pick(r *lb.Request) (*lb.Host, error)
 	// RoundTrip sends req to h; it fills in the URL's scheme and host and
-	// picks the protocol.
+	// picks the protocol. When the cluster's circuit breakers are full it
+	// fails at once with an error the Classifier maps to ReasonOverflow.
 	RoundTrip(req *http.Request, h *lb.Host) (*http.Response, error)
+	// AdmitRetry asks the cluster's circuit breakers (max_retries and the
+	// retry budget) for one more retry; false is an overflow, counted by
+	// the cluster. Every true is followed by exactly one ReleaseRetry when
+	// that attempt ends, saying whether it succeeded.
+	AdmitRetry() bool
+	ReleaseRetry(success bool)
 }
 
 // Params says how to forward one request. The connection manager fills it
@@ -93,7 +100,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b 
 // modified in place (hop-by-hop headers are the caller's to strip first).
 func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	var res Result
-	host, err := p.Upstream.Pick()
+	host, err := p.Upstream.Pick(nil)
 	if err != nil {
 		reason := ReasonNoHealthyUpstream
 		if p.Classify != nil {

@@ -26,6 +26,7 @@ const (
 	FlagUpgradeFailed     = "UPE"
 	FlagInvalidRequest    = "DPE"
 	FlagLocalReset        = "LR"
+	FlagUpstreamOverflow  = "UO"
 )
 
 // StatusClientClosed is nginx's 499: logged when the client went away
@@ -47,6 +48,10 @@ const (
 	ReasonUpgradeRejected
 	ReasonBadRequest
 	ReasonRequestTimeout
+	// ReasonOverflow: a circuit breaker threshold (max_requests,
+	// max_pending_requests, max_connections) is full. The reply carries
+	// x-envoy-overloaded: true.
+	ReasonOverflow
 )
 
 // localReply is the one table from reason to what the client sees.
@@ -67,6 +72,7 @@ var localReply = [...]struct {
 	ReasonUpgradeRejected:   {http.StatusForbidden, 7, FlagUpgradeFailed, "upgrade not allowed"},
 	ReasonBadRequest:        {http.StatusBadRequest, 13, FlagInvalidRequest, "bad request"},
 	ReasonRequestTimeout:    {http.StatusRequestTimeout, 4, FlagLocalReset, "request timeout"},
+	ReasonOverflow:          {http.StatusServiceUnavailable, 14, FlagUpstreamOverflow, "upstream connect error or disconnect/reset before headers. reset reason: overflow"},
 }
 
 // Status is the HTTP status a reason maps to.
@@ -97,6 +103,9 @@ func WriteLocalReply(w http.ResponseWriter, r *http.Request, reason Reason, deta
 		msg = msg + ": " + detail
 	}
 	h := w.Header()
+	if reason == ReasonOverflow {
+		h["X-Envoy-Overloaded"] = overloaded
+	}
 	if IsGRPC(r) {
 		h["Content-Type"] = []string{"application/grpc"}
 		h["Grpc-Status"] = []string{strconv.Itoa(lr.grpc)}
@@ -112,6 +121,8 @@ func WriteLocalReply(w http.ResponseWriter, r *http.Request, reason Reason, deta
 	}
 	return lr.status
 }
+
+var overloaded = []string{"true"}
 
 // grpcPercentEncode encodes a grpc-message as the gRPC spec asks: bytes
 // outside printable ASCII and '%' are percent-encoded.

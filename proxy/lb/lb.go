@@ -4,5 +4,37 @@ package lb
 // is available. Implementations are safe for concurrent use and hold an
 // immutable host list: a change of hosts builds a new Picker.
 type Picker interface {
-	Pick() *Host
+	// Pick chooses a host for one attempt. r may be nil (no hash, nothing
+	// tried yet); policies must not keep r.
+	Pick(r *Request) *Host
+}
+
+// Request is what a policy may know of the request being balanced. The
+// zero value (or a nil *Request) is a request with no hash key and no
+// earlier attempt.
+type Request struct {
+	// Hash is the route's hash_policy result, meaningful when HasHash.
+	// RING_HASH and MAGLEV use it; without it they pick at random, as
+	// Envoy does.
+	Hash    uint64
+	HasHash bool
+	// Tried are the hosts earlier attempts of this request went to
+	// (retry_host_predicate previous_hosts). A policy re-picks up to
+	// MaxAttempts times (host_selection_retry_max_attempts; 0 means once)
+	// to avoid them, and returns the last pick if every try hit one.
+	Tried       []*Host
+	MaxAttempts int
+}
+
+// Rejects reports whether the retry host predicate rejects h for r.
+func (r *Request) Rejects(h *Host) bool {
+	if r == nil {
+		return false
+	}
+	for _, t := range r.Tried {
+		if t == h {
+			return true
+		}
+	}
+	return false
 }

@@ -33,7 +33,7 @@ func NewRoundRobin(hosts []*Host) *RoundRobin {
 }
 
 // Pick returns the next host, or nil when none is available.
-func (rr *RoundRobin) Pick() *Host {
+func (rr *RoundRobin) Pick(_ *Request) *Host {
 	switch len(rr.hosts) {
 	case 0:
 		return nil

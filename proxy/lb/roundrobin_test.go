@@ -40,7 +40,7 @@ func TestRoundRobinDistribution(t *testing.T) {
 				cycle += n
 			}
 			if cycle == 0 {
-				if h := rr.Pick(); h != nil {
+				if h := rr.Pick(nil); h != nil {
 					t.Fatalf("Pick() = %s, want nil", h.Address)
 				}
 				return
@@ -49,7 +49,7 @@ func TestRoundRobinDistribution(t *testing.T) {
 			for c := 0; c < cycles; c++ {
 				got := make([]int, len(hs))
 				for i := 0; i < cycle; i++ {
-					h := rr.Pick()
+					h := rr.Pick(nil)
 					if h == nil {
 						t.Fatal("Pick() = nil")
 					}
@@ -75,14 +75,14 @@ func TestRoundRobinSmooth(t *testing.T) {
 	rr := NewRoundRobin(hs)
 	want := []int{0, 0, 1, 0, 2, 0, 0}
 	for i, w := range want {
-		if h := rr.Pick(); h != hs[w] {
+		if h := rr.Pick(nil); h != hs[w] {
 			t.Fatalf("pick %d = %s, want %s", i, h.Address, hs[w].Address)
 		}
 	}
 }
 
 func TestRoundRobinEmpty(t *testing.T) {
-	if h := NewRoundRobin(nil).Pick(); h != nil {
+	if h := NewRoundRobin(nil).Pick(nil); h != nil {
 		t.Fatalf("Pick() = %v, want nil", h)
 	}
 }
@@ -92,14 +92,14 @@ func TestRoundRobinRecovers(t *testing.T) {
 	rr := NewRoundRobin(hs)
 	hs[0].SetFlag(FailedOutlierCheck, true)
 	for i := 0; i < 4; i++ {
-		if h := rr.Pick(); h != hs[1] {
+		if h := rr.Pick(nil); h != hs[1] {
 			t.Fatalf("pick %d with host 0 ejected = %s", i, h.Address)
 		}
 	}
 	hs[0].SetFlag(FailedOutlierCheck, false)
 	seen := map[*Host]int{}
 	for i := 0; i < 4; i++ {
-		seen[rr.Pick()]++
+		seen[rr.Pick(nil)]++
 	}
 	if seen[hs[0]] != 2 || seen[hs[1]] != 2 {
 		t.Fatalf("after recovery picks = %d/%d, want 2/2", seen[hs[0]], seen[hs[1]])
@@ -118,7 +118,7 @@ func TestRoundRobinConcurrent(t *testing.T) {
 		go func(c []int) {
 			defer wg.Done()
 			for i := 0; i < perWorker; i++ {
-				h := rr.Pick()
+				h := rr.Pick(nil)
 				for j := range hs {
 					if hs[j] == h {
 						c[j]++
@@ -167,7 +167,7 @@ func BenchmarkRoundRobinPick(b *testing.B) {
 		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if rr.Pick() == nil {
+				if rr.Pick(nil) == nil {
 					b.Fatal("nil")
 				}
 			}
@@ -176,7 +176,7 @@ func BenchmarkRoundRobinPick(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if rr.Pick() == nil {
+					if rr.Pick(nil) == nil {
 						b.Fatal("nil")
 					}
 				}

@@ -113,7 +113,103 @@ type ForwardAction struct {
 	// IdleTimeout bounds the time without any stream activity; 0 means the
 	// connection manager's stream_idle_timeout applies.
 	IdleTimeout time.Duration
+
+	// Retry is the route's retry_policy (or its virtual host's); nil: no
+	// retries.
+	Retry *RetryPolicy
+	// HedgeOnPerTryTimeout is hedge_policy.hedge_on_per_try_timeout: a
+	// per-try timeout starts another attempt without cancelling the late
+	// one, and the first good response wins.
+	HedgeOnPerTryTimeout bool
+	// HashPolicies are the route's hash_policy, in order (RING_HASH and
+	// MAGLEV clusters).
+	HashPolicies []HashPolicy
+
+	// MaxStreamDuration is max_stream_duration.max_stream_duration: the
+	// stream is reset after this long whatever it is doing; 0 disables.
+	MaxStreamDuration time.Duration
+	// GRPCTimeoutHeaderMax caps the timeout a grpc-timeout header asks for
+	// (max_stream_duration.grpc_timeout_header_max); 0 leaves it uncapped.
+	// GRPCTimeoutHeaderOffset is subtracted from it (…_offset).
+	GRPCTimeoutHeaderMax    time.Duration
+	GRPCTimeoutHeaderOffset time.Duration
 }
+
+// RetryPolicy is Envoy's route.RetryPolicy.
+type RetryPolicy struct {
+	// On is retry_on: the conditions that make an attempt retriable.
+	On RetryOn
+	// NumRetries is num_retries (Envoy's default 1).
+	NumRetries uint32
+	// PerTryTimeout bounds one attempt until its response headers (and,
+	// when hedging is off, its body); 0 disables. PerTryIdleTimeout
+	// resets an attempt with no byte moving for that long; 0 disables.
+	PerTryTimeout     time.Duration
+	PerTryIdleTimeout time.Duration
+	// BackoffBase and BackoffMax are retry_back_off (Envoy's defaults
+	// 25ms and 10 × base); the wait before retry n is a full-jitter pick
+	// in [0, min(max, base × 2^(n-1))].
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// RetriableStatusCodes for RetryRetriableStatusCodes.
+	RetriableStatusCodes []int
+	// RetriableHeaders are response header matchers for
+	// RetryRetriableHeaders; RetriableRequestHeaders must all match the
+	// request for it to be retried at all (none: any request).
+	RetriableHeaders        []HeaderMatcher
+	RetriableRequestHeaders []HeaderMatcher
+	// PreviousHosts is retry_host_predicate envoy.retry_host_predicates.previous_hosts;
+	// HostSelectionMaxAttempts is host_selection_retry_max_attempts.
+	PreviousHosts            bool
+	HostSelectionMaxAttempts int
+}
+
+// RetryOn is a set of retry conditions (Envoy's retry_on tokens).
+type RetryOn uint32
+
+// The retry_on tokens. GRPC* read the grpc-status of a trailers-only or
+// headers response.
+const (
+	Retry5xx                   RetryOn = 1 << iota // "5xx": any 5xx, connect failure or reset
+	RetryGatewayError                              // "gateway-error": 502, 503, 504
+	RetryReset                                     // "reset": no response (reset, disconnect, timeout before headers)
+	RetryConnectFailure                            // "connect-failure"
+	RetryRetriable4xx                              // "retriable-4xx": 409
+	RetryRefusedStream                             // "refused-stream": HTTP/2 REFUSED_STREAM
+	RetryRetriableStatusCodes                      // "retriable-status-codes"
+	RetryRetriableHeaders                          // "retriable-headers"
+	RetryGRPCCancelled                             // "cancelled"
+	RetryGRPCDeadlineExceeded                      // "deadline-exceeded"
+	RetryGRPCInternal                              // "internal"
+	RetryGRPCResourceExhausted                     // "resource-exhausted"
+	RetryGRPCUnavailable                           // "unavailable"
+)
+
+// HashPolicy is one route.RouteAction.HashPolicy entry.
+type HashPolicy struct {
+	Kind HashKind
+	// Name is the header name (lower case), cookie name or query
+	// parameter name.
+	Name string
+	// Terminal stops evaluating later policies once this one produced a
+	// hash.
+	Terminal bool
+	// CookieTTL and CookiePath: when Kind is HashCookie and the request
+	// has no such cookie, a TTL > 0 makes the proxy generate one (set on
+	// the response) so the client sticks from then on.
+	CookieTTL  time.Duration
+	CookiePath string
+}
+
+// HashKind says what a HashPolicy hashes.
+type HashKind uint8
+
+const (
+	HashHeader HashKind = iota + 1
+	HashCookie
+	HashSourceIP
+	HashQueryParam
+)
 
 // WeightedCluster is one leg of a weighted split.
 type WeightedCluster struct {

@@ -1,0 +1,89 @@
+package cluster
+
+import "errors"
+
+// Thresholds are one priority's circuit_breakers.thresholds. Zero fields
+// take Envoy's defaults (1024 connections, pending and active requests, 3
+// retries).
+type Thresholds struct {
+	MaxConnections     uint32
+	MaxPendingRequests uint32
+	MaxRequests        uint32
+	MaxRetries         uint32
+	// MaxRetriesSet says MaxRetries came from the config: with the
+	// default retry budget on, an unset max_retries does not also cap
+	// retries at 3.
+	MaxRetriesSet bool
+	// Budget is retry_budget. Unlike Envoy it is on when the config names
+	// none (DefaultBudget): a total outage must not multiply the load.
+	Budget RetryBudget
+}
+
+// RetryBudget allows at most Percent % of the cluster's active requests to
+// be retries, and always at least MinConcurrency retries at once.
+type RetryBudget struct {
+	Percent        float64
+	MinConcurrency uint32
+}
+
+// Envoy's threshold defaults, and our default retry budget.
+const (
+	DefaultMaxConnections     = 1024
+	DefaultMaxPendingRequests = 1024
+	DefaultMaxRequests        = 1024
+	DefaultMaxRetries         = 3
+)
+
+// DefaultBudget is the retry budget in force when a cluster configures
+// none: 20 % of active requests, at least 3 concurrent retries.
+var DefaultBudget = RetryBudget{Percent: 20, MinConcurrency: 3}
+
+// ErrOverflow is returned by RoundTrip when a circuit breaker threshold is
+// full; the request was not sent.
+var ErrOverflow = errors.New("upstream overflow: circuit breaker threshold reached")
+
+func (t *Thresholds) maxRequests() int64 {
+	if t.MaxRequests == 0 {
+		return DefaultMaxRequests
+	}
+	return int64(t.MaxRequests)
+}
+
+func (t *Thresholds) budget() RetryBudget {
+	if t.Budget == (RetryBudget{}) {
+		return DefaultBudget
+	}
+	return t.Budget
+}
+
+// AdmitRetry admits one retry when both the retry budget and, if
+// configured, max_retries allow it; otherwise it counts an overflow.
+func (c *Cluster) AdmitRetry() bool {
+	t := &c.cfg.Load().Thresholds
+	active := c.stats.RqRetryActive.Add(1)
+	limit := t.budget().allowed(c.stats.RqActive.Load())
+	if t.MaxRetriesSet && int64(t.MaxRetries) < limit {
+		limit = int64(t.MaxRetries)
+	}
+	if active > limit {
+		c.stats.RqRetryActive.Add(-1)
+		c.stats.RqRetryOverflow.Add(1)
+		return false
+	}
+	c.stats.RqRetry.Add(1)
+	return true
+}
+
+// ReleaseRetry ends a retry AdmitRetry admitted.
+func (c *Cluster) ReleaseRetry(success bool) {
+	c.stats.RqRetryActive.Add(-1)
+	if success {
+		c.stats.RqRetrySuccess.Add(1)
+	}
+}
+
+// allowed is how many retries may be active with active requests in flight.
+func (b RetryBudget) allowed(active int64) int64 {
+	n := int64(b.Percent * float64(max(active, 0)) / 100)
+	return max(n, int64(b.MinConcurrency))
+}
