@@ -49,6 +49,20 @@ func (t *Thresholds) maxRequests() int64 {
 	return int64(t.MaxRequests)
 }
 
+func (t *Thresholds) maxConnections() uint32 {
+	if t.MaxConnections == 0 {
+		return DefaultMaxConnections
+	}
+	return t.MaxConnections
+}
+
+func (t *Thresholds) maxPending() uint32 {
+	if t.MaxPendingRequests == 0 {
+		return DefaultMaxPendingRequests
+	}
+	return t.MaxPendingRequests
+}
+
 func (t *Thresholds) budget() RetryBudget {
 	if t.Budget == (RetryBudget{}) {
 		return DefaultBudget

@@ -97,6 +97,11 @@ func (c *Cluster) Stats() *Stats { return &c.stats }
 // (connect failure, reset, timeout, canceled), also when reading the body.
 // A 101 response's body is an io.ReadWriteCloser, as with net/http.
 func (c *Cluster) RoundTrip(req *http.Request, h *Host) (*http.Response, error) {
+	if c.stats.RqActive.Load() >= c.cfg.Load().Thresholds.maxRequests() {
+		c.stats.RqPendingOverflow.Add(1)
+		closeRequestBody(req)
+		return nil, ErrOverflow
+	}
 	g := c.gen.Load()
 	g.active.Add(1)
 	req.URL.Scheme = g.tr.Scheme()
@@ -223,6 +228,22 @@ func (c *Cluster) ConnOpened(addr string) func() {
 		}
 	}
 }
+
+// closeRequestBody closes the body of a request that will not be sent, as
+// RoundTrip must.
+func closeRequestBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// ConnOverflow implements transport.OverflowObserver: a request found
+// max_connections reached and queued.
+func (c *Cluster) ConnOverflow() { c.stats.CxOverflow.Add(1) }
+
+// PendingOverflow implements transport.OverflowObserver: a request found
+// max_pending_requests reached and was refused.
+func (c *Cluster) PendingOverflow() { c.stats.RqPendingOverflow.Add(1) }
 
 // ConnectFailed implements transport.ConnObserver for cx_connect_fail.
 func (c *Cluster) ConnectFailed(addr string, err *transport.Error) {

@@ -200,6 +200,8 @@ func (c *Cluster) setTransport(cfg *Config) error {
 		IdleTimeout:              cfg.IdleTimeout,
 		MaxRequestsPerConnection: cfg.MaxRequestsPerConnection,
 		Conns:                    c,
+		MaxConnections:           int(cfg.Thresholds.maxConnections()),
+		MaxPendingRequests:       int(cfg.Thresholds.maxPending()),
 	})
 	if err != nil {
 		return fmt.Errorf("cluster %q: %w", cfg.Name, err)
@@ -224,6 +226,8 @@ func transportChanged(a, b *Config) bool {
 		a.connectTimeout() != b.connectTimeout() ||
 		a.IdleTimeout != b.IdleTimeout ||
 		a.MaxRequestsPerConnection != b.MaxRequestsPerConnection ||
+		a.Thresholds.maxConnections() != b.Thresholds.maxConnections() ||
+		a.Thresholds.maxPending() != b.Thresholds.maxPending() ||
 		!tlsEqual(a.TLS, b.TLS)
 }
 

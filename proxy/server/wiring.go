@@ -68,6 +68,8 @@ func classify(err error) (forward.Reason, bool) {
 	switch {
 	case errors.Is(err, cluster.ErrNoHealthyUpstream):
 		return forward.ReasonNoHealthyUpstream, true
+	case errors.Is(err, cluster.ErrOverflow), errors.Is(err, transport.ErrOverflow):
+		return forward.ReasonOverflow, true
 	case errors.Is(err, transport.ErrConnect):
 		return forward.ReasonConnectFailure, true
 	case errors.Is(err, transport.ErrTimeout):

@@ -21,6 +21,9 @@ const (
 	KindTimeout
 	// KindCanceled: the request's context was canceled (downstream left).
 	KindCanceled
+	// KindOverflow: a circuit breaker (max_connections with
+	// max_pending_requests) refused the request; nothing was sent.
+	KindOverflow
 )
 
 func (k Kind) String() string {
@@ -33,6 +36,8 @@ func (k Kind) String() string {
 		return "timeout"
 	case KindCanceled:
 		return "canceled"
+	case KindOverflow:
+		return "overflow"
 	}
 	return "unknown"
 }
@@ -44,6 +49,7 @@ var (
 	ErrReset    = errors.New("upstream reset")
 	ErrTimeout  = errors.New("upstream request timeout")
 	ErrCanceled = errors.New("upstream request canceled")
+	ErrOverflow = errors.New("upstream overflow")
 )
 
 // Error is every failure the transport returns.
@@ -83,6 +89,8 @@ func (e *Error) Is(target error) bool {
 		return e.Kind == KindTimeout
 	case ErrCanceled:
 		return e.Kind == KindCanceled
+	case ErrOverflow:
+		return e.Kind == KindOverflow
 	}
 	return false
 }

@@ -88,6 +88,9 @@ func (pc *pconn) close() {
 		if pc.raw != nil {
 			pc.raw.Close() // reports the close even if TLS's Close failed
 		}
+		if pc.pool.opts.MaxConnections > 0 {
+			pc.pool.release()
+		}
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -21,6 +22,12 @@ type h1Pool struct {
 	stop    chan struct{} // closed by Close: the reaper exits
 	kick    chan struct{} // wakes the reaper to notice an emptied pool
 	reaper  sync.WaitGroup
+
+	// Circuit breakers (Options.MaxConnections, MaxPendingRequests):
+	// open counts connections dialed or being dialed; waiters are the
+	// requests queued for one, oldest first.
+	open    int
+	waiters []chan struct{}
 }
 
 func newH1Pool(o *Options) *h1Pool {
@@ -53,7 +60,8 @@ func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := pc.roundTrip(req, r)
 	if _, ok := err.(*errRetry); ok {
-		if pc, err = p.dial(ctx, addr); err != nil {
+		// The stale connection's slot passes to its replacement.
+		if pc, err = p.redial(ctx, addr); err != nil {
 			closeBody(req)
 			return nil, err
 		}
@@ -94,6 +102,15 @@ const probeAfter = time.Second
 // spares the probe of a recently used connection.
 func (p *h1Pool) get(ctx context.Context, addr string, replayable bool) (*pconn, error) {
 	for {
+		pc, err := p.getOnce(ctx, addr, replayable)
+		if err != errTryIdle {
+			return pc, err
+		}
+	}
+}
+
+func (p *h1Pool) getOnce(ctx context.Context, addr string, replayable bool) (*pconn, error) {
+	for {
 		p.mu.Lock()
 		list := p.idle[addr]
 		if len(list) == 0 {
@@ -112,7 +129,84 @@ func (p *h1Pool) get(ctx context.Context, addr string, replayable bool) (*pconn,
 		}
 		pc.close()
 	}
-	return p.dial(ctx, addr)
+	if p.opts.MaxConnections <= 0 {
+		return p.dial(ctx, addr)
+	}
+	if err := p.reserve(ctx, addr); err != nil {
+		return nil, err
+	}
+	pc, err := p.dial(ctx, addr)
+	if err != nil {
+		p.release()
+	}
+	return pc, err
+}
+
+// reserve takes a connection slot under MaxConnections, queueing as a
+// pending request while every slot is taken; it fails at once with
+// KindOverflow when MaxPendingRequests requests already wait, and when the
+// request's context ends while queued. A connection returned to the pool
+// while waiting is used instead of a new one (the caller retries get).
+func (p *h1Pool) reserve(ctx context.Context, addr string) error {
+	p.mu.Lock()
+	for p.open >= p.opts.MaxConnections {
+		if p.opts.MaxPendingRequests > 0 && len(p.waiters) >= p.opts.MaxPendingRequests {
+			p.mu.Unlock()
+			if o, ok := p.opts.Conns.(OverflowObserver); ok {
+				o.PendingOverflow()
+			}
+			return &Error{Kind: KindOverflow, Addr: addr, Err: errPendingOverflow}
+		}
+		if o, ok := p.opts.Conns.(OverflowObserver); ok {
+			o.ConnOverflow()
+		}
+		ch := make(chan struct{})
+		p.waiters = append(p.waiters, ch)
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			p.mu.Lock()
+			if i := slices.Index(p.waiters, ch); i >= 0 {
+				p.waiters = slices.Delete(p.waiters, i, i+1)
+			} else {
+				p.wakeLocked() // we were woken as we gave up: pass it on
+			}
+			p.mu.Unlock()
+			return failure(ctx, addr, ctx.Err(), false)
+		}
+		p.mu.Lock()
+		if idle := p.idle[addr]; len(idle) > 0 {
+			// A connection came back while we waited.
+			p.mu.Unlock()
+			return errTryIdle
+		}
+	}
+	p.open++
+	p.mu.Unlock()
+	return nil
+}
+
+// errTryIdle tells get to look at the idle list again.
+var errTryIdle = errors.New("an idle connection is available")
+
+var errPendingOverflow = errors.New("max_pending_requests reached")
+
+// release frees a connection slot (a connection closed or a dial failed)
+// and wakes the oldest waiter.
+func (p *h1Pool) release() {
+	p.mu.Lock()
+	p.open--
+	p.wakeLocked()
+	p.mu.Unlock()
+}
+
+// wakeLocked wakes the oldest queued request; p.mu is held.
+func (p *h1Pool) wakeLocked() {
+	if len(p.waiters) > 0 {
+		close(p.waiters[0])
+		p.waiters = slices.Delete(p.waiters, 0, 1)
+	}
 }
 
 // dial makes a new connection to addr with the dialer's connect timeout;
@@ -129,6 +223,21 @@ func (p *h1Pool) dial(ctx context.Context, addr string) (*pconn, error) {
 	return newPconn(p, addr, nc), nil
 }
 
+// redial replaces a stale connection (whose close released its slot).
+func (p *h1Pool) redial(ctx context.Context, addr string) (*pconn, error) {
+	if p.opts.MaxConnections <= 0 {
+		return p.dial(ctx, addr)
+	}
+	p.mu.Lock()
+	p.open++ // the replacement may briefly exceed the limit by one
+	p.mu.Unlock()
+	pc, err := p.dial(ctx, addr)
+	if err != nil {
+		p.release()
+	}
+	return pc, err
+}
+
 // put returns a connection to the pool, or closes it when the pool is
 // closed or full. The reaper starts with the first idle connection.
 func (p *h1Pool) put(pc *pconn) {
@@ -142,6 +251,7 @@ func (p *h1Pool) put(pc *pconn) {
 		return
 	}
 	p.idle[pc.addr] = append(list, pc)
+	p.wakeLocked()
 	if !p.reaping {
 		p.reaping = true
 		p.reaper.Add(1)

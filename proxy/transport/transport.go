@@ -57,8 +57,22 @@ type Options struct {
 	// many requests (HTTP/1.1: the last one goes out with Connection:
 	// close; HTTP/2: the connection takes no new streams). 0 is no limit.
 	MaxRequestsPerConnection uint32
-	// Conns, if set, hears about every connection made or failed.
+	// Conns, if set, hears about every connection made or failed (and,
+	// if it is an OverflowObserver, about circuit-breaker overflows).
 	Conns ConnObserver
+	// MaxConnections caps the HTTP/1.1 pool's connections (over all
+	// hosts: one Transport serves one cluster); a request finding every
+	// slot taken and no idle connection waits as pending, and fails with
+	// KindOverflow when MaxPendingRequests already wait. 0: no cap.
+	MaxConnections     int
+	MaxPendingRequests int
+}
+
+// OverflowObserver hears about circuit-breaker overflows, for
+// upstream_cx_overflow and upstream_rq_pending_overflow.
+type OverflowObserver interface {
+	ConnOverflow()
+	PendingOverflow()
 }
 
 // ConnObserver hears about upstream connections, for cx_* counters.
