@@ -188,11 +188,24 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 		p.IdleTimeout = h.cfg.StreamIdleTimeout
 	}
 	p.RequestTimeout = h.cfg.RequestTimeout
-	if d := h.cfg.MaxStreamDuration; d > 0 && (p.Timeout == 0 || d < p.Timeout) {
-		p.Timeout = d
+	// The route's max_stream_duration replaces the connection manager's.
+	msd := h.cfg.MaxStreamDuration
+	if a.MaxStreamDuration > 0 {
+		msd = a.MaxStreamDuration
 	}
-	if d, ok := grpcTimeout(hdr); ok && forward.IsGRPC(r) && (p.Timeout == 0 || d < p.Timeout) {
-		p.Timeout = d
+	if msd > 0 && (p.Timeout == 0 || msd < p.Timeout) {
+		p.Timeout = msd
+	}
+	if d, ok := grpcTimeout(hdr); ok && forward.IsGRPC(r) {
+		if m := a.GRPCTimeoutHeaderMax; m > 0 && d > m {
+			d = m
+		}
+		if off := a.GRPCTimeoutHeaderOffset; off > 0 && d > off {
+			d -= off
+		}
+		if p.Timeout == 0 || d < p.Timeout {
+			p.Timeout = d
+		}
 	}
 	if path := route.RewritePath(r.URL.Path); path != r.URL.Path {
 		p.Path = path

@@ -133,6 +133,10 @@ type ForwardAction struct {
 	// GRPCTimeoutHeaderOffset is subtracted from it (…_offset).
 	GRPCTimeoutHeaderMax    time.Duration
 	GRPCTimeoutHeaderOffset time.Duration
+	// RetryBufferLimit is per_request_buffer_limit_bytes (route, else
+	// virtual host): how much of a request body is kept so a retry can
+	// replay it; 0 means the default (1 MiB).
+	RetryBufferLimit uint32
 }
 
 // RetryPolicy is Envoy's route.RetryPolicy.

@@ -65,15 +65,16 @@ func (c *converter) routeTable(p string, rc *routev3.RouteConfiguration) *router
 			domainAt[d] = i
 			v.Domains = append(v.Domains, d)
 		}
+		defaults := c.vhostDefaults(vp, vh)
 		for j, r := range vh.GetRoutes() {
-			v.Routes = append(v.Routes, c.routeEntry(resource.Index(resource.Join(vp, "routes"), j), r))
+			v.Routes = append(v.Routes, c.routeEntry(resource.Index(resource.Join(vp, "routes"), j), r, defaults))
 		}
 		out.VirtualHosts = append(out.VirtualHosts, v)
 	}
 	return out
 }
 
-func (c *converter) routeEntry(p string, r *routev3.Route) router.Route {
+func (c *converter) routeEntry(p string, r *routev3.Route, vh *vhostDefaults) router.Route {
 	out := router.Route{
 		Name:  r.GetName(),
 		Match: c.routeMatch(resource.Join(p, "match"), r.GetMatch()),
@@ -83,6 +84,10 @@ func (c *converter) routeEntry(p string, r *routev3.Route) router.Route {
 	switch {
 	case r.GetRoute() != nil:
 		out.Forward = c.forward(resource.Join(p, "route"), r.GetRoute())
+		c.resilience(resource.Join(p, "route"), r.GetRoute(), vh, out.Forward)
+		if n := r.GetPerRequestBufferLimitBytes(); n != nil {
+			out.Forward.RetryBufferLimit = n.GetValue()
+		}
 	case r.GetRedirect() != nil:
 		out.Redirect = redirect(r.GetRedirect())
 	case r.GetDirectResponse() != nil:

@@ -15,6 +15,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -51,15 +52,16 @@ const TypeURLPrefix = "type.googleapis.com/"
 
 // Message full names of the typed extensions, for the converters.
 const (
-	HTTPConnectionManager protoreflect.FullName = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-	RouterFilter          protoreflect.FullName = "envoy.extensions.filters.http.router.v3.Router"
-	TLSInspector          protoreflect.FullName = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
-	DownstreamTLSContext  protoreflect.FullName = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
-	UpstreamTLSContext    protoreflect.FullName = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-	UpstreamHTTPOptions   protoreflect.FullName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-	StdoutAccessLog       protoreflect.FullName = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
-	StderrAccessLog       protoreflect.FullName = "envoy.extensions.access_loggers.stream.v3.StderrAccessLog"
-	FileAccessLog         protoreflect.FullName = "envoy.extensions.access_loggers.file.v3.FileAccessLog"
+	HTTPConnectionManager  protoreflect.FullName = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+	RouterFilter           protoreflect.FullName = "envoy.extensions.filters.http.router.v3.Router"
+	TLSInspector           protoreflect.FullName = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+	DownstreamTLSContext   protoreflect.FullName = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+	UpstreamTLSContext     protoreflect.FullName = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+	UpstreamHTTPOptions    protoreflect.FullName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	StdoutAccessLog        protoreflect.FullName = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
+	StderrAccessLog        protoreflect.FullName = "envoy.extensions.access_loggers.stream.v3.StderrAccessLog"
+	FileAccessLog          protoreflect.FullName = "envoy.extensions.access_loggers.file.v3.FileAccessLog"
+	PreviousHostsPredicate protoreflect.FullName = "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 )
 
 // Extensions are the typed extensions we support.
@@ -73,6 +75,7 @@ var Extensions = []Extension{
 	{"envoy.access_loggers.stdout", StdoutAccessLog, "access_log[].typed_config"},
 	{"envoy.access_loggers.stderr", StderrAccessLog, "access_log[].typed_config"},
 	{"envoy.access_loggers.file", FileAccessLog, "access_log[].typed_config"},
+	{"envoy.retry_host_predicates.previous_hosts", PreviousHostsPredicate, "RetryPolicy retry_host_predicate[].typed_config"},
 }
 
 // Message is the support rule for one message type.
@@ -292,27 +295,31 @@ var Messages = []Message{
 		"validate_clusters":          note(ignored, "references are always checked"),
 	}},
 	{"envoy.config.route.v3.VirtualHost", map[string]Field{
-		"name":                       supported,
-		"domains":                    supported,
-		"routes":                     supported,
-		"request_headers_to_add":     supported,
-		"request_headers_to_remove":  supported,
-		"response_headers_to_add":    supported,
-		"response_headers_to_remove": supported,
-		"metadata":                   ignored,
+		"name":                           supported,
+		"domains":                        supported,
+		"routes":                         supported,
+		"request_headers_to_add":         supported,
+		"request_headers_to_remove":      supported,
+		"response_headers_to_add":        supported,
+		"response_headers_to_remove":     supported,
+		"metadata":                       ignored,
+		"retry_policy":                   note(supported, "for routes without their own"),
+		"hedge_policy":                   note(supported, "for routes without their own"),
+		"per_request_buffer_limit_bytes": note(supported, "bounds the request body kept for retries (default 1 MiB)"),
 	}},
 	{"envoy.config.route.v3.Route", map[string]Field{
-		"name":                       supported,
-		"match":                      supported,
-		"route":                      supported,
-		"redirect":                   supported,
-		"direct_response":            supported,
-		"request_headers_to_add":     supported,
-		"request_headers_to_remove":  supported,
-		"response_headers_to_add":    supported,
-		"response_headers_to_remove": supported,
-		"metadata":                   ignored,
-		"stat_prefix":                ignored,
+		"name":                           supported,
+		"match":                          supported,
+		"route":                          supported,
+		"redirect":                       supported,
+		"direct_response":                supported,
+		"request_headers_to_add":         supported,
+		"request_headers_to_remove":      supported,
+		"response_headers_to_add":        supported,
+		"response_headers_to_remove":     supported,
+		"metadata":                       ignored,
+		"stat_prefix":                    ignored,
+		"per_request_buffer_limit_bytes": note(supported, "bounds the request body kept for retries (default 1 MiB)"),
 	}},
 	{"envoy.config.route.v3.RouteMatch", map[string]Field{
 		"prefix":                supported,
@@ -368,6 +375,62 @@ var Messages = []Message{
 		"auto_host_rewrite":    supported,
 		"timeout":              note(supported, "default 15s, 0 disables"),
 		"idle_timeout":         supported,
+		"retry_policy":         note(supported, "replaces the virtual host's whole; the cluster's retry budget (default 20 %, min 3) caps retries"),
+		"hedge_policy":         supported,
+		"hash_policy":          supported,
+		"max_stream_duration":  supported,
+	}},
+	{"envoy.config.route.v3.RetryPolicy", map[string]Field{
+		"retry_on":                          note(supported, "5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable"),
+		"num_retries":                       note(supported, "default 1"),
+		"per_try_timeout":                   supported,
+		"per_try_idle_timeout":              supported,
+		"retry_host_predicate":              note(supported, "envoy.retry_host_predicates.previous_hosts"),
+		"host_selection_retry_max_attempts": supported,
+		"retriable_status_codes":            supported,
+		"retry_back_off":                    note(supported, "full jitter; default base 25ms, max 10 × base"),
+		"retriable_headers":                 supported,
+		"retriable_request_headers":         supported,
+	}},
+	{"envoy.config.route.v3.RetryPolicy.RetryBackOff", map[string]Field{
+		"base_interval": supported,
+		"max_interval":  supported,
+	}},
+	{"envoy.config.route.v3.RetryPolicy.RetryHostPredicate", map[string]Field{
+		"name":         supported,
+		"typed_config": anyOf(PreviousHostsPredicate),
+	}},
+	{PreviousHostsPredicate, map[string]Field{}},
+	{"envoy.config.route.v3.HedgePolicy", map[string]Field{
+		"initial_requests":          note(supported, "1 only"),
+		"additional_request_chance": note(leaf, "0 only"),
+		"hedge_on_per_try_timeout":  supported,
+	}},
+	{"envoy.config.route.v3.RouteAction.HashPolicy", map[string]Field{
+		"header":                supported,
+		"cookie":                supported,
+		"connection_properties": supported,
+		"query_parameter":       supported,
+		"terminal":              supported,
+	}},
+	{"envoy.config.route.v3.RouteAction.HashPolicy.Header", map[string]Field{
+		"header_name": supported,
+	}},
+	{"envoy.config.route.v3.RouteAction.HashPolicy.Cookie", map[string]Field{
+		"name": supported,
+		"ttl":  note(supported, "generates the cookie when absent"),
+		"path": supported,
+	}},
+	{"envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties", map[string]Field{
+		"source_ip": supported,
+	}},
+	{"envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter", map[string]Field{
+		"name": supported,
+	}},
+	{"envoy.config.route.v3.RouteAction.MaxStreamDuration", map[string]Field{
+		"max_stream_duration":        supported,
+		"grpc_timeout_header_max":    note(supported, "0 or unset: the grpc-timeout header is honoured uncapped (Envoy ignores it when unset)"),
+		"grpc_timeout_header_offset": supported,
 	}},
 	{"envoy.config.route.v3.WeightedCluster", map[string]Field{
 		"clusters":     supported,
