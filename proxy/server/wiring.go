@@ -118,6 +118,12 @@ func (s *Server) upstreamCounts() []telemetry.UpstreamCounts {
 			CxTotal:       st.CxTotal.Load(),
 			CxActive:      st.CxActive.Load(),
 			CxConnectFail: st.CxConnectFail.Load(),
+
+			RqRetry:           st.RqRetry.Load(),
+			RqRetrySuccess:    st.RqRetrySuccess.Load(),
+			RqRetryOverflow:   st.RqRetryOverflow.Load(),
+			RqPendingOverflow: st.RqPendingOverflow.Load(),
+			CxOverflow:        st.CxOverflow.Load(),
 		})
 	}
 	return out

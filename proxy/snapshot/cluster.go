@@ -61,6 +61,9 @@ func (c *converter) cluster(p string, cl *clusterv3.Cluster) cluster.Config {
 		out.DNSFamily = cluster.DNSAuto
 	}
 
+	if cb := cl.GetCircuitBreakers(); cb != nil {
+		out.Thresholds = c.thresholds(resource.Join(p, "circuit_breakers"), cb)
+	}
 	out.Endpoints = c.endpoints(p, cl, out.Discovery)
 	c.upstreamProtocol(p, cl, &out)
 	if ts := cl.GetTransportSocket(); ts != nil {

@@ -31,6 +31,13 @@ type UpstreamCounts struct {
 	CxTotal       uint64
 	CxActive      int64
 	CxConnectFail uint64
+
+	// Resilience: retries and circuit-breaker overflows.
+	RqRetry           uint64
+	RqRetrySuccess    uint64
+	RqRetryOverflow   uint64
+	RqPendingOverflow uint64
+	CxOverflow        uint64
 }
 
 // SetSources names the functions that read the listeners' and clusters'
@@ -58,6 +65,12 @@ var (
 	descUpCx       = desc("upstream_cx_total", "Upstream connections opened.", "cluster")
 	descUpCxActive = desc("upstream_cx_active", "Upstream connections open.", "cluster")
 	descUpCxFail   = desc("upstream_cx_connect_fail_total", "Upstream connection attempts that failed.", "cluster")
+
+	descUpRetry         = desc("upstream_rq_retry_total", "Retries sent (admitted by the circuit breakers and the retry budget).", "cluster")
+	descUpRetrySuccess  = desc("upstream_rq_retry_success_total", "Retries that succeeded.", "cluster")
+	descUpRetryOverflow = desc("upstream_rq_retry_overflow_total", "Retries refused by max_retries or the retry budget.", "cluster")
+	descUpPendingOver   = desc("upstream_rq_pending_overflow_total", "Requests refused by max_requests or max_pending_requests (503 UO).", "cluster")
+	descUpCxOverflow    = desc("upstream_cx_overflow_total", "Times max_connections was reached and a request had to queue.", "cluster")
 )
 
 // sourceCollector turns the sources' counts into metrics when scraped, so
@@ -70,7 +83,8 @@ type sourceCollector struct {
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDownCx, descDownCxActive, descDownCxRejected, descDownRqRejected,
-		descUpRq, descUpRqActive, descUpRq5xx, descUpRqErr, descUpCx, descUpCxActive, descUpCxFail} {
+		descUpRq, descUpRqActive, descUpRq5xx, descUpRqErr, descUpCx, descUpCxActive, descUpCxFail,
+		descUpRetry, descUpRetrySuccess, descUpRetryOverflow, descUpPendingOver, descUpCxOverflow} {
 		ch <- d
 	}
 }
@@ -107,6 +121,11 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descUpCx, u.CxTotal, u.Cluster)
 			gauge(descUpCxActive, u.CxActive, u.Cluster)
 			counter(descUpCxFail, u.CxConnectFail, u.Cluster)
+			counter(descUpRetry, u.RqRetry, u.Cluster)
+			counter(descUpRetrySuccess, u.RqRetrySuccess, u.Cluster)
+			counter(descUpRetryOverflow, u.RqRetryOverflow, u.Cluster)
+			counter(descUpPendingOver, u.RqPendingOverflow, u.Cluster)
+			counter(descUpCxOverflow, u.CxOverflow, u.Cluster)
 		}
 	}
 }

@@ -494,6 +494,26 @@ var Messages = []Message{
 		"transport_socket":                 supported,
 		"metadata":                         ignored,
 		"track_cluster_stats":              ignored,
+		"circuit_breakers":                 supported,
+	}},
+	{"envoy.config.cluster.v3.CircuitBreakers", map[string]Field{
+		"thresholds": note(supported, "requests all run at DEFAULT priority; max_connections and max_pending_requests are enforced on HTTP/1.1 pools"),
+	}},
+	{"envoy.config.cluster.v3.CircuitBreakers.Thresholds", map[string]Field{
+		"priority":             supported,
+		"max_connections":      note(supported, "default 1024"),
+		"max_pending_requests": note(supported, "default 1024"),
+		"max_requests":         note(supported, "default 1024"),
+		"max_retries":          note(supported, "no default cap: the retry budget governs unless this is set (then both apply)"),
+		"retry_budget":         note(supported, "ON by default (20 %, min 3) even when not configured — a deliberate difference from Envoy"),
+		"track_remaining":      ignored,
+	}},
+	{"envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget", map[string]Field{
+		"budget_percent":        note(supported, "default 20"),
+		"min_retry_concurrency": note(supported, "default 3"),
+	}},
+	{"envoy.type.v3.Percent", map[string]Field{
+		"value": supported,
 	}},
 	{"envoy.config.cluster.v3.Cluster.EdsClusterConfig", map[string]Field{
 		"eds_config":   supported,
