@@ -433,27 +433,28 @@ func testMesh(t *testing.T, delta bool) {
 	sidecar(t, cp, "payments-3-sidecar-proxy", "payments", delta)
 	took["register (incl. sidecar start and first health check)"] = eventually(t, hc, url, 10*time.Second, []string{"v1", "v3"})
 
-	// A configuration the proxy cannot run (MAGLEV is not supported yet):
-	// it NACKs with the reason, the control plane counts it, traffic goes on.
+	// A configuration Consul accepts but the proxy cannot run (least_request
+	// with a choice count of 1; Envoy requires at least 2): it NACKs with the
+	// reason, the control plane counts it, traffic goes on.
 	nacks := cp.metric("outrigger_cp_xds_nacks_total")
 	writeEntry(t, c, &api.ServiceResolverConfigEntry{Kind: api.ServiceResolver, Name: "payments",
-		LoadBalancer: &api.LoadBalancer{Policy: "maglev", HashPolicies: []api.HashPolicy{{Field: "header", FieldValue: "x-user"}}}})
+		LoadBalancer: &api.LoadBalancer{Policy: "least_request", LeastRequestConfig: &api.LeastRequestConfig{ChoiceCount: 1}}})
 	deadline := time.Now().Add(5 * time.Second)
 	for cp.metric("outrigger_cp_xds_nacks_total") == nacks {
 		if time.Now().After(deadline) {
-			t.Fatalf("no NACK counted by the control plane for a MAGLEV cluster")
+			t.Fatalf("no NACK counted by the control plane for a choice_count of 1")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if got := tally(hc, url, 20); !sameSet(got, "v1", "v3") {
 		t.Errorf("after a NACK: answers %v, want the last good config (v1, v3)", got)
 	}
-	sawMaglev := false
+	sawNACK := false
 	for _, n := range cp.srv.Status().LastNACKs {
-		sawMaglev = sawMaglev || (n.Node == "frontend-1-sidecar-proxy" && strings.Contains(n.Error, "lb_policy: MAGLEV is not supported"))
+		sawNACK = sawNACK || (n.Node == "frontend-1-sidecar-proxy" && strings.Contains(n.Error, "choice_count"))
 	}
-	if !sawMaglev {
-		t.Errorf("control plane status does not show the frontend's NACK naming MAGLEV: %+v", cp.srv.Status().LastNACKs)
+	if !sawNACK {
+		t.Errorf("control plane status does not show the frontend's NACK naming choice_count: %+v", cp.srv.Status().LastNACKs)
 	}
 	deleteEntry(t, c, api.ServiceResolver, "payments")
 	eventually(t, hc, url, followWithin, []string{"v1", "v3"})

@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outrigger-mesh/outrigger/proxy/healthcheck"
 	"github.com/outrigger-mesh/outrigger/proxy/lb"
+	"github.com/outrigger-mesh/outrigger/proxy/outlier"
 	"github.com/outrigger-mesh/outrigger/proxy/transport"
 )
 
@@ -30,6 +33,11 @@ type Cluster struct {
 	ready   chan struct{}
 	readyMu sync.Once
 	dns     *dnsRunner // nil unless STRICT_DNS or LOGICAL_DNS
+
+	// Passive and active health: nil when not configured.
+	outlier atomic.Pointer[outlier.Detector]
+	hc      atomic.Pointer[healthcheck.Checker]
+	ewma    atomic.Bool // the policy wants latency samples
 }
 
 // generation is one transport with the requests it is carrying, so a
@@ -112,10 +120,17 @@ func (c *Cluster) RoundTrip(req *http.Request, h *Host) (*http.Response, error) 
 	h.Stats.RqActive.Add(1)
 
 	ctx := req.Context()
+	var start time.Time
+	if c.ewma.Load() {
+		start = time.Now()
+	}
 	resp, err := g.tr.RoundTrip(req)
 	if err != nil {
 		c.finish(g, h, 0, err)
 		return nil, err
+	}
+	if !start.IsZero() {
+		h.ObserveLatency(time.Since(start))
 	}
 	b := &body{rc: resp.Body, c: c, g: g, h: h, ctx: ctx, status: resp.StatusCode}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -162,6 +177,7 @@ func (c *Cluster) finish(g *generation, h *Host, status int, err error) {
 	if status >= 500 {
 		c.stats.Rq5xx.Add(1)
 	}
+	c.reportOutcome(h, status, kind)
 	g.release()
 }
 

@@ -253,14 +253,24 @@ func TestFailureAccounting(t *testing.T) {
 
 func TestNoHealthyUpstream(t *testing.T) {
 	m := newManager(t)
-	update(t, m, Config{Name: "empty"}, Config{Name: "down", Endpoints: []Endpoint{{Address: "127.0.0.1:1"}}})
+	noPanic := 0.0
+	update(t, m, Config{Name: "empty"},
+		Config{Name: "down", Endpoints: []Endpoint{{Address: "127.0.0.1:1"}}, LB: lb.Config{PanicThreshold: &noPanic}},
+		Config{Name: "panic", Endpoints: []Endpoint{{Address: "127.0.0.1:2"}}})
 	if _, err := m.Get("empty").Pick(nil); !errors.Is(err, ErrNoHealthyUpstream) {
 		t.Fatalf("Pick on empty cluster: %v", err)
 	}
 	c := m.Get("down")
 	c.Hosts()[0].SetFlag(lb.FailedActiveHC, true)
 	if _, err := c.Pick(nil); !errors.Is(err, ErrNoHealthyUpstream) {
-		t.Fatalf("Pick with every host unhealthy: %v", err)
+		t.Fatalf("Pick with every host unhealthy and panic mode off: %v", err)
+	}
+	// Envoy's default panic threshold (50 %): with every host unhealthy the
+	// balancer spreads over all of them rather than failing.
+	p := m.Get("panic")
+	p.Hosts()[0].SetFlag(lb.FailedActiveHC, true)
+	if h, err := p.Pick(nil); err != nil || h != p.Hosts()[0] {
+		t.Fatalf("Pick in panic mode = %v, %v; want the unhealthy host", h, err)
 	}
 }
 

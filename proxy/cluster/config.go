@@ -9,6 +9,10 @@ package cluster
 import (
 	"crypto/tls"
 	"time"
+
+	"github.com/outrigger-mesh/outrigger/proxy/healthcheck"
+	"github.com/outrigger-mesh/outrigger/proxy/lb"
+	"github.com/outrigger-mesh/outrigger/proxy/outlier"
 )
 
 // Discovery says where a cluster's endpoints come from.
@@ -70,12 +74,31 @@ type Config struct {
 
 	// Thresholds are the circuit breakers of the default priority.
 	Thresholds Thresholds
+
+	// LB is the load-balancing policy with its priority, locality and
+	// panic settings (the overprovisioning factor comes from the
+	// assignment's policy).
+	LB lb.Config
+	// Outlier is outlier_detection; nil: none.
+	Outlier *outlier.Config
+	// HealthChecks are the active health checks; none: every host counts
+	// as passing them.
+	HealthChecks []healthcheck.Config
 }
 
 // Endpoint is one upstream address.
 type Endpoint struct {
 	Address string // "host:port"; host may be a DNS name for the DNS kinds
 	Weight  uint32
+	// Priority is the endpoint's priority level (0 is the highest);
+	// Locality names its locality ("region/zone/sub_zone") and
+	// LocalityWeight is that locality's load_balancing_weight.
+	Priority       uint32
+	Locality       string
+	LocalityWeight uint32
+	// Unhealthy: the control plane says UNHEALTHY, DRAINING or TIMEOUT.
+	// The host stays in the set (flagged), so panic mode can still use it.
+	Unhealthy bool
 }
 
 // DNSFamily is Envoy's dns_lookup_family.

@@ -65,13 +65,14 @@ func (c *Cluster) runDNS(ctx context.Context, r Resolver, cfg *Config) {
 func (c *Cluster) resolve(ctx context.Context, r Resolver, cfg *Config) {
 	var ts []target
 	prev := c.hosts.Load()
-	for _, ep := range cfg.Endpoints {
+	for i := range cfg.Endpoints {
+		ep := &cfg.Endpoints[i]
 		host, port, _ := net.SplitHostPort(ep.Address) // validated
 		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 			continue
 		}
 		if ip := net.ParseIP(host); ip != nil {
-			ts = append(ts, target{addr: ep.Address, weight: ep.Weight})
+			ts = append(ts, endpointTarget(ep, ep.Address, ""))
 			continue
 		}
 		ips, err := lookup(ctx, r, cfg.DNSFamily, host)
@@ -89,7 +90,7 @@ func (c *Cluster) resolve(ctx context.Context, r Resolver, cfg *Config) {
 			ips = ips[:1]
 		}
 		for _, ip := range ips {
-			ts = append(ts, target{addr: net.JoinHostPort(ip.String(), port), hostname: host, weight: ep.Weight})
+			ts = append(ts, endpointTarget(ep, net.JoinHostPort(ip.String(), port), host))
 		}
 	}
 	c.hostsMu.Lock()
@@ -98,7 +99,7 @@ func (c *Cluster) resolve(ctx context.Context, r Resolver, cfg *Config) {
 	if cur.sameTargets(ts) {
 		return
 	}
-	c.hosts.Store(newHostSet(cur, ts))
+	c.publishLocked(cur, ts, cfg)
 	c.log.Debug("DNS hosts updated", "hosts", len(ts))
 }
 
@@ -110,7 +111,7 @@ func (s *hostSet) lastGood(name, port string) []target {
 			continue
 		}
 		if _, p, _ := net.SplitHostPort(h.Address); p == port {
-			ts = append(ts, target{addr: h.Address, hostname: name, weight: h.Weight()})
+			ts = append(ts, target{addr: h.Address, hostname: name, weight: h.Weight(), priority: h.Priority, locality: h.Locality})
 		}
 	}
 	return ts

@@ -17,43 +17,95 @@ type target struct {
 	addr     string // "ip:port"
 	hostname string // the DNS name it came from, "" for STATIC
 	weight   uint32
+
+	priority       uint32
+	locality       string
+	localityWeight uint32
+	unhealthy      bool // EDS health_status
+}
+
+// endpointTarget is the target of an endpoint at addr (its own address, or
+// one its name resolved to).
+func endpointTarget(ep *Endpoint, addr, hostname string) target {
+	return target{
+		addr: addr, hostname: hostname, weight: ep.Weight,
+		priority: ep.Priority, locality: ep.Locality, localityWeight: ep.LocalityWeight,
+		unhealthy: ep.Unhealthy,
+	}
 }
 
 func staticTargets(eps []Endpoint) []target {
 	ts := make([]target, len(eps))
-	for i, ep := range eps {
-		ts[i] = target{addr: ep.Address, weight: ep.Weight}
+	for i := range eps {
+		ts[i] = endpointTarget(&eps[i], eps[i].Address, "")
 	}
 	return ts
 }
 
+// hostKey tells hosts apart across updates: an address that moves to
+// another priority or locality becomes a new host.
+type hostKey struct {
+	addr     string
+	priority uint32
+	locality string
+}
+
 // newHostSet builds a set over targets, reusing the Host of an address the
 // previous set already had so its counters and health survive the update.
-// An address listed twice becomes two hosts, as in Envoy.
-func newHostSet(prev *hostSet, ts []target) *hostSet {
-	reuse := map[string][]*lb.Host{}
+// An address listed twice becomes two hosts, as in Envoy. The picker is
+// built by cfg's policy over the hosts grouped by priority and locality.
+func newHostSet(prev *hostSet, ts []target, cfg *lb.Config) (*hostSet, error) {
+	reuse := map[hostKey][]*lb.Host{}
 	if prev != nil {
 		for _, h := range prev.hosts {
-			reuse[h.Address] = append(reuse[h.Address], h)
+			k := hostKey{h.Address, h.Priority, h.Locality}
+			reuse[k] = append(reuse[k], h)
 		}
 	}
 	s := &hostSet{hosts: make([]*lb.Host, 0, len(ts)), byAddr: make(map[string]*lb.Host, len(ts))}
+	var levels []lb.Priority
+	locAt := map[hostKey]int{} // (priority, locality) → index in its level
 	for _, t := range ts {
 		var h *lb.Host
-		if old := reuse[t.addr]; len(old) > 0 {
-			h, reuse[t.addr] = old[0], old[1:]
+		k := hostKey{t.addr, t.priority, t.locality}
+		if old := reuse[k]; len(old) > 0 {
+			h, reuse[k] = old[0], old[1:]
 			h.SetWeight(t.weight)
 		} else {
 			h = lb.NewHost(t.addr, t.weight)
 			h.Hostname = t.hostname
+			h.Priority = t.priority
+			h.Locality = t.locality
 		}
+		h.SetFlag(lb.FailedEDSHealth, t.unhealthy)
 		s.hosts = append(s.hosts, h)
 		if _, dup := s.byAddr[t.addr]; !dup {
 			s.byAddr[t.addr] = h
 		}
+		for int(t.priority) >= len(levels) {
+			levels = append(levels, lb.Priority{})
+		}
+		lk := hostKey{priority: t.priority, locality: t.locality}
+		i, ok := locAt[lk]
+		if !ok {
+			i = len(levels[t.priority].Localities)
+			locAt[lk] = i
+			levels[t.priority].Localities = append(levels[t.priority].Localities,
+				lb.Locality{Name: t.locality, Weight: t.localityWeight})
+		}
+		loc := &levels[t.priority].Localities[i]
+		loc.Hosts = append(loc.Hosts, h)
 	}
-	s.picker = lb.NewRoundRobin(s.hosts)
-	return s
+	var c lb.Config
+	if cfg != nil {
+		c = *cfg
+	}
+	picker, err := lb.New(c, levels)
+	if err != nil {
+		return nil, err
+	}
+	s.picker = picker
+	return s, nil
 }
 
 // sameTargets reports whether a set already balances exactly over ts, so a
@@ -68,7 +120,7 @@ func (s *hostSet) sameTargets(ts []target) bool {
 		if w == 0 {
 			w = 1
 		}
-		if h.Address != t.addr || h.Weight() != w {
+		if h.Address != t.addr || h.Weight() != w || h.Priority != t.priority || h.Locality != t.locality {
 			return false
 		}
 	}

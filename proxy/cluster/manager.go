@@ -10,11 +10,17 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outrigger-mesh/outrigger/proxy/lb"
 	"github.com/outrigger-mesh/outrigger/proxy/transport"
 )
+
+// healthWarmTimeout bounds how long a new cluster with health checks waits
+// for their first results before it counts as ready.
+const healthWarmTimeout = 10 * time.Second
 
 // Manager owns every cluster: it applies config updates, keeps the state
 // of clusters whose name stays, and owns their DNS goroutines and pools.
@@ -147,11 +153,14 @@ func (m *Manager) newCluster(cfg *Config) (*Cluster, error) {
 		log:   m.log.With("cluster", cfg.Name),
 		ready: make(chan struct{}),
 	}
-	c.hosts.Store(newHostSet(nil, nil))
+	empty, _ := newHostSet(nil, nil, nil)
+	c.hosts.Store(empty)
 	if err := c.setTransport(cfg); err != nil {
 		return nil, err
 	}
 	c.cfg.Store(cfg)
+	c.ewma.Store(cfg.LB.Policy == lb.PeakEWMAPolicy)
+	c.setResilience(nil, cfg)
 	c.applyDiscovery(m.resolver, cfg)
 	m.log.Info("cluster added", "cluster", cfg.Name, "type", cfg.Discovery.String(), "endpoints", len(cfg.Endpoints))
 	return c, nil
@@ -166,6 +175,8 @@ func (c *Cluster) update(r Resolver, cfg *Config) error {
 		c.log.Info("cluster transport rebuilt; old connections close as their requests end")
 	}
 	c.cfg.Store(cfg)
+	c.ewma.Store(cfg.LB.Policy == lb.PeakEWMAPolicy)
+	c.setResilience(prev, cfg)
 	if discoveryChanged(prev, cfg) {
 		c.stopDNS()
 		c.applyDiscovery(r, cfg)
@@ -177,9 +188,9 @@ func (c *Cluster) update(r Resolver, cfg *Config) error {
 func (c *Cluster) applyDiscovery(r Resolver, cfg *Config) {
 	if cfg.Discovery == Static || cfg.Discovery == EDS {
 		c.hostsMu.Lock()
-		c.hosts.Store(newHostSet(c.hosts.Load(), staticTargets(cfg.Endpoints)))
+		c.publishLocked(c.hosts.Load(), staticTargets(cfg.Endpoints), cfg)
 		c.hostsMu.Unlock()
-		c.markReady()
+		c.markReadyAfterHealthChecks(healthWarmTimeout)
 		return
 	}
 	c.startDNS(r, cfg)
@@ -215,6 +226,7 @@ func (c *Cluster) setTransport(cfg *Config) error {
 
 func (c *Cluster) stop() {
 	c.stopDNS()
+	c.stopResilience()
 	c.markReady() // nobody waits forever on a removed cluster
 	if g := c.gen.Load(); g != nil {
 		g.retire()

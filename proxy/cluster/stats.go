@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -70,6 +71,15 @@ type HostSnapshot struct {
 	RqSuccess     uint64
 	RqTimeout     uint64
 	RqTotal       uint64
+
+	Priority uint32
+	Locality string // "region/zone/sub_zone", "" for none
+	// Outlier detection: -1 when not computed, as Envoy prints them.
+	SuccessRate            float64
+	LocalOriginSuccessRate float64
+	Ejections              uint32
+	// ActiveHC is the last active health check failure, "" when none.
+	LastHCFailure string
 }
 
 // Snapshot is a cluster for the admin /clusters page.
@@ -85,6 +95,18 @@ func (c *Cluster) Snapshot() Snapshot {
 	s := Snapshot{Name: c.name, Discovery: c.cfg.Load().Discovery, Stats: c.stats.Snapshot()}
 	hosts := c.hosts.Load().hosts
 	s.Hosts = make([]HostSnapshot, len(hosts))
+	od, hc := c.outlier.Load(), c.hc.Load()
+	if od != nil {
+		st := od.Stats()
+		for k, v := range st.Map() {
+			s.Stats["outlier_detection."+k] = v
+		}
+	}
+	if hc != nil {
+		for k, v := range hc.Stats().Map() {
+			s.Stats[k] = v
+		}
+	}
 	for i, h := range hosts {
 		s.Hosts[i] = HostSnapshot{
 			Address:       h.Address,
@@ -99,6 +121,20 @@ func (c *Cluster) Snapshot() Snapshot {
 			RqSuccess:     h.Stats.RqSuccess.Load(),
 			RqTimeout:     h.Stats.RqTimeout.Load(),
 			RqTotal:       h.Stats.RqTotal.Load(),
+
+			Priority:               h.Priority,
+			Locality:               h.Locality,
+			SuccessRate:            -1,
+			LocalOriginSuccessRate: -1,
+		}
+		if od != nil {
+			info := od.Host(h)
+			s.Hosts[i].SuccessRate = info.SuccessRate
+			s.Hosts[i].LocalOriginSuccessRate = info.LocalOriginSuccessRate
+			s.Hosts[i].Ejections = info.EjectionCount
+		}
+		if hc != nil {
+			s.Hosts[i].LastHCFailure = hc.Host(h).LastFailure
 		}
 	}
 	return s
@@ -133,15 +169,37 @@ func (s *Snapshot) WriteText(w io.Writer) error {
 		line(s.Name, a, "hostname", h.Hostname)
 		line(s.Name, a, "health_flags", h.Health)
 		line(s.Name, a, "weight", u(uint64(h.Weight)))
-		line(s.Name, a, "region", "")
-		line(s.Name, a, "zone", "")
-		line(s.Name, a, "sub_zone", "")
+		region, zone, subZone := splitLocality(h.Locality)
+		line(s.Name, a, "region", region)
+		line(s.Name, a, "zone", zone)
+		line(s.Name, a, "sub_zone", subZone)
 		line(s.Name, a, "canary", "false")
-		line(s.Name, a, "priority", "0")
-		line(s.Name, a, "success_rate", "-1")
-		line(s.Name, a, "local_origin_success_rate", "-1")
+		line(s.Name, a, "priority", u(uint64(h.Priority)))
+		line(s.Name, a, "success_rate", rate(h.SuccessRate))
+		line(s.Name, a, "local_origin_success_rate", rate(h.LocalOriginSuccessRate))
+		if h.Ejections > 0 {
+			line(s.Name, a, "outlier_ejections", u(uint64(h.Ejections)))
+		}
+		if h.LastHCFailure != "" {
+			line(s.Name, a, "last_hc_failure", h.LastHCFailure)
+		}
 	}
 	return bw.Flush()
+}
+
+// splitLocality undoes Endpoint.Locality's "region/zone/sub_zone".
+func splitLocality(l string) (region, zone, subZone string) {
+	region, rest, _ := strings.Cut(l, "/")
+	zone, subZone, _ = strings.Cut(rest, "/")
+	return region, zone, subZone
+}
+
+// rate prints a success rate as Envoy does: -1 when not computed.
+func rate(v float64) string {
+	if v < 0 {
+		return "-1"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 // WriteText writes every cluster, sorted by name, in the text format of

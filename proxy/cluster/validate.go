@@ -46,6 +46,19 @@ func (c *Config) Validate() error {
 	if c.ConnectTimeout < 0 || c.IdleTimeout < 0 || c.DNSRefreshRate < 0 {
 		return fmt.Errorf("cluster %q: negative duration", c.Name)
 	}
+	if err := c.LB.Validate(); err != nil {
+		return fmt.Errorf("cluster %q: %w", c.Name, err)
+	}
+	if c.Outlier != nil {
+		if err := c.Outlier.Validate(); err != nil {
+			return fmt.Errorf("cluster %q: outlier detection: %w", c.Name, err)
+		}
+	}
+	for i := range c.HealthChecks {
+		if err := c.HealthChecks[i].Validate(); err != nil {
+			return fmt.Errorf("cluster %q: health_checks[%d]: %w", c.Name, i, err)
+		}
+	}
 	return nil
 }
 

@@ -1,12 +1,22 @@
-// Package lb picks an upstream host for a request. Every policy is one small
-// type behind the one-method Picker interface, and asks one predicate of a
-// host: Available. Policies never see Envoy protos or clusters.
+// Package lb picks an upstream host for a request. New builds a Balancer
+// over a cluster's priority levels and localities: it decides, as Envoy
+// does, which level (and locality) a request goes to from the hosts'
+// Available flags, and hands the choice of host to one small policy type
+// (round robin, least request, random, ring hash, Maglev, peak EWMA) over
+// the hosts to use. Policies never see Envoy protos or clusters.
 package lb
 
 import (
 	"strings"
 	"sync/atomic"
 )
+
+// epoch counts every effective change of any host's health flags or weight
+// in the process. Balancers built by New compare it with the value they last
+// saw: one atomic load per pick tells them nothing changed anywhere. When it
+// moved they sum their own hosts' versions to learn whether the change was
+// theirs before rebuilding anything.
+var epoch atomic.Uint64
 
 // HealthFlag is one reason a host is unavailable. Flags combine; a host with
 // none is available. The names follow Envoy's /clusters health_flags.
@@ -37,9 +47,19 @@ type Host struct {
 	Address string
 	// Hostname is the DNS name the address was resolved from, "" for STATIC.
 	Hostname string
+	// Priority is the EDS priority the host was listed at (0 is highest)
+	// and Locality its locality's name, for /clusters. Whoever creates the
+	// host sets them before sharing it; balancers do not read them (New
+	// takes the grouping from its levels argument). A host that moves to
+	// another priority or locality is a new Host.
+	Priority uint32
+	Locality string
 
-	weight atomic.Uint32
-	flags  atomic.Uint32
+	weight  atomic.Uint32
+	flags   atomic.Uint32
+	version atomic.Uint64 // bumped with epoch on every effective change
+
+	latency latency // PEAK_EWMA's estimate, fed by ObserveLatency
 
 	Stats HostStats
 }
@@ -58,20 +78,33 @@ type HostStats struct {
 
 // NewHost returns an available host. A weight of 0 means 1, as in Envoy.
 func NewHost(address string, weight uint32) *Host {
+	if weight == 0 {
+		weight = 1
+	}
 	h := &Host{Address: address}
-	h.SetWeight(weight)
+	h.weight.Store(weight) // not shared yet: no balancer needs telling
 	return h
 }
 
 // Weight is the host's load-balancing weight, at least 1.
 func (h *Host) Weight() uint32 { return h.weight.Load() }
 
-// SetWeight changes the weight; pickers built afterwards see it. 0 means 1.
+// SetWeight changes the weight. 0 means 1. Balancers built by New see the
+// change on their next pick; a RoundRobin from NewRoundRobin keeps the
+// weights it was built with.
 func (h *Host) SetWeight(w uint32) {
 	if w == 0 {
 		w = 1
 	}
-	h.weight.Store(w)
+	if h.weight.Swap(w) != w {
+		h.changed()
+	}
+}
+
+// changed tells balancers that h's flags or weight moved.
+func (h *Host) changed() {
+	h.version.Add(1)
+	epoch.Add(1)
 }
 
 // Available reports whether a balancer may send new requests to h: no
@@ -81,12 +114,20 @@ func (h *Host) Available() bool { return h.flags.Load() == 0 }
 // Healthy is Available under the name health checkers use.
 func (h *Host) Healthy() bool { return h.Available() }
 
-// SetFlag sets or clears one health flag.
+// SetFlag sets or clears one health flag. Balancers built by New notice an
+// actual change on their next pick and rebuild; setting a flag that is
+// already set costs them nothing.
 func (h *Host) SetFlag(f HealthFlag, on bool) {
+	var old, now uint32
 	if on {
-		h.flags.Or(uint32(f))
+		old = h.flags.Or(uint32(f))
+		now = old | uint32(f)
 	} else {
-		h.flags.And(^uint32(f))
+		old = h.flags.And(^uint32(f))
+		now = old &^ uint32(f)
+	}
+	if now != old {
+		h.changed()
 	}
 }
 

@@ -38,3 +38,24 @@ func (r *Request) Rejects(h *Host) bool {
 	}
 	return false
 }
+
+// retries is how many re-picks r allows after the first pick.
+func (r *Request) retries() int {
+	if r == nil || r.MaxAttempts < 0 {
+		return 0
+	}
+	return r.MaxAttempts
+}
+
+// policy is one load-balancing algorithm over a fixed host slice. The
+// balancer built by New chooses the priority (and locality) and then asks a
+// policy; the slice is the level's or locality's healthy hosts, or all its
+// hosts in panic mode, so a policy never filters by health itself (except
+// RoundRobin built by NewRoundRobin, which predates New).
+type policy interface {
+	// choose picks a host. hash is the request's hash (a random one when
+	// the request has none) and attempt counts earlier picks of this
+	// request the retry predicate rejected: hash policies use both to walk
+	// to another entry; the others ignore them and simply pick again.
+	choose(hash uint64, attempt int) *Host
+}

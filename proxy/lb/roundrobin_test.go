@@ -184,3 +184,36 @@ func BenchmarkRoundRobinPick(b *testing.B) {
 		})
 	}
 }
+
+func TestSetFlagCountsChanges(t *testing.T) {
+	h := NewHost("127.0.0.1:1", 1)
+	steps := []struct {
+		f    HealthFlag
+		on   bool
+		bump bool
+	}{
+		{FailedActiveHC, true, true},
+		{FailedActiveHC, true, false},
+		{FailedOutlierCheck, false, false},
+		{FailedActiveHC | FailedOutlierCheck, true, true}, // one of two new
+		{FailedActiveHC | FailedOutlierCheck, false, true},
+		{FailedActiveHC, false, false},
+	}
+	for i, s := range steps {
+		before := h.version.Load()
+		h.SetFlag(s.f, s.on)
+		if bumped := h.version.Load() != before; bumped != s.bump {
+			t.Fatalf("step %d: SetFlag(%v, %v) bumped = %v, want %v", i, s.f, s.on, bumped, s.bump)
+		}
+	}
+	before := h.version.Load()
+	h.SetWeight(1)
+	h.SetWeight(0) // 0 means 1
+	if h.version.Load() != before {
+		t.Fatal("SetWeight to the same weight counted as a change")
+	}
+	h.SetWeight(2)
+	if h.version.Load() == before {
+		t.Fatal("SetWeight(2) not counted")
+	}
+}

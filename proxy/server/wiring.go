@@ -125,6 +125,17 @@ func (s *Server) upstreamCounts() []telemetry.UpstreamCounts {
 			RqPendingOverflow: st.RqPendingOverflow.Load(),
 			CxOverflow:        st.CxOverflow.Load(),
 		})
+		u := &out[len(out)-1]
+		if os, ok := c.OutlierStats(); ok {
+			u.Outlier = true
+			u.EjectionsActive = os.EjectionsActive
+			u.EjectionsEnforced = os.EjectionsEnforcedTotal
+			u.EjectionsOverflow = os.EjectionsOverflow
+		}
+		if hs, ok := c.HealthStats(); ok {
+			u.HealthChecked = true
+			u.HCAttempt, u.HCSuccess, u.HCFailure, u.HCHealthy = hs.Attempt, hs.Success, hs.Failure, hs.Healthy
+		}
 	}
 	return out
 }

@@ -393,19 +393,19 @@ func testADS(t *testing.T, delta, google bool) {
 	// NACK: a cluster we do not support is refused with a clear detail and
 	// the previous configuration keeps serving.
 	bad := xdsCluster("c3")
-	bad.LbPolicy = clusterv3.Cluster_MAGLEV
+	bad.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
 	cp.set("5", xdsListener(t, "out", port, "r2", "out-v2"), xdsRoute("r2", "c"),
 		xdsCluster("c"), xdsEndpoints("c", b), bad, xdsEndpoints("c3", a))
 	waitFor(t, 10*time.Second, "a NACK", func() bool { return len(cp.nacked()) > 0 })
-	if n := cp.nacked(); !strings.Contains(n[0], "lb_policy") || !strings.Contains(n[0], "MAGLEV") {
-		t.Errorf("NACK detail %q does not name lb_policy MAGLEV", n[0])
+	if n := cp.nacked(); !strings.Contains(n[0], "lb_policy") || !strings.Contains(n[0], "CLUSTER_PROVIDED") {
+		t.Errorf("NACK detail %q does not name lb_policy CLUSTER_PROVIDED", n[0])
 	}
 	if got := body(c, url); got != "B" {
 		t.Errorf("after a NACK: got %q, want B (the last good config)", got)
 	}
 	// /config_dump shows the refusal next to the versions in force.
 	dump := body(c, "http://"+srv.AdminAddr()+"/config_dump")
-	if !strings.Contains(dump, `"@type":"outrigger.XdsStatus"`) || !strings.Contains(dump, "MAGLEV") {
+	if !strings.Contains(dump, `"@type":"outrigger.XdsStatus"`) || !strings.Contains(dump, "CLUSTER_PROVIDED") {
 		t.Errorf("/config_dump does not show the xDS status with the NACK:\n%s", dump)
 	}
 

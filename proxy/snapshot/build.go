@@ -104,13 +104,18 @@ func BuildResources(opts Options, listeners []*listenerv3.Listener, routes []*ro
 		routeAt[r.GetName()] = p
 		s.Routes[r.GetName()] = c.route(p, r)
 	}
-	assignments := make(map[string][]cluster.Endpoint, len(endpoints))
+	type assigned struct {
+		eps    []cluster.Endpoint
+		factor uint32
+	}
+	assignments := make(map[string]assigned, len(endpoints))
 	for i, e := range endpoints {
 		p := resource.Index("endpoints", i)
 		if _, dup := assignments[e.GetClusterName()]; dup {
 			c.fail(resource.Join(p, "cluster_name"), "assignment %q is given twice", e.GetClusterName())
 		}
-		assignments[e.GetClusterName()] = c.assignment(p, e)
+		eps, factor := c.assignment(p, e, "EDS endpoints need IP addresses")
+		assignments[e.GetClusterName()] = assigned{eps, factor}
 	}
 	clusterAt := map[string]string{}
 	for i, cl := range clusters {
@@ -121,7 +126,11 @@ func BuildResources(opts Options, listeners []*listenerv3.Listener, routes []*ro
 		clusterAt[cl.GetName()] = p
 		cc := c.cluster(p, cl)
 		if cc.Discovery == cluster.EDS {
-			cc.Endpoints = assignments[EDSName(cl)]
+			a := assignments[EDSName(cl)]
+			cc.Endpoints = a.eps
+			if a.factor > 0 {
+				cc.LB.OverprovisioningFactor = a.factor
+			}
 		}
 		s.Clusters = append(s.Clusters, cc)
 	}

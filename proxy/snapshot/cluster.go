@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"net/netip"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -64,7 +63,12 @@ func (c *converter) cluster(p string, cl *clusterv3.Cluster) cluster.Config {
 	if cb := cl.GetCircuitBreakers(); cb != nil {
 		out.Thresholds = c.thresholds(resource.Join(p, "circuit_breakers"), cb)
 	}
-	out.Endpoints = c.endpoints(p, cl, out.Discovery)
+	out.LB = c.lbConfig(p, cl)
+	if od := cl.GetOutlierDetection(); od != nil {
+		out.Outlier = c.outlierDetection(resource.Join(p, "outlier_detection"), od)
+	}
+	out.HealthChecks = c.healthChecks(p, cl.GetHealthChecks())
+	out.Endpoints = c.endpoints(p, cl, out.Discovery, &out)
 	c.upstreamProtocol(p, cl, &out)
 	if ts := cl.GetTransportSocket(); ts != nil {
 		tp := resource.Join(p, "transport_socket.typed_config")
@@ -76,36 +80,23 @@ func (c *converter) cluster(p string, cl *clusterv3.Cluster) cluster.Config {
 	return out
 }
 
-func (c *converter) endpoints(p string, cl *clusterv3.Cluster, d cluster.Discovery) []cluster.Endpoint {
+func (c *converter) endpoints(p string, cl *clusterv3.Cluster, d cluster.Discovery, out *cluster.Config) []cluster.Endpoint {
 	lp := resource.Join(p, "load_assignment")
-	var out []cluster.Endpoint
-	for i, loc := range cl.GetLoadAssignment().GetEndpoints() {
-		locp := resource.Index(resource.Join(lp, "endpoints"), i)
-		for j, ep := range loc.GetLbEndpoints() {
-			ap := resource.Join(resource.Index(resource.Join(locp, "lb_endpoints"), j), "endpoint.address")
-			sa := ep.GetEndpoint().GetAddress().GetSocketAddress()
-			if sa == nil {
-				c.fail(ap, "a socket_address is required")
-				continue
-			}
-			if d == cluster.Static {
-				if _, err := netip.ParseAddr(sa.GetAddress()); err != nil {
-					c.fail(resource.Join(ap, "socket_address.address"), "%q: a STATIC cluster needs IP addresses", sa.GetAddress())
-				}
-			}
-			out = append(out, cluster.Endpoint{
-				Address: joinHostPort(sa.GetAddress(), sa.GetPortValue()),
-				Weight:  ep.GetLoadBalancingWeight().GetValue(),
-			})
-		}
+	needIP := ""
+	if d == cluster.Static {
+		needIP = "a STATIC cluster needs IP addresses"
 	}
-	if d == cluster.LogicalDNS && len(out) != 1 {
-		c.fail(lp, "a LOGICAL_DNS cluster needs exactly one endpoint, got %d", len(out))
+	eps, factor := c.assignment(lp, cl.GetLoadAssignment(), needIP)
+	if factor > 0 {
+		out.LB.OverprovisioningFactor = factor
 	}
-	if (d == cluster.StrictDNS) && len(out) == 0 {
+	if d == cluster.LogicalDNS && len(eps) != 1 {
+		c.fail(lp, "a LOGICAL_DNS cluster needs exactly one endpoint, got %d", len(eps))
+	}
+	if (d == cluster.StrictDNS) && len(eps) == 0 {
 		c.fail(lp, "a STRICT_DNS cluster needs at least one endpoint")
 	}
-	return out
+	return eps
 }
 
 // noUpstreamStreamCap rejects max_concurrent_streams on an upstream: the

@@ -25,22 +25,25 @@ func EDSName(cl *clusterv3.Cluster) string {
 }
 
 // ConvertEndpoints converts a ClusterLoadAssignment that passed
-// resource.Validate. Endpoints whose health_status is UNHEALTHY, DRAINING or
-// TIMEOUT are left out. Priorities fail over whole: traffic goes to the
-// lowest priority that has at least one usable endpoint (Envoy spreads load
-// by the overprovisioning factor when a priority is partly unhealthy; that
-// arrives with health checking). Error paths are relative to the assignment.
+// resource.Validate. Every endpoint is kept with its priority and locality;
+// those whose health_status is UNHEALTHY, DRAINING or TIMEOUT are marked
+// unhealthy (no traffic unless the priority panics, as in Envoy). Error
+// paths are relative to the assignment.
 func ConvertEndpoints(cla *endpointv3.ClusterLoadAssignment) ([]cluster.Endpoint, error) {
 	c := &converter{}
-	out := c.assignment("", cla)
+	out, _ := c.assignment("", cla, "EDS endpoints need IP addresses")
 	return out, c.err()
 }
 
-func (c *converter) assignment(p string, cla *endpointv3.ClusterLoadAssignment) []cluster.Endpoint {
-	byPriority := map[uint32][]cluster.Endpoint{}
-	best, found := uint32(0), false
+// assignment converts a ClusterLoadAssignment (EDS, or a cluster's
+// load_assignment) and returns its overprovisioning factor (0: the
+// default). A non-empty needIP is the complaint about a host name where
+// only IP addresses are allowed.
+func (c *converter) assignment(p string, cla *endpointv3.ClusterLoadAssignment, needIP string) ([]cluster.Endpoint, uint32) {
+	var out []cluster.Endpoint
 	for i, loc := range cla.GetEndpoints() {
 		locp := resource.Index(resource.Join(p, "endpoints"), i)
+		locality := localityName(loc.GetLocality())
 		for j, ep := range loc.GetLbEndpoints() {
 			ap := resource.Join(resource.Index(resource.Join(locp, "lb_endpoints"), j), "endpoint.address")
 			sa := ep.GetEndpoint().GetAddress().GetSocketAddress()
@@ -48,25 +51,42 @@ func (c *converter) assignment(p string, cla *endpointv3.ClusterLoadAssignment) 
 				c.fail(ap, "a socket_address is required")
 				continue
 			}
-			if _, err := netip.ParseAddr(sa.GetAddress()); err != nil {
-				c.fail(resource.Join(ap, "socket_address.address"), "%q: EDS endpoints need IP addresses", sa.GetAddress())
-				continue
+			if needIP != "" {
+				if _, err := netip.ParseAddr(sa.GetAddress()); err != nil {
+					c.fail(resource.Join(ap, "socket_address.address"), "%q: %s", sa.GetAddress(), needIP)
+					continue
+				}
 			}
-			switch ep.GetHealthStatus() {
-			case corev3.HealthStatus_UNHEALTHY, corev3.HealthStatus_DRAINING, corev3.HealthStatus_TIMEOUT:
-				continue
-			}
-			pr := loc.GetPriority()
-			byPriority[pr] = append(byPriority[pr], cluster.Endpoint{
-				Address: joinHostPort(sa.GetAddress(), sa.GetPortValue()),
-				Weight:  ep.GetLoadBalancingWeight().GetValue(),
+			out = append(out, cluster.Endpoint{
+				Address:        joinHostPort(sa.GetAddress(), sa.GetPortValue()),
+				Weight:         ep.GetLoadBalancingWeight().GetValue(),
+				Priority:       loc.GetPriority(),
+				Locality:       locality,
+				LocalityWeight: loc.GetLoadBalancingWeight().GetValue(),
+				Unhealthy:      unhealthyStatus(ep.GetHealthStatus()),
 			})
-			if !found || pr < best {
-				best, found = pr, true
-			}
 		}
 	}
-	return byPriority[best]
+	pol := cla.GetPolicy()
+	if pol.GetWeightedPriorityHealth() {
+		c.fail(resource.Join(p, "policy.weighted_priority_health"), "is not supported yet")
+	}
+	factor := uint32(0)
+	if f := pol.GetOverprovisioningFactor(); f != nil {
+		if f.GetValue() == 0 {
+			c.fail(resource.Join(p, "policy.overprovisioning_factor"), "must be greater than 0")
+		}
+		factor = f.GetValue()
+	}
+	return out, factor
+}
+
+// localityName is "region/zone/sub_zone" ("" for none).
+func localityName(l *corev3.Locality) string {
+	if l == nil || (l.GetRegion() == "" && l.GetZone() == "" && l.GetSubZone() == "") {
+		return ""
+	}
+	return l.GetRegion() + "/" + l.GetZone() + "/" + l.GetSubZone()
 }
 
 // Fingerprint is a stable digest of a resource: equal fingerprints mean an

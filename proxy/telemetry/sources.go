@@ -38,6 +38,15 @@ type UpstreamCounts struct {
 	RqRetryOverflow   uint64
 	RqPendingOverflow uint64
 	CxOverflow        uint64
+
+	// Outlier detection, when configured (Outlier true).
+	Outlier           bool
+	EjectionsActive   uint64
+	EjectionsEnforced uint64
+	EjectionsOverflow uint64
+	// Active health checks, when configured (HealthChecked true).
+	HealthChecked                              bool
+	HCAttempt, HCSuccess, HCFailure, HCHealthy uint64
 }
 
 // SetSources names the functions that read the listeners' and clusters'
@@ -71,6 +80,14 @@ var (
 	descUpRetryOverflow = desc("upstream_rq_retry_overflow_total", "Retries refused by max_retries or the retry budget.", "cluster")
 	descUpPendingOver   = desc("upstream_rq_pending_overflow_total", "Requests refused by max_requests or max_pending_requests (503 UO).", "cluster")
 	descUpCxOverflow    = desc("upstream_cx_overflow_total", "Times max_connections was reached and a request had to queue.", "cluster")
+
+	descEjActive   = desc("outlier_ejections_active", "Hosts ejected by outlier detection now.", "cluster")
+	descEjEnforced = desc("outlier_ejections_enforced_total", "Ejections done by outlier detection.", "cluster")
+	descEjOverflow = desc("outlier_ejections_overflow_total", "Ejections refused by max_ejection_percent.", "cluster")
+	descHCAttempt  = desc("health_check_attempt_total", "Active health checks started.", "cluster")
+	descHCSuccess  = desc("health_check_success_total", "Active health checks passed.", "cluster")
+	descHCFailure  = desc("health_check_failure_total", "Active health checks failed (network failures included).", "cluster")
+	descHCHealthy  = desc("health_check_healthy", "Hosts passing every active health check.", "cluster")
 )
 
 // sourceCollector turns the sources' counts into metrics when scraped, so
@@ -84,7 +101,8 @@ type sourceCollector struct {
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDownCx, descDownCxActive, descDownCxRejected, descDownRqRejected,
 		descUpRq, descUpRqActive, descUpRq5xx, descUpRqErr, descUpCx, descUpCxActive, descUpCxFail,
-		descUpRetry, descUpRetrySuccess, descUpRetryOverflow, descUpPendingOver, descUpCxOverflow} {
+		descUpRetry, descUpRetrySuccess, descUpRetryOverflow, descUpPendingOver, descUpCxOverflow,
+		descEjActive, descEjEnforced, descEjOverflow, descHCAttempt, descHCSuccess, descHCFailure, descHCHealthy} {
 		ch <- d
 	}
 }
@@ -126,6 +144,17 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descUpRetryOverflow, u.RqRetryOverflow, u.Cluster)
 			counter(descUpPendingOver, u.RqPendingOverflow, u.Cluster)
 			counter(descUpCxOverflow, u.CxOverflow, u.Cluster)
+			if u.Outlier {
+				gauge(descEjActive, int64(u.EjectionsActive), u.Cluster)
+				counter(descEjEnforced, u.EjectionsEnforced, u.Cluster)
+				counter(descEjOverflow, u.EjectionsOverflow, u.Cluster)
+			}
+			if u.HealthChecked {
+				counter(descHCAttempt, u.HCAttempt, u.Cluster)
+				counter(descHCSuccess, u.HCSuccess, u.Cluster)
+				counter(descHCFailure, u.HCFailure, u.Cluster)
+				gauge(descHCHealthy, int64(u.HCHealthy), u.Cluster)
+			}
 		}
 	}
 }

@@ -65,16 +65,16 @@ func TestCheck(t *testing.T) {
 		{
 			name: "enum value",
 			msg: &bootstrapv3.Bootstrap{StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-				Clusters: []*clusterv3.Cluster{{Name: "a"}, {Name: "b", LbPolicy: clusterv3.Cluster_MAGLEV}},
+				Clusters: []*clusterv3.Cluster{{Name: "a"}, {Name: "b", LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED}},
 			}},
-			wantErr: []string{"static_resources.clusters[1].lb_policy: MAGLEV is not supported yet"},
+			wantErr: []string{"static_resources.clusters[1].lb_policy: CLUSTER_PROVIDED is not supported yet"},
 		},
 		{
 			name: "unsupported field",
 			msg: &bootstrapv3.Bootstrap{StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-				Clusters: []*clusterv3.Cluster{{Name: "a", OutlierDetection: &clusterv3.OutlierDetection{}}},
+				Clusters: []*clusterv3.Cluster{{Name: "a", PreconnectPolicy: &clusterv3.Cluster_PreconnectPolicy{}}},
 			}},
-			wantErr: []string{"static_resources.clusters[0].outlier_detection: Cluster.outlier_detection is not supported yet"},
+			wantErr: []string{"static_resources.clusters[0].preconnect_policy: Cluster.preconnect_policy is not supported yet"},
 		},
 		{
 			name:        "typed_config inside is walked",
@@ -99,13 +99,13 @@ func TestCheck(t *testing.T) {
 			msg: &bootstrapv3.Bootstrap{
 				Node: &corev3.Node{Id: "n", Metadata: &structpb.Struct{}},
 				StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-					Clusters: []*clusterv3.Cluster{{Name: "a", LbPolicy: clusterv3.Cluster_RING_HASH, RespectDnsTtl: true}},
+					Clusters: []*clusterv3.Cluster{{Name: "a", LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED, RespectDnsTtl: true}},
 				},
 				HeaderPrefix: "x-foo",
 			},
 			wantErr: []string{
 				"header_prefix: Bootstrap.header_prefix is not supported yet",
-				"static_resources.clusters[0].lb_policy: RING_HASH is not supported yet",
+				"static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED is not supported yet",
 				"static_resources.clusters[0].respect_dns_ttl: Cluster.respect_dns_ttl is not supported yet",
 			},
 			wantIgnored: []string{"node.metadata"},

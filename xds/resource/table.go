@@ -9,12 +9,18 @@ package resource
 import (
 	// The typed extensions we support: imported so that protojson and
 	// anypb find their types in the global registry.
+	_ "github.com/cncf/xds/go/xds/type/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/maglev/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/random/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/ring_hash/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -62,6 +68,12 @@ const (
 	StderrAccessLog        protoreflect.FullName = "envoy.extensions.access_loggers.stream.v3.StderrAccessLog"
 	FileAccessLog          protoreflect.FullName = "envoy.extensions.access_loggers.file.v3.FileAccessLog"
 	PreviousHostsPredicate protoreflect.FullName = "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+	RoundRobinLB           protoreflect.FullName = "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin"
+	LeastRequestLB         protoreflect.FullName = "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"
+	RandomLB               protoreflect.FullName = "envoy.extensions.load_balancing_policies.random.v3.Random"
+	RingHashLB             protoreflect.FullName = "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash"
+	MaglevLB               protoreflect.FullName = "envoy.extensions.load_balancing_policies.maglev.v3.Maglev"
+	TypedStruct            protoreflect.FullName = "xds.type.v3.TypedStruct"
 )
 
 // Extensions are the typed extensions we support.
@@ -76,6 +88,12 @@ var Extensions = []Extension{
 	{"envoy.access_loggers.stderr", StderrAccessLog, "access_log[].typed_config"},
 	{"envoy.access_loggers.file", FileAccessLog, "access_log[].typed_config"},
 	{"envoy.retry_host_predicates.previous_hosts", PreviousHostsPredicate, "RetryPolicy retry_host_predicate[].typed_config"},
+	{"envoy.load_balancing_policies.round_robin", RoundRobinLB, "Cluster load_balancing_policy.policies[].typed_extension_config.typed_config"},
+	{"envoy.load_balancing_policies.least_request", LeastRequestLB, "Cluster load_balancing_policy.policies[].typed_extension_config.typed_config"},
+	{"envoy.load_balancing_policies.random", RandomLB, "Cluster load_balancing_policy.policies[].typed_extension_config.typed_config"},
+	{"envoy.load_balancing_policies.ring_hash", RingHashLB, "Cluster load_balancing_policy.policies[].typed_extension_config.typed_config"},
+	{"envoy.load_balancing_policies.maglev", MaglevLB, "Cluster load_balancing_policy.policies[].typed_extension_config.typed_config"},
+	{"outrigger.load_balancing_policies.peak_ewma", TypedStruct, "Cluster load_balancing_policy.policies[].typed_extension_config.typed_config, with type_url outrigger.lb.v1.PeakEwma (see docs/load-balancing.md)"},
 }
 
 // Message is the support rule for one message type.
@@ -485,7 +503,12 @@ var Messages = []Message{
 		"type":                             note(enums("STATIC", "STRICT_DNS", "LOGICAL_DNS", "EDS"), "EDS only over xDS, not in static_resources"),
 		"eds_cluster_config":               supported,
 		"connect_timeout":                  note(supported, "default 5s"),
-		"lb_policy":                        enums("ROUND_ROBIN"),
+		"lb_policy":                        enums("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV"),
+		"least_request_lb_config":          supported,
+		"ring_hash_lb_config":              supported,
+		"maglev_lb_config":                 supported,
+		"common_lb_config":                 supported,
+		"load_balancing_policy":            note(supported, "the first supported policy wins; PEAK_EWMA is ours (docs/load-balancing.md)"),
 		"load_assignment":                  supported,
 		"typed_extension_protocol_options": note(anyOf(UpstreamHTTPOptions), "key envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
 		"http2_protocol_options":           note(supported, "deprecated form of explicit HTTP/2"),
@@ -495,6 +518,134 @@ var Messages = []Message{
 		"metadata":                         ignored,
 		"track_cluster_stats":              ignored,
 		"circuit_breakers":                 supported,
+		"outlier_detection":                note(supported, "gobreaker per host: ejected = open, expiry = half-open probe"),
+		"health_checks":                    note(supported, "HTTP, gRPC and TCP"),
+	}},
+	{"envoy.config.cluster.v3.OutlierDetection", map[string]Field{
+		"consecutive_5xx":                             note(supported, "default 5"),
+		"interval":                                    note(supported, "default 10s"),
+		"base_ejection_time":                          note(supported, "default 30s, × the ejection count"),
+		"max_ejection_percent":                        note(supported, "default 10"),
+		"enforcing_consecutive_5xx":                   supported,
+		"enforcing_success_rate":                      supported,
+		"success_rate_minimum_hosts":                  supported,
+		"success_rate_request_volume":                 supported,
+		"success_rate_stdev_factor":                   supported,
+		"consecutive_gateway_failure":                 supported,
+		"enforcing_consecutive_gateway_failure":       supported,
+		"split_external_local_origin_errors":          supported,
+		"consecutive_local_origin_failure":            supported,
+		"enforcing_consecutive_local_origin_failure":  supported,
+		"enforcing_local_origin_success_rate":         supported,
+		"failure_percentage_threshold":                supported,
+		"enforcing_failure_percentage":                supported,
+		"enforcing_failure_percentage_local_origin":   supported,
+		"failure_percentage_minimum_hosts":            supported,
+		"failure_percentage_request_volume":           supported,
+		"max_ejection_time":                           note(supported, "default 300s"),
+		"max_ejection_time_jitter":                    supported,
+		"successful_active_health_check_uneject_host": supported,
+		"always_eject_one_host":                       supported,
+		"detect_degraded_hosts":                       note(leaf, "false only"),
+	}},
+	{"envoy.config.core.v3.HealthCheck", map[string]Field{
+		"timeout":                          supported,
+		"interval":                         supported,
+		"initial_jitter":                   supported,
+		"interval_jitter":                  supported,
+		"interval_jitter_percent":          supported,
+		"unhealthy_threshold":              supported,
+		"healthy_threshold":                supported,
+		"reuse_connection":                 note(supported, "default true"),
+		"http_health_check":                supported,
+		"tcp_health_check":                 supported,
+		"grpc_health_check":                supported,
+		"no_traffic_interval":              note(supported, "default 60s"),
+		"no_traffic_healthy_interval":      supported,
+		"unhealthy_interval":               supported,
+		"unhealthy_edge_interval":          supported,
+		"healthy_edge_interval":            supported,
+		"always_log_health_check_failures": ignored,
+		"always_log_health_check_success":  ignored,
+	}},
+	{"envoy.config.core.v3.HealthCheck.HttpHealthCheck", map[string]Field{
+		"host":                   supported,
+		"path":                   supported,
+		"request_headers_to_add": supported,
+		"expected_statuses":      note(supported, "default [200, 201)"),
+		"retriable_statuses":     supported,
+		"codec_client_type":      enums("HTTP1", "HTTP2"),
+		"method":                 supported,
+	}},
+	{"envoy.config.core.v3.HealthCheck.GrpcHealthCheck", map[string]Field{
+		"service_name":     supported,
+		"authority":        supported,
+		"initial_metadata": supported,
+	}},
+	{"envoy.config.core.v3.HealthCheck.TcpHealthCheck", map[string]Field{
+		"send":    supported,
+		"receive": supported,
+	}},
+	{"envoy.config.core.v3.HealthCheck.Payload", map[string]Field{
+		"text":   note(supported, "hex"),
+		"binary": supported,
+	}},
+	{"envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", map[string]Field{
+		"choice_count":        note(supported, "default 2"),
+		"active_request_bias": note(supported, "default 1.0"),
+	}},
+	{"envoy.config.core.v3.RuntimeDouble", map[string]Field{
+		"default_value": supported,
+		"runtime_key":   note(ignored, "no runtime: the default value applies"),
+	}},
+	{"envoy.config.cluster.v3.Cluster.RingHashLbConfig", map[string]Field{
+		"minimum_ring_size": note(supported, "default 1024"),
+		"maximum_ring_size": note(supported, "default 8M"),
+		"hash_function":     enums("XX_HASH"),
+	}},
+	{"envoy.config.cluster.v3.Cluster.MaglevLbConfig", map[string]Field{
+		"table_size": note(supported, "prime, default 65537"),
+	}},
+	{"envoy.config.cluster.v3.Cluster.CommonLbConfig", map[string]Field{
+		"healthy_panic_threshold":     note(supported, "default 50 %, 0 disables panic mode"),
+		"locality_weighted_lb_config": supported,
+		"update_merge_window":         ignored,
+	}},
+	{"envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig", map[string]Field{}},
+	{"envoy.config.cluster.v3.LoadBalancingPolicy", map[string]Field{
+		"policies": supported,
+	}},
+	{"envoy.config.cluster.v3.LoadBalancingPolicy.Policy", map[string]Field{
+		"typed_extension_config": supported,
+	}},
+	{"envoy.config.core.v3.TypedExtensionConfig", map[string]Field{
+		"name":         supported,
+		"typed_config": anyOf(RoundRobinLB, LeastRequestLB, RandomLB, RingHashLB, MaglevLB, TypedStruct),
+	}},
+	{RoundRobinLB, map[string]Field{"locality_lb_config": supported}},
+	{LeastRequestLB, map[string]Field{
+		"choice_count":        supported,
+		"active_request_bias": supported,
+		"locality_lb_config":  supported,
+	}},
+	{RandomLB, map[string]Field{"locality_lb_config": supported}},
+	{RingHashLB, map[string]Field{
+		"hash_function":               enums("DEFAULT_HASH", "XX_HASH"),
+		"minimum_ring_size":           supported,
+		"maximum_ring_size":           supported,
+		"locality_weighted_lb_config": supported,
+	}},
+	{MaglevLB, map[string]Field{
+		"table_size":                  supported,
+		"locality_weighted_lb_config": supported,
+	}},
+	{"envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig", map[string]Field{
+		"locality_weighted_lb_config": supported,
+	}},
+	{"envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig.LocalityWeightedLbConfig", map[string]Field{}},
+	{TypedStruct, map[string]Field{
+		"type_url": note(supported, "outrigger.lb.v1.PeakEwma"),
+		"value":    note(supported, "decay, default_rtt, choice_count"),
 	}},
 	{"envoy.config.cluster.v3.CircuitBreakers", map[string]Field{
 		"thresholds": note(supported, "requests all run at DEFAULT priority; max_connections and max_pending_requests are enforced on HTTP/1.1 pools"),
@@ -522,12 +673,22 @@ var Messages = []Message{
 	{"envoy.config.endpoint.v3.ClusterLoadAssignment", map[string]Field{
 		"cluster_name": supported,
 		"endpoints":    supported,
+		"policy":       supported,
+	}},
+	{"envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", map[string]Field{
+		"overprovisioning_factor":  note(supported, "default 140"),
+		"weighted_priority_health": note(leaf, "false only"),
+	}},
+	{"envoy.config.core.v3.Locality", map[string]Field{
+		"region":   supported,
+		"zone":     supported,
+		"sub_zone": supported,
 	}},
 	{"envoy.config.endpoint.v3.LocalityLbEndpoints", map[string]Field{
 		"lb_endpoints":          supported,
-		"priority":              note(supported, "EDS: traffic goes to the lowest priority with a usable endpoint (no overprovisioning spill yet)"),
-		"locality":              ignored,
-		"load_balancing_weight": note(ignored, "locality weights apply only with locality_weighted_lb_config, which is not supported"),
+		"priority":              note(supported, "load spills by the overprovisioning factor, as Envoy's priority levels"),
+		"locality":              supported,
+		"load_balancing_weight": note(supported, "used with locality_weighted_lb_config"),
 		"metadata":              ignored,
 	}},
 	{"envoy.config.endpoint.v3.LbEndpoint", map[string]Field{
