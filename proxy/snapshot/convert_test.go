@@ -156,10 +156,10 @@ func TestBuildAndConsistent(t *testing.T) {
 	if !errors.As(err, &ie) || len(ie.MissingClusters) != 1 || ie.MissingClusters[0].Name != "missing" || len(ie.Duplicates) != 0 {
 		t.Errorf("Consistent = %#v", err)
 	}
-	bad := &clusterv3.Cluster{Name: "c", LbPolicy: clusterv3.Cluster_MAGLEV}
+	bad := &clusterv3.Cluster{Name: "c", LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED}
 	_, err = Build(nil, nil, []*clusterv3.Cluster{cl, bad})
 	var u *resource.UnsupportedError
-	if !errors.As(err, &u) || err.Error() != "clusters[1].lb_policy: MAGLEV is not supported yet" {
+	if !errors.As(err, &u) || err.Error() != "clusters[1].lb_policy: CLUSTER_PROVIDED is not supported yet" {
 		t.Errorf("unsupported: %v", err)
 	}
 }
