@@ -7,6 +7,7 @@ package hcm
 import (
 	"time"
 
+	"github.com/outrigger-mesh/outrigger/proxy/fault"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
 )
 
@@ -51,6 +52,10 @@ type Config struct {
 	ServerHeaderPassThrough bool
 
 	AccessLogs []AccessLog
+
+	// Faults are the envoy.filters.http.fault filters, in order; they run
+	// after the route is matched and its cluster picked, before the router.
+	Faults []*fault.Config
 }
 
 // AccessLog is one access-log sink: envoy.access_loggers.stdout, .stderr or

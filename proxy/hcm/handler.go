@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/outrigger-mesh/outrigger/proxy/fault"
 	"github.com/outrigger-mesh/outrigger/proxy/forward"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
@@ -49,6 +50,7 @@ type Handler struct {
 	// Shared header values, built once (len == cap so an append copies).
 	scheme []string
 	server []string
+	faults []*fault.Filter
 }
 
 // entryPool recycles access-log entries: loggers and observers encode them
@@ -69,8 +71,24 @@ func New(cfg Config, table *router.Table, deps Deps) *Handler {
 		}
 		h.server = []string{name}
 	}
+	for _, fc := range cfg.Faults {
+		h.faults = append(h.faults, fault.New(fc))
+	}
 	h.routes.Store(table)
 	return h
+}
+
+// FaultStats sums the fault filters' counters (Envoy's http.<prefix>.fault.*).
+func (h *Handler) FaultStats() fault.Stats {
+	var s fault.Stats
+	for _, f := range h.faults {
+		fs := f.Stats()
+		s.DelaysInjected += fs.DelaysInjected
+		s.AbortsInjected += fs.AbortsInjected
+		s.ActiveFaults += fs.ActiveFaults
+		s.FaultsOverflow += fs.FaultsOverflow
+	}
+	return s
 }
 
 // SetRoutes swaps the route table (RDS update).
@@ -166,6 +184,18 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	a := route.Forward
 	name, wc := a.PickCluster(pickN(a.TotalWeight))
 	e.UpstreamCluster = name
+	faultFlag := ""
+	for _, f := range h.faults {
+		if len(h.server) > 0 {
+			w.Header()["Server"] = h.server
+		}
+		out := f.Apply(w, r, name)
+		if out.Done() {
+			e.Status, e.ResponseFlags, e.GRPCStatus = out.Status, joinFlags(faultFlag, out.Flag), out.GRPCStatus
+			return false
+		}
+		faultFlag = joinFlags(faultFlag, out.Flag)
+	}
 	up, ok := h.deps.Clusters.Upstream(name)
 	if !ok {
 		h.local(w, r, e, forward.ReasonNoCluster)
@@ -213,7 +243,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 
 	res := forward.Forward(w, r, &p)
 	e.Status = res.Status
-	e.ResponseFlags = res.Flag
+	e.ResponseFlags = joinFlags(faultFlag, res.Flag)
 	e.UpstreamHost = res.UpstreamHost
 	e.BytesReceived = res.BytesReceived
 	e.BytesSent = res.BytesSent
@@ -354,6 +384,17 @@ func requestURI(r *http.Request) string {
 		return r.RequestURI
 	}
 	return r.URL.RequestURI()
+}
+
+// joinFlags joins response flags as Envoy prints several: "DI,UF".
+func joinFlags(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "," + b
 }
 
 func pickN(total uint32) uint32 {

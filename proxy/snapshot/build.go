@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -188,6 +189,21 @@ type reference struct{ path, name string }
 
 func (c *converter) fail(path, format string, args ...any) {
 	c.errs = append(c.errs, resource.FieldError{Path: path, Reason: fmt.Sprintf(format, args...)})
+}
+
+// failErr records the field errors of a converter elsewhere (an
+// *resource.UnsupportedError or *resource.InvalidError), or err as is.
+func (c *converter) failErr(err error) {
+	var u *resource.UnsupportedError
+	var in *resource.InvalidError
+	switch {
+	case errors.As(err, &u):
+		c.errs = append(c.errs, u.Fields...)
+	case errors.As(err, &in):
+		c.errs = append(c.errs, in.Fields...)
+	default:
+		c.errs = append(c.errs, resource.FieldError{Reason: err.Error()})
+	}
 }
 
 func (c *converter) err() error {

@@ -8,11 +8,14 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	accessfilev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/outrigger-mesh/outrigger/proxy/fault"
+	"github.com/outrigger-mesh/outrigger/proxy/fault/faultxds"
 	"github.com/outrigger-mesh/outrigger/proxy/hcm"
 	"github.com/outrigger-mesh/outrigger/proxy/listener"
 	"github.com/outrigger-mesh/outrigger/xds/resource"
@@ -195,7 +198,7 @@ func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) 
 		}
 		h.Upgrades = append(h.Upgrades, t)
 	}
-	c.httpFilters(resource.Join(p, "http_filters"), m.GetHttpFilters())
+	h.Faults = c.httpFilters(resource.Join(p, "http_filters"), m.GetHttpFilters())
 	for i, al := range m.GetAccessLog() {
 		ap := resource.Join(resource.Index(resource.Join(p, "access_log"), i), "typed_config")
 		if log, ok := c.accessLog(ap, al.GetTypedConfig()); ok {
@@ -205,13 +208,15 @@ func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) 
 	return s, h
 }
 
-// httpFilters accepts exactly the router, last: other filters are not
-// implemented and the support table already rejects their types.
-func (c *converter) httpFilters(p string, filters []*hcmv3.HttpFilter) {
+// httpFilters accepts fault filters followed by the router, last: other
+// filters are not implemented and the support table already rejects their
+// types. It returns the fault filters' configs in order.
+func (c *converter) httpFilters(p string, filters []*hcmv3.HttpFilter) []*fault.Config {
 	if len(filters) == 0 {
 		c.fail(p, "the envoy.filters.http.router filter is required")
-		return
+		return nil
 	}
+	var faults []*fault.Config
 	for i, f := range filters {
 		fp := resource.Index(p, i)
 		a := f.GetTypedConfig()
@@ -219,14 +224,32 @@ func (c *converter) httpFilters(p string, filters []*hcmv3.HttpFilter) {
 			c.fail(fp, "filter %q needs a typed_config", f.GetName())
 			continue
 		}
-		isRouter := a.GetTypeUrl() == resource.TypeURLPrefix+string(resource.RouterFilter)
-		switch {
-		case !isRouter:
+		last := i == len(filters)-1
+		switch a.GetTypeUrl() {
+		case resource.TypeURLPrefix + string(resource.RouterFilter):
+			if !last {
+				c.fail(fp, "the router must be the last http filter")
+			}
+		case resource.TypeURLPrefix + string(resource.HTTPFault):
+			tp := resource.Join(fp, "typed_config")
+			var m faultv3.HTTPFault
+			if !c.unpack(tp, a, &m) {
+				continue
+			}
+			cfg, err := faultxds.FromProto(tp, &m)
+			if err != nil {
+				c.failErr(err)
+				continue
+			}
+			faults = append(faults, cfg)
+			if last {
+				c.fail(fp, "the router must be the last http filter")
+			}
+		default:
 			c.fail(resource.Join(fp, "typed_config"), "%s is not supported yet", a.GetTypeUrl())
-		case i != len(filters)-1:
-			c.fail(fp, "the router must be the last http filter")
 		}
 	}
+	return faults
 }
 
 func (c *converter) accessLog(p string, a *anypb.Any) (hcm.AccessLog, bool) {

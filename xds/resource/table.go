@@ -13,6 +13,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -74,12 +75,14 @@ const (
 	RingHashLB             protoreflect.FullName = "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash"
 	MaglevLB               protoreflect.FullName = "envoy.extensions.load_balancing_policies.maglev.v3.Maglev"
 	TypedStruct            protoreflect.FullName = "xds.type.v3.TypedStruct"
+	HTTPFault              protoreflect.FullName = "envoy.extensions.filters.http.fault.v3.HTTPFault"
 )
 
 // Extensions are the typed extensions we support.
 var Extensions = []Extension{
 	{"envoy.filters.network.http_connection_manager", HTTPConnectionManager, "Listener filter_chains[].filters[].typed_config"},
 	{"envoy.filters.http.router", RouterFilter, "HttpConnectionManager http_filters[].typed_config (must be last)"},
+	{"envoy.filters.http.fault", HTTPFault, "HttpConnectionManager http_filters[].typed_config (before the router; response_rate_limit and runtime keys are refused)"},
 	{"envoy.filters.listener.tls_inspector", TLSInspector, "Listener listener_filters[].typed_config (TLS is always inspected; accepted for compatibility)"},
 	{"envoy.transport_sockets.tls", DownstreamTLSContext, "FilterChain transport_socket.typed_config"},
 	{"envoy.transport_sockets.tls", UpstreamTLSContext, "Cluster transport_socket.typed_config"},
@@ -249,7 +252,7 @@ var Messages = []Message{
 		"stat_prefix":                  ignored,
 		"rds":                          supported,
 		"route_config":                 supported,
-		"http_filters":                 note(supported, "only envoy.filters.http.router, last"),
+		"http_filters":                 note(supported, "envoy.filters.http.fault (any number), then envoy.filters.http.router, last"),
 		"common_http_protocol_options": supported,
 		"http_protocol_options":        supported,
 		"http2_protocol_options":       supported,
@@ -274,10 +277,19 @@ var Messages = []Message{
 	}},
 	{"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", map[string]Field{
 		"name":         supported,
-		"typed_config": anyOf(RouterFilter),
+		"typed_config": anyOf(RouterFilter, HTTPFault),
 	}},
 	{RouterFilter, map[string]Field{
 		"dynamic_stats": ignored,
+	}},
+	{HTTPFault, map[string]Field{
+		"delay":                            note(leaf, "fixed_delay or header_delay, percentage"),
+		"abort":                            note(leaf, "http_status, grpc_status or header_abort, percentage, response_body"),
+		"upstream_cluster":                 supported,
+		"headers":                          leaf,
+		"downstream_nodes":                 supported,
+		"max_active_faults":                supported,
+		"disable_downstream_cluster_stats": ignored,
 	}},
 	{"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig", map[string]Field{
 		"upgrade_type": supported,
