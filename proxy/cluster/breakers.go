@@ -1,6 +1,10 @@
 package cluster
 
-import "errors"
+import (
+	"errors"
+	"sync"
+	"time"
+)
 
 // Thresholds are one priority's circuit_breakers.thresholds. Zero fields
 // take Envoy's defaults (1024 connections, pending and active requests, 3
@@ -70,22 +74,68 @@ func (t *Thresholds) budget() RetryBudget {
 	return t.Budget
 }
 
-// AdmitRetry admits one retry when both the retry budget and, if
-// configured, max_retries allow it; otherwise it counts an overflow.
+// AdmitRetry admits one retry when the retry budget and, if configured,
+// max_retries allow it; otherwise it counts an overflow. The budget is two
+// rules: Envoy's (retries in flight at most Percent % of the requests in
+// flight, and at least MinConcurrency), and a ratio over the last
+// budgetWindow in the manner of linkerd's retry budget (retries at most
+// Percent % of the first attempts, plus MinConcurrency), so that a total
+// outage adds at most that share to the load however quickly attempts fail.
 func (c *Cluster) AdmitRetry() bool {
 	t := &c.cfg.Load().Thresholds
+	b := t.budget()
 	active := c.stats.RqRetryActive.Add(1)
-	limit := t.budget().allowed(c.stats.RqActive.Load())
+	limit := b.allowed(c.stats.RqActive.Load())
 	if t.MaxRetriesSet && int64(t.MaxRetries) < limit {
 		limit = int64(t.MaxRetries)
 	}
-	if active > limit {
+	if active > limit || !c.retryWindow.allow(b, c.stats.RqTotal.Load(), c.stats.RqRetry.Load(), time.Now()) {
 		c.stats.RqRetryActive.Add(-1)
 		c.stats.RqRetryOverflow.Add(1)
 		return false
 	}
 	c.stats.RqRetry.Add(1)
 	return true
+}
+
+// budgetWindow is how far back the ratio rule of the retry budget looks.
+const budgetWindow = 10 * time.Second
+
+// retryWindow remembers the request and retry counters at most once a
+// second for the last budgetWindow. It is touched only when a retry is
+// asked for, so requests pay nothing for it.
+type retryWindow struct {
+	mu    sync.Mutex
+	snaps []counterSnap
+}
+
+type counterSnap struct {
+	at             time.Time
+	total, retries uint64
+}
+
+// allow reports whether one more retry keeps retries within b.Percent % of
+// the first attempts (total − retries) since the oldest snapshot in the
+// window, plus b.MinConcurrency. Without a snapshot in the window it takes
+// one now: after a quiet spell the budget starts from MinConcurrency.
+func (w *retryWindow) allow(b RetryBudget, total, retries uint64, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keep := 0
+	for keep < len(w.snaps) && now.Sub(w.snaps[keep].at) >= budgetWindow {
+		keep++
+	}
+	w.snaps = w.snaps[keep:]
+	if n := len(w.snaps); n == 0 || now.Sub(w.snaps[n-1].at) >= time.Second {
+		w.snaps = append(w.snaps, counterSnap{at: now, total: total, retries: retries})
+	}
+	base := w.snaps[0]
+	withdrawn := retries - base.retries
+	first := (total - base.total) - withdrawn
+	if total-base.total < withdrawn { // counters read apart: be lenient, not negative
+		first = 0
+	}
+	return float64(withdrawn+1) <= b.Percent/100*float64(first)+float64(b.MinConcurrency)
 }
 
 // ReleaseRetry ends a retry AdmitRetry admitted.

@@ -38,6 +38,8 @@ type Cluster struct {
 	outlier atomic.Pointer[outlier.Detector]
 	hc      atomic.Pointer[healthcheck.Checker]
 	ewma    atomic.Bool // the policy wants latency samples
+
+	retryWindow retryWindow // the retry budget's ratio rule
 }
 
 // generation is one transport with the requests it is carrying, so a

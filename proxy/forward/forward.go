@@ -63,16 +63,39 @@ type Params struct {
 	VHost    *router.VirtualHost
 	Route    *router.Route
 	Weighted *router.WeightedCluster
+
+	// Retry is the route's retry policy; nil makes one attempt. Upgrades
+	// are never retried.
+	Retry *router.RetryPolicy
+	// Hedge is hedge_on_per_try_timeout: a per-try timeout starts another
+	// attempt without cancelling the late one, and the first response
+	// that is not retriable wins. It needs Retry.
+	Hedge bool
+	// LB is passed to Upstream.Pick: the route's hash. Forward fills Tried
+	// (Retry.PreviousHosts) and MaxAttempts
+	// (Retry.HostSelectionMaxAttempts) across attempts itself.
+	LB lb.Request
+	// RetryBufferLimit is how many request body bytes are kept for
+	// replays (0: DefaultRetryBufferLimit). A longer body is streamed on
+	// and the request is no longer retried, as in Envoy.
+	RetryBufferLimit int
 }
 
 // Result says what happened, for the access log and metrics.
 type Result struct {
-	Status        int
-	Flag          string
+	Status int
+	// Flag holds Envoy's response flags, comma-separated in Envoy's order
+	// when there are several (e.g. "UF,URX").
+	Flag string
+	// UpstreamHost is the host whose response was relayed, or of the last
+	// attempt when the proxy answered.
 	UpstreamHost  string
 	BytesReceived int64 // request body bytes read from the client
 	BytesSent     int64 // response body bytes written to the client
 	GRPCStatus    string
+	// Attempts counts the upstream attempts made (round trips started):
+	// 0 when no host could be picked, 1 without retries.
+	Attempts int
 	// Abort is set when the response was cut mid-stream: the caller must
 	// reset the downstream stream (panic(http.ErrAbortHandler)) after
 	// logging, so the client never mistakes a truncated body for a whole one.
@@ -98,9 +121,28 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b 
 
 // Forward sends r upstream per p and writes the response to w. r.Header is
 // modified in place (hop-by-hop headers are the caller's to strip first).
+// With p.Retry set it may make several attempts (see retry.go); the
+// response of at most one reaches w.
 func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
+	if rp := p.Retry; rp != nil && p.Upgrade == "" {
+		retriable := rp.On != 0 && requestRetriable(rp, r)
+		if retriable || rp.PerTryTimeout > 0 || rp.PerTryIdleTimeout > 0 {
+			return forwardRetry(w, r, p, retriable)
+		}
+	}
+	return forwardOnce(w, r, p)
+}
+
+// forwardOnce is the path without a retry policy: one attempt, nothing
+// buffered.
+func forwardOnce(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	var res Result
-	host, err := p.Upstream.Pick(nil)
+	var lbr *lb.Request
+	if p.LB.HasHash || len(p.LB.Tried) > 0 {
+		c := p.LB // Pick's argument escapes: copy, so p does not
+		lbr = &c
+	}
+	host, err := p.Upstream.Pick(lbr)
 	if err != nil {
 		reason := ReasonNoHealthyUpstream
 		if p.Classify != nil {
@@ -113,6 +155,7 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 		return res
 	}
 	res.UpstreamHost = host.Address
+	res.Attempts = 1
 
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(context.Canceled)
@@ -131,6 +174,14 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 		tm = startStreamTimer(p.Timeout, p.IdleTimeout, reqTimeout, cancel, bodyFrom)
 		gen = tm.gen.Load()
 		defer tm.stop()
+	}
+	if p.Timeout > 0 && IsGRPC(r) {
+		// The backend should give up when we do.
+		d := p.Timeout
+		if c, ok := parseGRPCTimeout(r.Header); ok && c < d {
+			d = c
+		}
+		r.Header["Grpc-Timeout"] = []string{formatGRPCTimeout(d)}
 	}
 
 	out := r.WithContext(ctx)
@@ -163,6 +214,10 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
 	}
+	var sent sentBody
+	if body != nil {
+		sent = body
+	}
 
 	resp, err := p.Upstream.RoundTrip(out, host)
 	if body != nil {
@@ -178,10 +233,19 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	if err != nil {
 		reason := classifyTimed(ctx, r.Context(), err, p.Classify, tm)
 		res.Flag = reason.Flag()
-		closeIfBodyUnread(w, r, body)
+		closeIfBodyUnread(w, r, sent)
 		res.Status = WriteLocalReply(w, r, reason, "")
 		return res
 	}
+	relay(w, r, resp, p, ctx, tm, gen, sent, &res)
+	return res
+}
+
+// relay sends the chosen response to the client: status, headers, body
+// and trailers, or completes an upgrade. ctx is the attempt's context
+// (what a body read failure is classified against); sent is the request
+// body (nil: none).
+func relay(w http.ResponseWriter, r *http.Request, resp *http.Response, p *Params, ctx context.Context, tm *streamTimer, gen uint64, sent sentBody, res *Result) {
 	defer resp.Body.Close()
 	if tm != nil {
 		tm.requestDone(gen) // the response started
@@ -191,7 +255,8 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 		if tm != nil {
 			tm.disableDeadline() // an upgraded stream lives as long as it is active
 		}
-		return serveUpgrade(w, r, resp, p, tm, gen, res)
+		*res = serveUpgrade(w, r, resp, p, tm, gen, *res)
+		return
 	}
 
 	h := w.Header()
@@ -228,19 +293,19 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	flush := resp.ContentLength < 0
 	n, werr, rerr := copyBody(w, resp.Body, flush, tm, gen)
 	res.BytesSent = n
-	if body != nil {
-		res.BytesReceived = body.n.Load()
+	if sent != nil {
+		res.BytesReceived = sent.bytesRead()
 	}
 	switch {
 	case werr != nil || r.Context().Err() != nil:
 		res.Flag = FlagDownstreamTerm
 		res.Abort = true
-		return res
+		return
 	case rerr != nil:
 		reason := classifyTimed(ctx, r.Context(), rerr, p.Classify, tm)
 		res.Flag = reason.Flag()
 		res.Abort = true
-		return res
+		return
 	}
 
 	if len(resp.Trailer) > 0 {
@@ -255,7 +320,6 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 			res.GRPCStatus = gs[0]
 		}
 	}
-	return res
 }
 
 // copyBody streams src to w with a pooled buffer. It returns the bytes
@@ -298,10 +362,16 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, tm *streamTimer,
 // closeIfBodyUnread ends an HTTP/1.x connection after a local reply sent
 // before the client's request body was read to the end: we stop reading it,
 // so the connection cannot carry another request.
-func closeIfBodyUnread(w http.ResponseWriter, r *http.Request, body *countingBody) {
-	if body != nil && r.ProtoMajor == 1 && !body.eof.Load() {
+func closeIfBodyUnread(w http.ResponseWriter, r *http.Request, body sentBody) {
+	if body != nil && r.ProtoMajor == 1 && !body.sawEOF() {
 		w.Header()["Connection"] = connectionClose
 	}
+}
+
+// sentBody is the request body as forwarding reads it from the client.
+type sentBody interface {
+	bytesRead() int64 // bytes read from the client
+	sawEOF() bool     // the whole body was read
 }
 
 var connectionClose = []string{"close"}
@@ -335,6 +405,9 @@ func (b *countingBody) Read(p []byte) (int, error) {
 }
 
 func (b *countingBody) Close() error { return b.rc.Close() }
+
+func (b *countingBody) bytesRead() int64 { return b.n.Load() }
+func (b *countingBody) sawEOF() bool     { return b.eof.Load() }
 
 // hopByHop are the headers that describe one connection, never forwarded
 // (RFC 9110 §7.6.1).

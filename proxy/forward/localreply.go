@@ -146,11 +146,6 @@ func grpcPercentEncode(s string) string {
 // package's typed errors plug in here (see Upstream).
 type Classifier func(err error) (Reason, bool)
 
-// classify maps a failed round trip to a reason. Our own timers come first:
-// when one fires it also unblocks the client's body read, which makes
-// net/http cancel the client's context, so "client gone" is only true when
-// no timer of ours ended the exchange. Then the transport's typed errors,
-// and a reset for anything else.
 // classifyTimed is classify for an exchange under a stream timer: an
 // upstream reset that lands once the route deadline has passed is the
 // timeout, even when the upstream's own copy of that deadline (a forwarded
@@ -163,6 +158,12 @@ func classifyTimed(ctx, clientCtx context.Context, err error, cls Classifier, tm
 	return reason
 }
 
+// classify maps a failed round trip to a reason. Our own timers come first
+// (the exchange's, then an attempt's per-try ones): when one fires it also
+// unblocks the client's body read, which makes net/http cancel the client's
+// context, so "client gone" is only true when no timer of ours ended the
+// exchange. Then the transport's typed errors, and a reset for anything
+// else.
 func classify(ctx, clientCtx context.Context, err error, cls Classifier) Reason {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(err, errStreamIdle) || cause == errStreamIdle:
@@ -170,6 +171,9 @@ func classify(ctx, clientCtx context.Context, err error, cls Classifier) Reason 
 	case errors.Is(err, errRequestTimeout) || cause == errRequestTimeout:
 		return ReasonRequestTimeout
 	case errors.Is(err, errRouteTimeout) || cause == errRouteTimeout:
+		return ReasonUpstreamTimeout
+	case cause == errPerTryTimeout || cause == errPerTryIdle:
+		// Envoy answers a last per-try timeout like the route's: 504 UT.
 		return ReasonUpstreamTimeout
 	}
 	if clientCtx.Err() != nil {

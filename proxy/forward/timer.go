@@ -99,7 +99,6 @@ func (st *streamTimer) disableDeadline() {
 	st.mu.Unlock()
 }
 
-// stop disarms the timer and recycles it; st must not be used after.
 // routeExpired reports whether the route timeout's deadline has passed.
 func (st *streamTimer) routeExpired() bool {
 	st.mu.Lock()
@@ -107,6 +106,7 @@ func (st *streamTimer) routeExpired() bool {
 	return !st.deadline.IsZero() && !time.Now().Before(st.deadline)
 }
 
+// stop disarms the timer and recycles it; st must not be used after.
 func (st *streamTimer) stop() {
 	st.mu.Lock()
 	st.stopped = true

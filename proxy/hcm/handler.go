@@ -240,6 +240,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	if path := route.RewritePath(r.URL.Path); path != r.URL.Path {
 		p.Path = path
 	}
+	p.Retry = a.Retry
+	p.Hedge = a.HedgeOnPerTryTimeout
+	p.RetryBufferLimit = int(a.RetryBufferLimit)
+	if len(a.HashPolicies) > 0 {
+		hash, ok, setCookie := a.Hash(r, h.ClientAddress(r))
+		p.LB.Hash, p.LB.HasHash = hash, ok
+		if setCookie != "" {
+			w.Header().Add("Set-Cookie", setCookie)
+		}
+	}
 
 	res := forward.Forward(w, r, &p)
 	e.Status = res.Status

@@ -145,9 +145,10 @@ type RetryPolicy struct {
 	On RetryOn
 	// NumRetries is num_retries (Envoy's default 1).
 	NumRetries uint32
-	// PerTryTimeout bounds one attempt until its response headers (and,
-	// when hedging is off, its body); 0 disables. PerTryIdleTimeout
-	// resets an attempt with no byte moving for that long; 0 disables.
+	// PerTryTimeout bounds one attempt, from when it has the whole request
+	// until its response headers (Envoy stops it once the response starts
+	// downstream); 0 disables. PerTryIdleTimeout resets an attempt with no
+	// byte moving for that long, body included; 0 disables.
 	PerTryTimeout     time.Duration
 	PerTryIdleTimeout time.Duration
 	// BackoffBase and BackoffMax are retry_back_off (Envoy's defaults
@@ -158,8 +159,10 @@ type RetryPolicy struct {
 	// RetriableStatusCodes for RetryRetriableStatusCodes.
 	RetriableStatusCodes []int
 	// RetriableHeaders are response header matchers for
-	// RetryRetriableHeaders; RetriableRequestHeaders must all match the
-	// request for it to be retried at all (none: any request).
+	// RetryRetriableHeaders; when RetriableRequestHeaders is not empty, a
+	// request is retried only if at least one of them matches it (Envoy's
+	// rule).
+
 	RetriableHeaders        []HeaderMatcher
 	RetriableRequestHeaders []HeaderMatcher
 	// PreviousHosts is retry_host_predicate envoy.retry_host_predicates.previous_hosts;

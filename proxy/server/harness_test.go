@@ -120,6 +120,7 @@ func hostPort(t *testing.T, addr string) (string, string) {
 // indented for their place).
 type bs struct {
 	HCMExtra     string // lines at HCM level, 14 spaces
+	Filters      string // http_filters entries before the router, 10 spaces
 	VirtualHosts string // lines under route_config.virtual_hosts, 16 spaces
 	Clusters     string // lines under static_resources.clusters, 4 spaces
 	Transport    string // listener filter chain transport_socket, 8 spaces
@@ -144,8 +145,9 @@ func (b bs) String() string {
           stat_prefix: ingress
 `)
 	sb.WriteString(b.HCMExtra)
-	sb.WriteString(`          http_filters:
-          - name: envoy.filters.http.router
+	sb.WriteString("          http_filters:\n")
+	sb.WriteString(b.Filters)
+	sb.WriteString(`          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
           route_config:

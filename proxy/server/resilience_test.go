@@ -1,0 +1,395 @@
+package server_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// metric reads one sample from the proxy's Prometheus text, e.g.
+// metric(t, p, `outrigger_upstream_rq_total{cluster="up"}`); -1 if absent.
+func metric(t *testing.T, p *proxy, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(scrapeText(t, p), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			must(t, err)
+			return v
+		}
+	}
+	return -1
+}
+
+// killable is a backend whose Kill closes its listener and every
+// connection, as a crashed process would.
+type killable struct {
+	addr string
+	srv  *http.Server
+	hits atomic.Int64
+}
+
+func killableBackend(t *testing.T, name string, h http.HandlerFunc) *killable {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	k := &killable{addr: l.Addr().String()}
+	k.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k.hits.Add(1)
+		w.Header().Set("X-Backend", name)
+		h(w, r)
+	})}
+	go k.srv.Serve(l)
+	t.Cleanup(k.Kill)
+	return k
+}
+
+func (k *killable) Kill() { k.srv.Close() }
+
+// paced sends GETs at about rate per second for d from workers goroutines
+// (a bounded, open-ish loop: each worker keeps its own schedule) and
+// returns how many succeeded (2xx) and the failures seen.
+func paced(c *http.Client, url string, rate int, d time.Duration, workers int, during func(elapsed time.Duration)) (ok int64, failures []string) {
+	var okN atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	interval := time.Duration(float64(time.Second) * float64(workers) / float64(rate))
+	start := time.Now()
+	stop := start.Add(d)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			next := start.Add(interval * time.Duration(w) / time.Duration(workers))
+			for next.Before(stop) {
+				time.Sleep(time.Until(next))
+				next = next.Add(interval)
+				resp, err := c.Get(url)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode/100 != 2 {
+						err = fmt.Errorf("status %d (%s)", resp.StatusCode, resp.Header.Get("X-Backend"))
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err.Error())
+					mu.Unlock()
+					continue
+				}
+				okN.Add(1)
+			}
+		}(w)
+	}
+	if during != nil {
+		go during(0)
+	}
+	wg.Wait()
+	return okN.Load(), failures
+}
+
+func firstFew(s []string) []string {
+	if len(s) > 5 {
+		return s[:5]
+	}
+	return s
+}
+
+// TestKilledBackendInvisibleWithRetries is the issue's test (a): one of
+// three backends killed during a 2,000 req/s run; idempotent requests with
+// retries on see no error at all.
+func TestKilledBackendInvisibleWithRetries(t *testing.T) {
+	var backends []*killable
+	var addrs []string
+	for i := 0; i < 3; i++ {
+		b := killableBackend(t, fmt.Sprintf("b%d", i), func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "ok")
+		})
+		backends = append(backends, b)
+		addrs = append(addrs, b.addr)
+	}
+	p := startProxy(t, bs{
+		VirtualHosts: vhostAll("up", `                    retry_policy:
+                      retry_on: "5xx,reset,connect-failure"
+                      num_retries: 3
+                      retry_host_predicate:
+                      - name: envoy.retry_host_predicates.previous_hosts
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+                      host_selection_retry_max_attempts: 3
+`),
+		Clusters: staticCluster("up", `    outlier_detection:
+      consecutive_5xx: 3
+      consecutive_local_origin_failure: 3
+      interval: 1s
+      base_ejection_time: 30s
+      max_ejection_percent: 50
+`, addrs...),
+	}.String())
+	c := h1Client()
+	url := "http://" + p.addr["ingress"] + "/"
+	ok, failures := paced(c, url, 2000, 3*time.Second, 32, func(time.Duration) {
+		time.Sleep(time.Second)
+		backends[1].Kill()
+	})
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed after a backend was killed, e.g. %v", len(failures), int(ok)+len(failures), firstFew(failures))
+	}
+	if ok < 3000 {
+		t.Fatalf("only %d requests completed: the load did not run", ok)
+	}
+	retries := metric(t, p, `outrigger_upstream_rq_retry_total{cluster="up"}`)
+	t.Logf("%d requests, no errors; %v retries; killed backend got %d before dying", ok, retries, backends[1].hits.Load())
+}
+
+// TestHalfFailingBackendEjected is test (b): a backend answering 503 to
+// every other request is ejected by outlier detection, and with retries the
+// clients see at least 99.9 % success.
+func TestHalfFailingBackendEjected(t *testing.T) {
+	var addrs []string
+	var bad *killable
+	for i := 0; i < 3; i++ {
+		var n atomic.Int64
+		i := i
+		b := killableBackend(t, fmt.Sprintf("b%d", i), func(w http.ResponseWriter, r *http.Request) {
+			if i == 0 && n.Add(1)%2 == 0 {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, "ok")
+		})
+		if i == 0 {
+			bad = b
+		}
+		addrs = append(addrs, b.addr)
+	}
+	p := startProxy(t, bs{
+		VirtualHosts: vhostAll("up", `                    retry_policy:
+                      retry_on: "5xx"
+                      num_retries: 2
+                      retry_host_predicate:
+                      - name: envoy.retry_host_predicates.previous_hosts
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+`),
+		// The default retry budget (20 %, reserve 3) admits retries for
+		// about 20 % of the requests; a host failing half of its third of
+		// the traffic asks for 17 %, so noise at the start can overflow it
+		// before the ejection. A cluster that wants every such request
+		// saved raises the budget, as here.
+		Clusters: staticCluster("up", `    circuit_breakers:
+      thresholds:
+      - retry_budget: {budget_percent: {value: 50}, min_retry_concurrency: 10}
+    outlier_detection:
+      interval: 0.2s
+      base_ejection_time: 30s
+      max_ejection_percent: 50
+      failure_percentage_threshold: 30
+      enforcing_failure_percentage: 100
+      failure_percentage_minimum_hosts: 3
+      failure_percentage_request_volume: 20
+`, addrs...),
+	}.String())
+	c := h1Client()
+	url := "http://" + p.addr["ingress"] + "/"
+	ok, failures := paced(c, url, 1000, 2*time.Second, 16, nil)
+	total := int(ok) + len(failures)
+	if float64(ok) < 0.999*float64(total) {
+		t.Fatalf("success %d/%d < 99.9 %%, e.g. %v; retries %v, retry overflows %v", ok, total, firstFew(failures), metric(t, p, `outrigger_upstream_rq_retry_total{cluster="up"}`), metric(t, p, `outrigger_upstream_rq_retry_overflow_total{cluster="up"}`))
+	}
+	if !strings.Contains(string(p.srv.Clusters()), bad.addr+"::health_flags::/failed_outlier_check") {
+		t.Fatalf("the half-failing backend was not ejected:\n%s", p.srv.Clusters())
+	}
+	t.Logf("%d/%d succeeded; bad backend hits %d", ok, total, bad.hits.Load())
+}
+
+// TestTotalOutageDoesNotMultiplyLoad is test (c): with every backend
+// failing, the default retry budget keeps upstream attempts within 1.2 ×
+// the client requests plus the minimum retry concurrency, even though the
+// route asks for 3 retries each.
+func TestTotalOutageDoesNotMultiplyLoad(t *testing.T) {
+	var addrs []string
+	var hits []*killable
+	for i := 0; i < 3; i++ {
+		b := killableBackend(t, fmt.Sprintf("b%d", i), func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(2 * time.Millisecond)
+			w.WriteHeader(http.StatusServiceUnavailable)
+		})
+		hits = append(hits, b)
+		addrs = append(addrs, b.addr)
+	}
+	p := startProxy(t, bs{
+		VirtualHosts: vhostAll("up", `                    retry_policy:
+                      retry_on: "5xx"
+                      num_retries: 3
+                      retry_back_off: {base_interval: 0.001s, max_interval: 0.002s}
+`),
+		Clusters: staticCluster("up", "", addrs...),
+	}.String())
+	c := h1Client()
+	url := "http://" + p.addr["ingress"] + "/"
+	const clients, each = 20, 25
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				resp, err := c.Get(url)
+				sent.Add(1)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var attempts int64
+	for _, b := range hits {
+		attempts += b.hits.Load()
+	}
+	limit := 1.2*float64(sent.Load()) + 3
+	t.Logf("%d client requests → %d upstream attempts (limit %.0f); retry overflow %v", sent.Load(), attempts, limit,
+		metric(t, p, `outrigger_upstream_rq_retry_overflow_total{cluster="up"}`))
+	if float64(attempts) > limit {
+		t.Fatalf("%d client requests caused %d upstream attempts, more than 1.2× + 3 = %.0f", sent.Load(), attempts, limit)
+	}
+	if attempts <= sent.Load() {
+		t.Fatalf("no retry happened at all (%d attempts for %d requests): the test proves nothing", attempts, sent.Load())
+	}
+}
+
+// TestMaxRequestsOverflow is test (d): max_requests 10 and 100 concurrent
+// slow requests → 90 answered at once with 503 and x-envoy-overloaded.
+func TestMaxRequestsOverflow(t *testing.T) {
+	release := make(chan struct{})
+	var inside atomic.Int64
+	b := killableBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		inside.Add(1)
+		<-release
+		io.WriteString(w, "ok")
+	})
+	p := startProxy(t, bs{
+		VirtualHosts: vhostAll("up", ""),
+		Clusters: staticCluster("up", `    circuit_breakers:
+      thresholds:
+      - max_requests: 10
+`, b.addr),
+	}.String())
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100, MaxConnsPerHost: 0}, Timeout: 20 * time.Second}
+	url := "http://" + p.addr["ingress"] + "/"
+	type result struct {
+		status     int
+		overloaded string
+		err        error
+	}
+	results := make(chan result, 100)
+	for i := 0; i < 100; i++ {
+		go func() {
+			resp, err := c.Get(url)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			results <- result{status: resp.StatusCode, overloaded: resp.Header.Get("X-Envoy-Overloaded")}
+		}()
+	}
+	// The 90 overflows come back while the 10 admitted are still held.
+	overflow := 0
+	for overflow < 90 {
+		select {
+		case r := <-results:
+			if r.err != nil || r.status != http.StatusServiceUnavailable || r.overloaded != "true" {
+				t.Fatalf("while 10 are held: got %+v, want 503 with x-envoy-overloaded: true", r)
+			}
+			overflow++
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d overflow replies came back while the backend held 10 requests", overflow)
+		}
+	}
+	if n := inside.Load(); n != 10 {
+		t.Fatalf("%d requests reached the backend, want 10", n)
+	}
+	close(release)
+	for i := 0; i < 10; i++ {
+		if r := <-results; r.err != nil || r.status != 200 {
+			t.Fatalf("an admitted request: %+v", r)
+		}
+	}
+	if v := metric(t, p, `outrigger_upstream_rq_pending_overflow_total{cluster="up"}`); v != 90 {
+		t.Fatalf("upstream_rq_pending_overflow = %v, want 90", v)
+	}
+}
+
+// TestFaultInjection: envoy.filters.http.fault before the router aborts the
+// requests its header matcher selects (HTTP and gRPC-shaped), delays by
+// header when asked, and lets the rest through; the access-log flags and
+// the counters show it.
+func TestFaultInjection(t *testing.T) {
+	b := killableBackend(t, "ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	p := startProxy(t, bs{
+		Filters: `          - name: envoy.filters.http.fault
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+              headers:
+              - name: x-chaos
+                present_match: true
+              abort:
+                http_status: 503
+                percentage: {numerator: 100}
+          - name: envoy.filters.http.fault
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+              delay:
+                header_delay: {}
+                percentage: {numerator: 100}
+`,
+		VirtualHosts: vhostAll("up", ""),
+		Clusters:     staticCluster("up", "", b.addr),
+	}.String())
+	c := h1Client()
+	url := "http://" + p.addr["ingress"] + "/"
+
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("X-Chaos", "1")
+	resp, err := c.Do(req)
+	must(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("a selected request got %d, want the injected 503", resp.StatusCode)
+	}
+	if b.hits.Load() != 0 {
+		t.Fatal("an aborted request reached the backend")
+	}
+
+	req, _ = http.NewRequest("GET", url, nil)
+	req.Header.Set("X-Envoy-Fault-Delay-Request", "150")
+	start := time.Now()
+	resp, err = c.Do(req)
+	must(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || time.Since(start) < 150*time.Millisecond {
+		t.Fatalf("header-delayed request: %d after %v, want 200 after at least 150ms", resp.StatusCode, time.Since(start))
+	}
+
+	resp, err = c.Get(url)
+	must(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || b.hits.Load() != 2 {
+		t.Fatalf("an unselected request: %d, backend hits %d", resp.StatusCode, b.hits.Load())
+	}
+}
