@@ -147,6 +147,7 @@ func TestKilledBackendInvisibleWithRetries(t *testing.T) {
 	}
 	retries := metric(t, p, `outrigger_upstream_rq_retry_total{cluster="up"}`)
 	t.Logf("%d requests, no errors; %v retries; killed backend got %d before dying", ok, retries, backends[1].hits.Load())
+	c.CloseIdleConnections()
 }
 
 // TestHalfFailingBackendEjected is test (b): a backend answering 503 to
@@ -391,5 +392,158 @@ func TestFaultInjection(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || b.hits.Load() != 2 {
 		t.Fatalf("an unselected request: %d, backend hits %d", resp.StatusCode, b.hits.Load())
+	}
+}
+
+// TestRingHashStickyThroughProxy is test (f) end to end: with RING_HASH and
+// a header hash policy, a user's requests always reach the same backend,
+// and the users spread over the backends.
+func TestRingHashStickyThroughProxy(t *testing.T) {
+	var addrs []string
+	for i := 0; i < 4; i++ {
+		b := killableBackend(t, fmt.Sprintf("b%d", i), func(w http.ResponseWriter, r *http.Request) {})
+		addrs = append(addrs, b.addr)
+	}
+	p := startProxy(t, bs{
+		VirtualHosts: vhostAll("up", `                    hash_policy:
+                    - header: {header_name: x-user}
+`),
+		Clusters: staticCluster("up", "    lb_policy: RING_HASH\n", addrs...),
+	}.String())
+	c := h1Client()
+	url := "http://" + p.addr["ingress"] + "/"
+	owner := map[string]string{}
+	used := map[string]bool{}
+	for round := 0; round < 3; round++ {
+		for u := 0; u < 40; u++ {
+			user := fmt.Sprintf("user-%d", u)
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("X-User", user)
+			resp, err := c.Do(req)
+			must(t, err)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			got := resp.Header.Get("X-Backend")
+			if prev, ok := owner[user]; ok && prev != got {
+				t.Fatalf("%s went to %s, then to %s", user, prev, got)
+			}
+			owner[user] = got
+			used[got] = true
+		}
+	}
+	if len(used) < 3 {
+		t.Fatalf("40 users landed on only %d of 4 backends: %v", len(used), used)
+	}
+}
+
+// TestPeakEWMAAvoidsSlowHost is the end-to-end half of test (g): our
+// latency-aware policy sends measurably less to a backend 30× slower than
+// the others.
+func TestPeakEWMAAvoidsSlowHost(t *testing.T) {
+	var addrs []string
+	var slow *killable
+	for i := 0; i < 3; i++ {
+		delay := time.Millisecond
+		if i == 0 {
+			delay = 30 * time.Millisecond
+		}
+		b := killableBackend(t, fmt.Sprintf("b%d", i), func(w http.ResponseWriter, r *http.Request) { time.Sleep(delay) })
+		if i == 0 {
+			slow = b
+		}
+		addrs = append(addrs, b.addr)
+	}
+	p := startProxy(t, bs{
+		VirtualHosts: vhostAll("up", ""),
+		Clusters: staticCluster("up", `    load_balancing_policy:
+      policies:
+      - typed_extension_config:
+          name: outrigger.load_balancing_policies.peak_ewma
+          typed_config:
+            "@type": type.googleapis.com/xds.type.v3.TypedStruct
+            type_url: outrigger.lb.v1.PeakEwma
+            value: {decay: 10s, default_rtt: 5ms}
+`, addrs...),
+	}.String())
+	c := h1Client()
+	url := "http://" + p.addr["ingress"] + "/"
+	const workers, each = 4, 60
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if resp, err := c.Get(url); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	share := float64(slow.hits.Load()) / float64(workers*each)
+	t.Logf("slow backend got %.1f %% of %d requests (fair share 33 %%)", 100*share, workers*each)
+	if share > 1.0/6 {
+		t.Fatalf("the slow backend got %.1f %% of the requests, not less than half its fair share", 100*share)
+	}
+}
+
+// TestActiveHealthCheckTakesHostOut: an HTTP health check that starts
+// failing takes its host out of balancing (visible in /clusters and the
+// metrics) and brings it back when it passes again.
+func TestActiveHealthCheckTakesHostOut(t *testing.T) {
+	var sick atomic.Bool
+	var addrs []string
+	for i := 0; i < 2; i++ {
+		i := i
+		b := killableBackend(t, fmt.Sprintf("b%d", i), func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" && i == 1 && sick.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+		})
+		addrs = append(addrs, b.addr)
+	}
+	p := startProxy(t, bs{
+		VirtualHosts: vhostAll("up", ""),
+		Clusters: staticCluster("up", `    health_checks:
+    - timeout: 1s
+      interval: 0.05s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      no_traffic_interval: 0.05s
+      http_health_check: {path: /healthz}
+`, addrs...),
+	}.String())
+	c := h1Client()
+	url := "http://" + p.addr["ingress"] + "/"
+	backendsSeen := func(n int) map[string]int {
+		seen := map[string]int{}
+		for i := 0; i < n; i++ {
+			resp, err := c.Get(url)
+			must(t, err)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			seen[resp.Header.Get("X-Backend")]++
+		}
+		return seen
+	}
+	healthy := func() float64 { return metric(t, p, `outrigger_health_check_healthy{cluster="up"}`) }
+	waitFor(t, 5*time.Second, "both hosts healthy", func() bool { return healthy() == 2 })
+	if seen := backendsSeen(10); seen["b0"] == 0 || seen["b1"] == 0 {
+		t.Fatalf("healthy: traffic %v, want both", seen)
+	}
+	sick.Store(true)
+	waitFor(t, 5*time.Second, "b1 failing its check", func() bool { return healthy() == 1 })
+	if !strings.Contains(string(p.srv.Clusters()), addrs[1]+"::health_flags::/failed_active_hc") {
+		t.Fatalf("/clusters does not show b1 failing active health checks:\n%s", p.srv.Clusters())
+	}
+	if seen := backendsSeen(10); seen["b1"] != 0 {
+		t.Fatalf("b1 failing its health check still got traffic: %v", seen)
+	}
+	sick.Store(false)
+	waitFor(t, 5*time.Second, "b1 back", func() bool { return healthy() == 2 })
+	if seen := backendsSeen(10); seen["b1"] == 0 {
+		t.Fatalf("b1 passing again got no traffic: %v", seen)
 	}
 }
