@@ -63,6 +63,11 @@ func (c *Cluster) setResilience(prev, cfg *Config) {
 				TLS:         cfg.TLS,
 				Logger:      c.log.Named("health"),
 				HasTraffic:  func() bool { return c.stats.RqTotal.Load() > 0 },
+				OnPass: func(h *lb.Host) {
+					if d := c.outlier.Load(); d != nil {
+						d.HealthCheckPassed(h)
+					}
+				},
 			})
 			if err != nil { // Validate ran first: a bug
 				c.log.Error("health checks not started", "error", err)

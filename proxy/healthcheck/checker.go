@@ -31,6 +31,11 @@ type Options struct {
 	// no_traffic_interval applies. nil means the cluster always counts as
 	// having traffic. It is called from the checking goroutines.
 	HasTraffic func() bool
+	// OnPass, if set, is called (under the checker's lock: it must not call
+	// back into the Checker) after every passing check of a host that
+	// passes all its checks; the cluster tells its outlier detector
+	// (successful_active_health_check_uneject_host).
+	OnPass func(h *lb.Host)
 	// Dial opens the connection of every check; nil uses net.Dialer.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }

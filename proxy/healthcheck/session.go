@@ -192,6 +192,9 @@ func (c *Checker) record(s *session, r result) (healthy bool, tr transition, ok 
 		c.log.Info("new upstream host failed its first health check", "host", e.host.Address, "check", s.cfg.kind(), "reason", r.reason)
 	}
 
+	if healthy && e.healthy && c.opts.OnPass != nil {
+		c.opts.OnPass(e.host)
+	}
 	if _, waiting := c.readyWait[s]; waiting {
 		delete(c.readyWait, s)
 		c.checkReadyLocked()
