@@ -101,9 +101,10 @@ func (c *Cluster) AdmitRetry() bool {
 // budgetWindow is how far back the ratio rule of the retry budget looks.
 const budgetWindow = 10 * time.Second
 
-// retryWindow remembers the request and retry counters at most once a
-// second for the last budgetWindow. It is touched only when a retry is
-// asked for, so requests pay nothing for it.
+// retryWindow remembers the request and retry counters once a second (the
+// manager's ticker) for the last budgetWindow, so the ratio rule credits
+// the traffic that came before a burst of failures without requests
+// paying anything for it.
 type retryWindow struct {
 	mu    sync.Mutex
 	snaps []counterSnap
@@ -114,28 +115,66 @@ type counterSnap struct {
 	total, retries uint64
 }
 
+// record adds a snapshot and forgets those older than the window (keeping
+// the newest of them as the window's base).
+func (w *retryWindow) record(total, retries uint64, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.snaps = append(w.snaps, counterSnap{at: now, total: total, retries: retries})
+	drop := 0
+	for drop+1 < len(w.snaps) && now.Sub(w.snaps[drop+1].at) >= budgetWindow {
+		drop++
+	}
+	w.snaps = w.snaps[drop:]
+}
+
 // allow reports whether one more retry keeps retries within b.Percent % of
-// the first attempts (total − retries) since the oldest snapshot in the
-// window, plus b.MinConcurrency. Without a snapshot in the window it takes
-// one now: after a quiet spell the budget starts from MinConcurrency.
+// the first attempts (total − retries) since the window's base, plus
+// b.MinConcurrency. A cluster's first snapshot is its creation (zero
+// counters).
 func (w *retryWindow) allow(b RetryBudget, total, retries uint64, now time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	keep := 0
-	for keep < len(w.snaps) && now.Sub(w.snaps[keep].at) >= budgetWindow {
-		keep++
+	var base counterSnap
+	for i := len(w.snaps) - 1; i >= 0; i-- {
+		base = w.snaps[i]
+		if now.Sub(w.snaps[i].at) >= budgetWindow {
+			break
+		}
 	}
-	w.snaps = w.snaps[keep:]
-	if n := len(w.snaps); n == 0 || now.Sub(w.snaps[n-1].at) >= time.Second {
-		w.snaps = append(w.snaps, counterSnap{at: now, total: total, retries: retries})
-	}
-	base := w.snaps[0]
 	withdrawn := retries - base.retries
-	first := (total - base.total) - withdrawn
-	if total-base.total < withdrawn { // counters read apart: be lenient, not negative
-		first = 0
+	first := uint64(0)
+	if d := total - base.total; d > withdrawn {
+		first = d - withdrawn
 	}
 	return float64(withdrawn+1) <= b.Percent/100*float64(first)+float64(b.MinConcurrency)
+}
+
+// tickBudgets snapshots every cluster's counters for the retry budget.
+func (m *Manager) tickBudgets(now time.Time) {
+	for _, c := range *m.clusters.Load() {
+		c.retryWindow.record(c.stats.RqTotal.Load(), c.stats.RqRetry.Load(), now)
+	}
+}
+
+// budgetTicker runs tickBudgets every second until stop is closed.
+func (m *Manager) budgetTicker(stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			m.tickBudgets(now)
+		}
+	}
+}
+
+// allowed is how many retries may be active with active requests in flight.
+func (b RetryBudget) allowed(active int64) int64 {
+	n := int64(b.Percent * float64(max(active, 0)) / 100)
+	return max(n, int64(b.MinConcurrency))
 }
 
 // ReleaseRetry ends a retry AdmitRetry admitted.
@@ -144,10 +183,4 @@ func (c *Cluster) ReleaseRetry(success bool) {
 	if success {
 		c.stats.RqRetrySuccess.Add(1)
 	}
-}
-
-// allowed is how many retries may be active with active requests in flight.
-func (b RetryBudget) allowed(active int64) int64 {
-	n := int64(b.Percent * float64(max(active, 0)) / 100)
-	return max(n, int64(b.MinConcurrency))
 }

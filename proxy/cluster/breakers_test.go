@@ -6,12 +6,14 @@ import (
 )
 
 // TestRetryBudgetRatio: the ratio rule admits retries up to Percent % of
-// the first attempts in the window plus the reserve, forgets what is older
-// than the window, and starts again from the reserve after a quiet spell.
+// the first attempts since the window's base plus the reserve, credits the
+// traffic of the last window (a burst after steady traffic is let
+// through), and forgets what is older.
 func TestRetryBudgetRatio(t *testing.T) {
 	var w retryWindow
 	b := RetryBudget{Percent: 20, MinConcurrency: 3}
 	now := time.Unix(1000, 0)
+	w.record(0, 0, now) // the cluster is created
 	var total, retries uint64
 	admitted := 0
 	// 100 first attempts, each failing and asking for a retry at once.
@@ -24,14 +26,32 @@ func TestRetryBudgetRatio(t *testing.T) {
 		}
 		now = now.Add(10 * time.Millisecond)
 	}
-	// Retries ≤ 20 % of first attempts + 3 (the first snapshot saw one).
-	if admitted > 23 || admitted < 18 {
-		t.Fatalf("admitted %d retries for 100 first attempts, want about 20 + 3", admitted)
+	if admitted != 23 {
+		t.Fatalf("admitted %d retries for 100 first attempts, want 20 %% + 3 = 23", admitted)
 	}
-	// After the window passes with no retries asked, the budget restarts
-	// from the reserve alone.
-	now = now.Add(budgetWindow + time.Second)
-	total += 1000 // traffic that needed no retry
+	// Steady traffic without failures for a while (ticks every second):
+	// a burst of failures then finds credit.
+	for i := 0; i < 5; i++ {
+		now = now.Add(time.Second)
+		total += 1000
+		w.record(total, retries, now)
+	}
+	burst := 0
+	for i := 0; i < 100; i++ {
+		if w.allow(b, total, retries, now) {
+			burst++
+			retries++
+			total++
+		}
+	}
+	if burst != 100 {
+		t.Fatalf("after 5,000 good requests, %d of a burst of 100 retries admitted, want all", burst)
+	}
+	// Long after, with no traffic, only the reserve is left.
+	for i := 0; i < 12; i++ {
+		now = now.Add(time.Second)
+		w.record(total, retries, now)
+	}
 	got := 0
 	for i := 0; i < 10; i++ {
 		if w.allow(b, total, retries, now) {
@@ -41,7 +61,7 @@ func TestRetryBudgetRatio(t *testing.T) {
 		}
 	}
 	if got != 3 {
-		t.Fatalf("after a quiet spell: %d retries admitted at once, want the reserve (3)", got)
+		t.Fatalf("after an idle window: %d retries admitted, want the reserve (3)", got)
 	}
 }
 

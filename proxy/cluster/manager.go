@@ -32,6 +32,8 @@ type Manager struct {
 
 	mu     sync.Mutex // serializes Update and Close
 	closed bool
+	stop   chan struct{} // ends the retry-budget ticker
+	ticker sync.WaitGroup
 }
 
 // Option configures a Manager.
@@ -50,6 +52,12 @@ func NewManager(logger hclog.Logger, opts ...Option) *Manager {
 		o(m)
 	}
 	m.clusters.Store(&map[string]*Cluster{})
+	m.stop = make(chan struct{})
+	m.ticker.Add(1)
+	go func() {
+		defer m.ticker.Done()
+		m.budgetTicker(m.stop)
+	}()
 	return m
 }
 
@@ -141,6 +149,8 @@ func (m *Manager) Close() {
 		return
 	}
 	m.closed = true
+	close(m.stop)
+	m.ticker.Wait()
 	for _, c := range *m.clusters.Load() {
 		c.stop()
 	}
@@ -155,6 +165,7 @@ func (m *Manager) newCluster(cfg *Config) (*Cluster, error) {
 	}
 	empty, _ := newHostSet(nil, nil, nil)
 	c.hosts.Store(empty)
+	c.retryWindow.record(0, 0, time.Now())
 	if err := c.setTransport(cfg); err != nil {
 		return nil, err
 	}

@@ -72,10 +72,11 @@ func paced(c *http.Client, url string, rate int, d time.Duration, workers int, d
 				next = next.Add(interval)
 				resp, err := c.Get(url)
 				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
+					var body []byte
+					body, err = io.ReadAll(resp.Body)
 					resp.Body.Close()
 					if err == nil && resp.StatusCode/100 != 2 {
-						err = fmt.Errorf("status %d (%s)", resp.StatusCode, resp.Header.Get("X-Backend"))
+						err = fmt.Errorf("status %d (backend %q, body %q)", resp.StatusCode, resp.Header.Get("X-Backend"), body)
 					}
 				}
 				if err != nil {
@@ -125,7 +126,14 @@ func TestKilledBackendInvisibleWithRetries(t *testing.T) {
                           "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
                       host_selection_retry_max_attempts: 3
 `),
-		Clusters: staticCluster("up", `    outlier_detection:
+		// A killed host fails every request it holds at once: up to its
+		// share of the 32 clients. The retry budget's reserve must cover
+		// that burst (the default reserve of 3, like Envoy's default
+		// max_retries of 3, would refuse some of them).
+		Clusters: staticCluster("up", `    circuit_breakers:
+      thresholds:
+      - retry_budget: {budget_percent: {value: 20}, min_retry_concurrency: 16}
+    outlier_detection:
       consecutive_5xx: 3
       consecutive_local_origin_failure: 3
       interval: 1s
@@ -140,7 +148,8 @@ func TestKilledBackendInvisibleWithRetries(t *testing.T) {
 		backends[1].Kill()
 	})
 	if len(failures) > 0 {
-		t.Fatalf("%d of %d requests failed after a backend was killed, e.g. %v", len(failures), int(ok)+len(failures), firstFew(failures))
+		t.Fatalf("%d of %d requests failed after a backend was killed, e.g. %v; retries %v, retry overflows %v", len(failures), int(ok)+len(failures), firstFew(failures),
+			metric(t, p, `outrigger_upstream_rq_retry_total{cluster="up"}`), metric(t, p, `outrigger_upstream_rq_retry_overflow_total{cluster="up"}`))
 	}
 	if ok < 3000 {
 		t.Fatalf("only %d requests completed: the load did not run", ok)

@@ -64,6 +64,10 @@ func (c *converter) retryPolicy(p string, rp *routev3.RetryPolicy) *router.Retry
 	if out.HostSelectionMaxAttempts < 0 {
 		c.fail(resource.Join(p, "host_selection_retry_max_attempts"), "must not be negative")
 	}
+	if out.HostSelectionMaxAttempts == 0 {
+		// Envoy: "if unspecified, this will default to retrying once".
+		out.HostSelectionMaxAttempts = 1
+	}
 	for _, code := range rp.GetRetriableStatusCodes() {
 		if code < 100 || code > 599 {
 			c.fail(resource.Join(p, "retriable_status_codes"), "%d is not an HTTP status", code)
