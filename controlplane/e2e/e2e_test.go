@@ -433,16 +433,18 @@ func testMesh(t *testing.T, delta bool) {
 	sidecar(t, cp, "payments-3-sidecar-proxy", "payments", delta)
 	took["register (incl. sidecar start and first health check)"] = eventually(t, hc, url, 10*time.Second, []string{"v1", "v3"})
 
-	// A configuration Consul accepts but the proxy cannot run (least_request
-	// with a choice count of 1; Envoy requires at least 2): it NACKs with the
-	// reason, the control plane counts it, traffic goes on.
+	// A configuration Consul and the control plane pass on but the proxy
+	// does not implement (the envoy-ratelimited retry condition): it NACKs
+	// with the reason, the control plane counts it, traffic goes on.
 	nacks := cp.metric("outrigger_cp_xds_nacks_total")
-	writeEntry(t, c, &api.ServiceResolverConfigEntry{Kind: api.ServiceResolver, Name: "payments",
-		LoadBalancer: &api.LoadBalancer{Policy: "least_request", LeastRequestConfig: &api.LeastRequestConfig{ChoiceCount: 1}}})
+	writeEntry(t, c, &api.ServiceRouterConfigEntry{Kind: api.ServiceRouter, Name: "payments", Routes: []api.ServiceRoute{{
+		Match:       &api.ServiceRouteMatch{HTTP: &api.ServiceRouteHTTPMatch{PathPrefix: "/"}},
+		Destination: &api.ServiceRouteDestination{Service: "payments", NumRetries: 1, RetryOn: []string{"envoy-ratelimited"}},
+	}}})
 	deadline := time.Now().Add(5 * time.Second)
 	for cp.metric("outrigger_cp_xds_nacks_total") == nacks {
 		if time.Now().After(deadline) {
-			t.Fatalf("no NACK counted by the control plane for a choice_count of 1")
+			t.Fatalf("no NACK counted by the control plane for an unsupported retry condition")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -451,12 +453,12 @@ func testMesh(t *testing.T, delta bool) {
 	}
 	sawNACK := false
 	for _, n := range cp.srv.Status().LastNACKs {
-		sawNACK = sawNACK || (n.Node == "frontend-1-sidecar-proxy" && strings.Contains(n.Error, "choice_count"))
+		sawNACK = sawNACK || (n.Node == "frontend-1-sidecar-proxy" && strings.Contains(n.Error, "envoy-ratelimited"))
 	}
 	if !sawNACK {
-		t.Errorf("control plane status does not show the frontend's NACK naming choice_count: %+v", cp.srv.Status().LastNACKs)
+		t.Errorf("control plane status does not show the frontend's NACK naming the retry condition: %+v", cp.srv.Status().LastNACKs)
 	}
-	deleteEntry(t, c, api.ServiceResolver, "payments")
+	deleteEntry(t, c, api.ServiceRouter, "payments")
 	eventually(t, hc, url, followWithin, []string{"v1", "v3"})
 
 	// A config entry Consul accepts but that cannot become valid Envoy

@@ -81,8 +81,10 @@ func (p *grpcProber) probe(ctx context.Context) result {
 		r = result{outcome: passed}
 	case err == nil:
 		r = result{outcome: failed, reason: "gRPC health " + resp.GetStatus().String()}
-	case ctx.Err() != nil:
-		r = networkResult(ctx, p.timeout, err)
+	case ctx.Err() != nil, status.Code(err) == codes.DeadlineExceeded:
+		// grpc-go's own deadline timer can fire a moment before the
+		// context reports it: DeadlineExceeded is our timeout either way.
+		r = result{outcome: timedOut, reason: fmt.Sprintf("no answer within the %v timeout", p.timeout)}
 	case status.Code(err) == codes.Unavailable:
 		r = result{outcome: network, reason: status.Convert(err).Message()}
 	default:
