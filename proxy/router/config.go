@@ -201,11 +201,14 @@ type HashPolicy struct {
 	// Terminal stops evaluating later policies once this one produced a
 	// hash.
 	Terminal bool
-	// CookieTTL and CookiePath: when Kind is HashCookie and the request
-	// has no such cookie, a TTL > 0 makes the proxy generate one (set on
-	// the response) so the client sticks from then on.
-	CookieTTL  time.Duration
-	CookiePath string
+	// CookieGenerate, CookieTTL and CookiePath: when Kind is HashCookie,
+	// the request has no such cookie and the policy has a ttl
+	// (CookieGenerate), the proxy generates one (set on the response) so
+	// the client sticks from then on; a ttl of 0 makes it a session
+	// cookie, as in Envoy.
+	CookieGenerate bool
+	CookieTTL      time.Duration
+	CookiePath     string
 }
 
 // HashKind says what a HashPolicy hashes.

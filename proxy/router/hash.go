@@ -33,14 +33,14 @@ func (a *ForwardAction) Hash(r *http.Request, clientIP string) (hash uint64, ok 
 		case HashCookie:
 			if c, err := r.Cookie(hp.Name); err == nil {
 				h, got = xxhash.Sum64String(c.Value), true
-			} else if hp.CookieTTL > 0 {
+			} else if hp.CookieGenerate {
 				v := strconv.FormatUint(rand.Uint64(), 16)
 				h, got = xxhash.Sum64String(v), true
 				setCookie = (&http.Cookie{
 					Name:     hp.Name,
 					Value:    v,
 					Path:     hp.CookiePath,
-					MaxAge:   int(hp.CookieTTL.Seconds()),
+					MaxAge:   int(hp.CookieTTL.Seconds()), // 0: a session cookie
 					HttpOnly: true,
 				}).String()
 			}

@@ -61,7 +61,7 @@ func TestHashPolicies(t *testing.T) {
 }
 
 func TestHashCookie(t *testing.T) {
-	a := ForwardAction{HashPolicies: []HashPolicy{{Kind: HashCookie, Name: "sticky", CookieTTL: time.Hour, CookiePath: "/"}}}
+	a := ForwardAction{HashPolicies: []HashPolicy{{Kind: HashCookie, Name: "sticky", CookieGenerate: true, CookieTTL: time.Hour, CookiePath: "/"}}}
 	r := httptest.NewRequest("GET", "/", nil)
 	h1, ok, set := a.Hash(r, "")
 	if !ok || !strings.HasPrefix(set, "sticky=") || !strings.Contains(set, "Max-Age=3600") {
@@ -73,6 +73,10 @@ func TestHashCookie(t *testing.T) {
 	h2, ok2, set2 := a.Hash(r2, "")
 	if !ok2 || h2 != h1 || set2 != "" {
 		t.Fatalf("with cookie: hash %x want %x, Set-Cookie %q", h2, h1, set2)
+	}
+	session := ForwardAction{HashPolicies: []HashPolicy{{Kind: HashCookie, Name: "sticky", CookieGenerate: true}}}
+	if _, ok, set := session.Hash(httptest.NewRequest("GET", "/", nil), ""); !ok || !strings.HasPrefix(set, "sticky=") || strings.Contains(set, "Max-Age") {
+		t.Fatalf("ttl 0: Set-Cookie %q, want a session cookie", set)
 	}
 	noTTL := ForwardAction{HashPolicies: []HashPolicy{{Kind: HashCookie, Name: "sticky"}}}
 	if _, ok, set := noTTL.Hash(httptest.NewRequest("GET", "/", nil), ""); ok || set != "" {

@@ -136,6 +136,7 @@ func (c *converter) hashPolicies(p string, hps []*routev3.RouteAction_HashPolicy
 			ck := hp.GetCookie()
 			h.Kind = router.HashCookie
 			h.Name = ck.GetName()
+			h.CookieGenerate = ck.GetTtl() != nil
 			h.CookieTTL = duration(ck.GetTtl(), 0)
 			h.CookiePath = ck.GetPath()
 			if len(ck.GetAttributes()) > 0 {
