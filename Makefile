@@ -6,7 +6,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-short lint vet fmt consul demo demo-static bench bench-cp bench-quick bench-go clean
+.PHONY: all build test test-short lint vet fmt consul demo demo-static bench bench-cp bench-quick bench-tail bench-go clean
 
 all: build
 
@@ -63,6 +63,11 @@ bench-cp: build consul
 	$(GO) build -o $(BIN)/outrigger-cpbench ./bench/cmd/outrigger-cpbench
 	$(BIN)/outrigger-cpbench --outrigger-cp $(BIN)/outrigger-cp --proxies 1000 --layout pods,shared --mode sotw,delta --deadline 10m $(CPBENCH_FLAGS)
 	$(BIN)/outrigger-cpbench --outrigger-cp $(BIN)/outrigger-cp --proxies 10000 --layout shared --wait-gc 2m30s --deadline 15m --append $(CPBENCH_FLAGS)
+
+## bench-tail: one slow backend of three: p99 with no retry, per-try timeout + retries, hedging (~2 min) -> bench/results/tail.md, tail-40ms.md
+bench-tail: build
+	$(GO) run ./bench/cmd/outrigger-tailbench --outrigger $(BIN)/outrigger --out bench/results/tail.md $(TAIL_FLAGS)
+	$(GO) run ./bench/cmd/outrigger-tailbench --outrigger $(BIN)/outrigger --out bench/results/tail-40ms.md --slow-delay 40ms $(TAIL_FLAGS)
 
 ## bench-go: the proxy's in-process Go benchmarks (proxied vs direct, allocs)
 bench-go:
