@@ -75,7 +75,7 @@ var (
 	descUpCxActive = desc("upstream_cx_active", "Upstream connections open.", "cluster")
 	descUpCxFail   = desc("upstream_cx_connect_fail_total", "Upstream connection attempts that failed.", "cluster")
 
-	descUpRetry         = desc("upstream_rq_retry_total", "Retries sent (admitted by the circuit breakers and the retry budget).", "cluster")
+	descUpRetry         = desc("upstream_rq_retry_total", "Retries admitted by max_retries and the retry budget (counted when scheduled; one whose original answers during the backoff is never sent).", "cluster")
 	descUpRetrySuccess  = desc("upstream_rq_retry_success_total", "Retries that succeeded.", "cluster")
 	descUpRetryOverflow = desc("upstream_rq_retry_overflow_total", "Retries refused by max_retries or the retry budget.", "cluster")
 	descUpPendingOver   = desc("upstream_rq_pending_overflow_total", "Requests refused by max_requests or max_pending_requests (503 UO).", "cluster")
