@@ -556,3 +556,69 @@ func TestActiveHealthCheckTakesHostOut(t *testing.T) {
 		t.Fatalf("b1 passing again got no traffic: %v", seen)
 	}
 }
+
+// TestPriorityFailover: hosts of priority 0 failing their health checks
+// send the traffic to priority 1 (Envoy's priority levels with the
+// overprovisioning factor), and it comes back when they recover.
+func TestPriorityFailover(t *testing.T) {
+	var sick atomic.Bool
+	health := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && sick.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}
+	p0a := killableBackend(t, "p0a", health)
+	p0b := killableBackend(t, "p0b", health)
+	p1 := killableBackend(t, "p1", func(w http.ResponseWriter, r *http.Request) {})
+	ep := func(addr string) string {
+		h, port, _ := net.SplitHostPort(addr)
+		return fmt.Sprintf("        - endpoint: {address: {socket_address: {address: %q, port_value: %s}}}\n", h, port)
+	}
+	cluster := `  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    health_checks:
+    - timeout: 1s
+      interval: 0.05s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      no_traffic_interval: 0.05s
+      http_health_check: {path: /healthz}
+    load_assignment:
+      cluster_name: up
+      endpoints:
+      - priority: 0
+        lb_endpoints:
+` + ep(p0a.addr) + ep(p0b.addr) + `      - priority: 1
+        lb_endpoints:
+` + ep(p1.addr)
+	p := startProxy(t, bs{VirtualHosts: vhostAll("up", ""), Clusters: cluster}.String())
+	c := h1Client()
+	url := "http://" + p.addr["ingress"] + "/"
+	spread := func() map[string]int {
+		seen := map[string]int{}
+		for i := 0; i < 20; i++ {
+			resp, err := c.Get(url)
+			must(t, err)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			seen[resp.Header.Get("X-Backend")]++
+		}
+		return seen
+	}
+	healthy := func() float64 { return metric(t, p, `outrigger_health_check_healthy{cluster="up"}`) }
+	waitFor(t, 5*time.Second, "all hosts healthy", func() bool { return healthy() == 3 })
+	if seen := spread(); seen["p1"] != 0 || seen["p0a"] == 0 || seen["p0b"] == 0 {
+		t.Fatalf("priority 0 healthy: traffic %v, want all of it on p0a and p0b", seen)
+	}
+	sick.Store(true)
+	waitFor(t, 5*time.Second, "priority 0 failing", func() bool { return healthy() == 1 })
+	if seen := spread(); seen["p1"] != 20 {
+		t.Fatalf("priority 0 down: traffic %v, want all of it on p1", seen)
+	}
+	sick.Store(false)
+	waitFor(t, 5*time.Second, "priority 0 back", func() bool { return healthy() == 3 })
+	if seen := spread(); seen["p1"] != 0 {
+		t.Fatalf("priority 0 back: traffic %v, want none on p1", seen)
+	}
+}
