@@ -98,8 +98,12 @@ type chainRoute struct {
 // chain is a compiled discovery chain.
 type chain struct {
 	protocol string
-	routes   []chainRoute  // the last is the catch-all
-	targets  []*resolution // every primary target, sorted by cluster name
+	// routed is true when the chain starts at a service-router: then, as
+	// in Consul, only the router's destinations set route timeouts, not
+	// the resolvers'.
+	routed  bool
+	routes  []chainRoute  // the last is the catch-all
+	targets []*resolution // every primary target, sorted by cluster name
 }
 
 // compiler compiles one chain.
@@ -159,6 +163,7 @@ func compileChain(m *model.Mesh, service string) (*chain, error) {
 			ch.routes = append(ch.routes, chainRoute{match: match, dest: rt.Destination, to: to})
 		}
 		self = ref
+		ch.routed = true
 	}
 	to, err := c.splitterOrResolver(service, self)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/hashicorp/consul/api"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -45,13 +46,27 @@ func adsSource() *corev3.ConfigSource {
 	}
 }
 
-// edsCluster is the cluster of one resolved target.
-func edsCluster(m *model.Mesh, res *resolution, md mode) (*clusterv3.Cluster, error) {
+// edsCluster is the cluster of one resolved target, for an upstream whose
+// config resolved to s. A sidecar's gets what Consul gives every target
+// cluster of a discovery chain (makeUpstreamClustersForDiscoveryChain):
+// panic mode off, the upstream's limits as circuit breakers and its
+// passive health check as outlier detection, present even when empty.
+// Proxyless clusters have no downstream whose config could apply.
+func edsCluster(m *model.Mesh, res *resolution, md mode, s clusterSettings) (*clusterv3.Cluster, error) {
+	connectTimeout := res.connectTimeout
+	if s.connectTimeout > 0 {
+		connectTimeout = s.connectTimeout
+	}
 	c := &clusterv3.Cluster{
 		Name:                 res.target.cluster(),
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
-		ConnectTimeout:       durationpb.New(res.connectTimeout),
+		ConnectTimeout:       durationpb.New(connectTimeout),
+	}
+	if md == sidecarMode {
+		c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}}
+		c.CircuitBreakers = s.limits.circuitBreakers()
+		c.OutlierDetection = s.passive.outlierDetection()
 	}
 	setLB(c, res.lb, md)
 	if err := setUpstreamProtocol(c, m.Protocol(res.target.service)); err != nil {

@@ -31,7 +31,7 @@ func chainRoutes(ch *chain) []*routev3.Route {
 	for _, cr := range ch.routes {
 		r := &routev3.Route{
 			Match:  routeMatch(cr.match),
-			Action: &routev3.Route_Route{Route: routeAction(cr)},
+			Action: &routev3.Route_Route{Route: routeAction(cr, ch.routed)},
 		}
 		if d := cr.dest; d != nil {
 			r.RequestHeadersToAdd = headersToAdd(d.RequestHeaders)
@@ -115,13 +115,15 @@ func regexMatcher(re string) *matcherv3.RegexMatcher {
 }
 
 // routeAction sends the route to its cluster or weighted clusters and
-// applies the destination's rewrite, timeouts and retries.
-func routeAction(cr chainRoute) *routev3.RouteAction {
+// applies the destination's rewrite, timeouts and retries. The resolver's
+// RequestTimeout applies only when the chain starts at that resolver (no
+// router, no splitter), as in Consul's makeUpstreamRouteForDiscoveryChain.
+func routeAction(cr chainRoute, routed bool) *routev3.RouteAction {
 	a := &routev3.RouteAction{}
 	to := cr.to
 	if to.resolved != nil {
 		a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: to.resolved.target.cluster()}
-		if t := to.resolved.requestTimeout; t > 0 {
+		if t := to.resolved.requestTimeout; t > 0 && !routed {
 			a.Timeout = durationpb.New(t)
 		}
 	} else {

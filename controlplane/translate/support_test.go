@@ -91,19 +91,15 @@ func TestEveryResourcePassesValidateAll(t *testing.T) {
 // laterIssues are the fields our proxy does not implement yet that the
 // translator still emits when Consul's config asks for them.
 var laterIssues = []struct{ path, reason string }{
-	{".lb_policy", ""},                // policies other than ROUND_ROBIN
-	{".ring_hash_lb_config", ""},      // ring_hash settings
-	{".least_request_lb_config", ""},  // least_request settings
-	{".route.hash_policy", ""},        // hash policies of ring_hash / maglev
-	{".route.retry_policy", ""},       // retries
-	{".priority", ""},                 // failover priorities
-	{"typed_config", "tcp_proxy.v3."}, // protocol tcp
+	{"typed_config", "tcp_proxy.v3."}, // protocol tcp (the protocols issue)
 }
 
 // fullySupported golden cases use nothing from a later issue: our proxy
-// must accept them whole.
+// must accept them whole: every case without a TCP upstream (load balancing, hash
+// policies, retries and failover priorities arrived with resilience).
 var fullySupported = map[string]bool{
 	"http_upstream": true, "grpc_upstream": true, "splitter_canary": true, "blue_green": true,
+	"resolver": true, "router": true, "redirect": true, "bind_address": true,
 }
 
 // TestOurProxyAcceptsSidecarOutput runs every sidecar resource through the

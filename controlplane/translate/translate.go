@@ -21,14 +21,26 @@
 // sidecar's registered address and port), local_connect_timeout_ms and
 // local_request_timeout_ms.
 //
+// Each upstream's clusters (every target of its chain) get what Consul
+// v1.16.3 resolves for that upstream (upstream.go): the downstream
+// service's service-defaults UpstreamConfig (Defaults, then the Overrides
+// entry naming the upstream), under the upstream's own config keys in the
+// registration. connect_timeout_ms replaces the resolvers' connect
+// timeouts, limits become circuit_breakers thresholds and
+// passive_health_check becomes outlier_detection, which, as in Consul, is
+// present (Envoy's defaults) even when nothing is configured; panic mode
+// is off (healthy_panic_threshold 0), as Consul sets it. When two
+// upstreams' chains share a target, the first upstream's settings apply.
+//
 // What is not translated, by design for now: prepared-query upstreams,
 // upstreams in another datacenter or peer, unix-socket upstreams (all
 // skipped); failover to other datacenters, peers or sameness groups
 // (skipped: only same-datacenter failover becomes extra priorities);
-// redirects outside the datacenter (an error); an upstream's own config
-// (Upstream.Config, e.g. a protocol override: the protocol is the
-// service's); namespaces and partitions (ignored: Consul CE has one of
-// each).
+// redirects outside the datacenter (an error); the upstream config keys
+// other than the three above (protocol: the protocol is the service's;
+// envoy_cluster_json, envoy_listener_json, mesh_gateway,
+// balance_outbound_connections); namespaces and partitions (ignored:
+// Consul CE has one of each).
 package translate
 
 import (
@@ -115,22 +127,26 @@ func newBuilder(t *Translator, md mode) *builder {
 	}
 }
 
-// chain returns service's (shared) chain and adds its targets' clusters
-// and endpoints; a name already taken keeps what it has.
-func (b *builder) chain(service string) (*chainEntry, error) {
+// chain returns service's (shared) chain and adds its targets' clusters,
+// built with the upstream settings s, and endpoints. A name already taken
+// keeps what it has: when two upstreams' chains share a target, the first
+// upstream's settings apply to it.
+func (b *builder) chain(service string, s clusterSettings) (*chainEntry, error) {
 	ce, err := b.t.chain(b.md, service)
 	if err != nil {
 		return nil, err
 	}
-	for _, te := range ce.targets {
-		if _, ok := b.clusters[te.name]; ok {
+	for _, res := range ce.ch.targets {
+		name := res.target.cluster()
+		if _, ok := b.clusters[name]; ok {
 			continue
 		}
-		if te.err != nil {
-			return nil, te.err
+		c, err := b.t.clusterOf(b.md, res, s)
+		if err != nil {
+			return nil, err
 		}
-		b.clusters[te.name] = te.cluster
-		b.endpoints[te.name] = te.endpoints
+		b.clusters[name] = c
+		b.endpoints[name] = b.t.endpointsFor(b.md, res)
 	}
 	return ce, nil
 }
@@ -220,9 +236,11 @@ func (b *builder) inbound(id string, p *api.CatalogService) error {
 }
 
 // upstream adds the listener of one upstream and, through its chain, the
-// route, clusters and endpoints behind it. Upstreams we cannot serve are
-// skipped (see the package comment).
-func (b *builder) upstream(id string, i int, u api.Upstream) error {
+// route, clusters and endpoints behind it; the clusters get the upstream's
+// settings, resolved from downstream's service-defaults and u's own config
+// (upstream.go). Upstreams we cannot serve are skipped (see the package
+// comment).
+func (b *builder) upstream(id, downstream string, i int, u api.Upstream) error {
 	switch {
 	case u.DestinationType != "" && u.DestinationType != api.UpstreamDestTypeService,
 		u.DestinationPeer != "",
@@ -241,7 +259,11 @@ func (b *builder) upstream(id string, i int, u api.Upstream) error {
 	if err := b.bind(id, name, host, u.LocalBindPort); err != nil {
 		return err
 	}
-	ce, err := b.chain(dest)
+	s, err := upstreamSettings(b.t.m, id, downstream, u)
+	if err != nil {
+		return err
+	}
+	ce, err := b.chain(dest, s)
 	if err != nil {
 		return err
 	}

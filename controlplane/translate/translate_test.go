@@ -43,6 +43,11 @@ var goldenCases = []goldenCase{
 	// public_listener on the registration's bind_address and the
 	// proxy-defaults' bind_port.
 	{"bind_address", "web-sidecar-proxy"},
+	// web's service-defaults UpstreamConfig: Defaults on api's two split
+	// targets (its connect timeout over the resolver's), an override for
+	// cache, a peer's override that does not apply, and db's own config in
+	// the registration winning over both.
+	{"upstream_config", "web-sidecar-proxy"},
 }
 
 func loadMesh(t *testing.T, name string) *model.Mesh {

@@ -17,9 +17,10 @@ import (
 
 // Translator translates one Mesh for any number of proxies, building what
 // proxies have in common once: per upstream service its discovery chain,
-// route configuration and outbound filter; per chain target its cluster and
-// ClusterLoadAssignment; the inbound filter and local_app cluster per set of
-// settings. Only what names a proxy's own addresses (public_listener and the
+// route configuration and outbound filter; per chain target its
+// ClusterLoadAssignment, and its cluster per set of upstream settings (the
+// downstream's resolved UpstreamConfig: most proxies share the default);
+// the inbound filter and local_app cluster per set of settings. Only what names a proxy's own addresses (public_listener and the
 // "<service>:<address>:<port>" listeners) is built per call. Errors are
 // memoized with the results: every proxy whose upstream has a broken chain
 // gets the same *EntryError.
@@ -35,7 +36,8 @@ type Translator struct {
 	m *model.Mesh
 
 	chains    memo[chainKey, *chainEntry]
-	targets   memo[targetKey, *targetEntry]
+	clusters  memo[clusterKey, checked[*clusterv3.Cluster]]
+	endpoints memo[targetKey, checked[*endpointv3.ClusterLoadAssignment]]
 	inbound   memo[inboundKey, *listenerv3.Filter]
 	localApps memo[localAppKey, checked[*clusterv3.Cluster]]
 	proxyless memo[struct{}, *Resources]
@@ -72,7 +74,7 @@ func (t *Translator) Proxy(id string) (*Resources, error) {
 		return nil, err
 	}
 	for i, u := range sp.Upstreams {
-		if err := b.upstream(id, i, u); err != nil {
+		if err := b.upstream(id, sp.DestinationServiceName, i, u); err != nil {
 			return nil, err
 		}
 	}
@@ -109,7 +111,7 @@ func (t *Translator) buildProxyless() (*Resources, error) {
 		if p := t.m.Protocol(name); p != "grpc" && p != "http2" {
 			continue
 		}
-		ce, err := b.chain(name)
+		ce, err := b.chain(name, clusterSettings{})
 		if err != nil {
 			return nil, err
 		}
@@ -159,10 +161,10 @@ type chainKey struct {
 }
 
 // chainEntry is one compiled chain and what every proxy (or the proxyless
-// set) takes from it.
+// set) takes from it; its targets' clusters and endpoints are built on
+// demand (clusterOf, endpointsFor).
 type chainEntry struct {
-	ch      *chain
-	targets []*targetEntry // ch.targets, in order
+	ch *chain
 	// route is the chain's RouteConfiguration when it is HTTP: named after
 	// the service, for domains "*" (sidecars) or the service (proxyless).
 	route checked[*routev3.RouteConfiguration]
@@ -181,22 +183,19 @@ type outboundFilter struct {
 	marshalErr error
 }
 
-// targetKey names one target's cluster, for one mode. A target's cluster
-// and endpoints depend only on the target: its resolution is its own
-// service-resolver's (timeouts, load balancer, failover), whichever chain
-// reached it.
+// targetKey names one target's endpoints, for one mode. A target's
+// endpoints depend only on the target: its resolution is its own
+// service-resolver's (subset, failover), whichever chain reached it.
 type targetKey struct {
 	md mode
 	t  target
 }
 
-// targetEntry is a target's cluster and ClusterLoadAssignment, each
-// validated once.
-type targetEntry struct {
-	name      string
-	cluster   checked[*clusterv3.Cluster]
-	endpoints checked[*endpointv3.ClusterLoadAssignment]
-	err       error // building the cluster failed
+// clusterKey names one target's cluster: the target's resolution and the
+// settings of the upstream whose chain reached it.
+type clusterKey struct {
+	targetKey
+	s clusterSettings
 }
 
 // chain compiles service's chain for md once and builds its targets.
@@ -206,10 +205,7 @@ func (t *Translator) chain(md mode, service string) (*chainEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		ce := &chainEntry{ch: ch, targets: make([]*targetEntry, len(ch.targets))}
-		for i, res := range ch.targets {
-			ce.targets[i] = t.target(md, res)
-		}
+		ce := &chainEntry{ch: ch}
 		if isHTTP(ch.protocol) {
 			domains := []string{"*"}
 			if md == proxylessMode {
@@ -224,21 +220,23 @@ func (t *Translator) chain(md mode, service string) (*chainEntry, error) {
 	})
 }
 
-// target builds res's cluster and endpoints once per mode.
-func (t *Translator) target(md mode, res *resolution) *targetEntry {
-	te, _ := t.targets.get(targetKey{md, res.target}, func() (*targetEntry, error) {
-		name := res.target.cluster()
-		c, err := edsCluster(t.m, res, md)
+// clusterOf builds res's cluster once per mode and upstream settings.
+func (t *Translator) clusterOf(md mode, res *resolution, s clusterSettings) (checked[*clusterv3.Cluster], error) {
+	return t.clusters.get(clusterKey{targetKey{md, res.target}, s}, func() (checked[*clusterv3.Cluster], error) {
+		c, err := edsCluster(t.m, res, md, s)
 		if err != nil {
-			return &targetEntry{name: name, err: err}, nil
+			return checked[*clusterv3.Cluster]{}, err
 		}
-		return &targetEntry{
-			name:      name,
-			cluster:   validatedNow("cluster", name, c),
-			endpoints: validatedNow("endpoints", name, loadAssignment(t.m, res, md)),
-		}, nil
+		return validatedNow("cluster", res.target.cluster(), c), nil
 	})
-	return te
+}
+
+// endpointsFor builds res's ClusterLoadAssignment once per mode.
+func (t *Translator) endpointsFor(md mode, res *resolution) checked[*endpointv3.ClusterLoadAssignment] {
+	cla, _ := t.endpoints.get(targetKey{md, res.target}, func() (checked[*endpointv3.ClusterLoadAssignment], error) {
+		return validatedNow("endpoints", res.target.cluster(), loadAssignment(t.m, res, md)), nil
+	})
+	return cla
 }
 
 // upstreamFilter is the filter of every sidecar listener for upstream dest.
