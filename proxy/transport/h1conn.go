@@ -37,6 +37,9 @@ type pconn struct {
 	done    chan struct{} // closed by close: the watcher exits
 	closing sync.Once
 	aborted atomic.Bool // closed under a request (context end, Close)
+	// slotMoved: the pool gave this idle connection's slot to a request
+	// for another address before closing it (set under the pool's lock).
+	slotMoved bool
 
 	// The request body, when there is one, is written by its own goroutine
 	// while the response is read; wrote reports how that ended.
@@ -88,8 +91,8 @@ func (pc *pconn) close() {
 		if pc.raw != nil {
 			pc.raw.Close() // reports the close even if TLS's Close failed
 		}
-		if pc.pool.opts.MaxConnections > 0 {
-			pc.pool.release()
+		if pc.pool.opts.MaxConnections > 0 && !pc.slotMoved {
+			pc.pool.release(pc.addr)
 		}
 	})
 }

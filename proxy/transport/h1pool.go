@@ -24,19 +24,27 @@ type h1Pool struct {
 	reaper  sync.WaitGroup
 
 	// Circuit breakers (Options.MaxConnections, MaxPendingRequests):
-	// open counts connections dialed or being dialed; waiters are the
-	// requests queued for one, oldest first.
+	// open counts connections dialed or being dialed, openBy the same per
+	// address; waiters are the requests queued for one, oldest first.
 	open    int
-	waiters []chan struct{}
+	openBy  map[string]int
+	waiters []*waiter
+}
+
+// waiter is one request queued for a connection to addr.
+type waiter struct {
+	addr string
+	ch   chan struct{}
 }
 
 func newH1Pool(o *Options) *h1Pool {
 	return &h1Pool{
-		opts: o,
-		d:    newDialer(o, false),
-		idle: make(map[string][]*pconn),
-		stop: make(chan struct{}),
-		kick: make(chan struct{}, 1),
+		opts:   o,
+		d:      newDialer(o, false),
+		idle:   make(map[string][]*pconn),
+		openBy: make(map[string]int),
+		stop:   make(chan struct{}),
+		kick:   make(chan struct{}, 1),
 	}
 }
 
@@ -137,19 +145,44 @@ func (p *h1Pool) getOnce(ctx context.Context, addr string, replayable bool) (*pc
 	}
 	pc, err := p.dial(ctx, addr)
 	if err != nil {
-		p.release()
+		p.release(addr)
 	}
 	return pc, err
 }
 
-// reserve takes a connection slot under MaxConnections, queueing as a
-// pending request while every slot is taken; it fails at once with
-// KindOverflow when MaxPendingRequests requests already wait, and when the
-// request's context ends while queued. A connection returned to the pool
-// while waiting is used instead of a new one (the caller retries get).
+// reserve takes a connection slot for addr under MaxConnections. As in
+// Envoy, an address with no connection at all may always have one, so a
+// busy host cannot starve a new one; when every slot is taken, an idle
+// connection to another address gives up its slot; otherwise the request
+// queues as pending, and fails at once with KindOverflow when
+// MaxPendingRequests requests already wait, or when its context ends while
+// queued. errTryIdle sends the caller back to the idle list: a connection
+// to addr came back.
 func (p *h1Pool) reserve(ctx context.Context, addr string) error {
 	p.mu.Lock()
-	for p.open >= p.opts.MaxConnections {
+	for {
+		if len(p.idle[addr]) > 0 {
+			p.passOnLocked()
+			p.mu.Unlock()
+			return errTryIdle
+		}
+		if p.open < p.opts.MaxConnections || p.openBy[addr] == 0 {
+			p.open++
+			p.openBy[addr]++
+			p.passOnLocked()
+			p.mu.Unlock()
+			return nil
+		}
+		if victim := p.takeIdleElsewhereLocked(addr); victim != nil {
+			// The victim's slot becomes ours: its close releases nothing.
+			victim.slotMoved = true
+			p.dropOpenLocked(victim.addr)
+			p.open++
+			p.openBy[addr]++
+			p.mu.Unlock()
+			victim.close()
+			return nil
+		}
 		if p.opts.MaxPendingRequests > 0 && len(p.waiters) >= p.opts.MaxPendingRequests {
 			p.mu.Unlock()
 			if o, ok := p.opts.Conns.(OverflowObserver); ok {
@@ -160,14 +193,14 @@ func (p *h1Pool) reserve(ctx context.Context, addr string) error {
 		if o, ok := p.opts.Conns.(OverflowObserver); ok {
 			o.ConnOverflow()
 		}
-		ch := make(chan struct{})
-		p.waiters = append(p.waiters, ch)
+		w := &waiter{addr: addr, ch: make(chan struct{})}
+		p.waiters = append(p.waiters, w)
 		p.mu.Unlock()
 		select {
-		case <-ch:
+		case <-w.ch:
 		case <-ctx.Done():
 			p.mu.Lock()
-			if i := slices.Index(p.waiters, ch); i >= 0 {
+			if i := slices.Index(p.waiters, w); i >= 0 {
 				p.waiters = slices.Delete(p.waiters, i, i+1)
 			} else {
 				p.wakeLocked() // we were woken as we gave up: pass it on
@@ -176,15 +209,33 @@ func (p *h1Pool) reserve(ctx context.Context, addr string) error {
 			return failure(ctx, addr, ctx.Err(), false)
 		}
 		p.mu.Lock()
-		if idle := p.idle[addr]; len(idle) > 0 {
-			// A connection came back while we waited.
-			p.mu.Unlock()
-			return errTryIdle
+	}
+}
+
+// takeIdleElsewhereLocked removes and returns the oldest idle connection
+// to an address other than addr, nil if there is none; p.mu is held.
+func (p *h1Pool) takeIdleElsewhereLocked(addr string) *pconn {
+	var victim *pconn
+	for a, list := range p.idle {
+		if a == addr || len(list) == 0 {
+			continue
+		}
+		if victim == nil || list[0].idleAt.Before(victim.idleAt) {
+			victim = list[0]
 		}
 	}
-	p.open++
-	p.mu.Unlock()
-	return nil
+	if victim == nil {
+		return nil
+	}
+	list := p.idle[victim.addr]
+	rest := copy(list, list[1:])
+	list[rest] = nil
+	if rest == 0 {
+		delete(p.idle, victim.addr)
+	} else {
+		p.idle[victim.addr] = list[:rest]
+	}
+	return victim
 }
 
 // errTryIdle tells get to look at the idle list again.
@@ -192,20 +243,50 @@ var errTryIdle = errors.New("an idle connection is available")
 
 var errPendingOverflow = errors.New("max_pending_requests reached")
 
-// release frees a connection slot (a connection closed or a dial failed)
-// and wakes the oldest waiter.
-func (p *h1Pool) release() {
+// release frees addr's connection slot (a connection closed or a dial
+// failed) and wakes the oldest waiter.
+func (p *h1Pool) release(addr string) {
 	p.mu.Lock()
-	p.open--
+	p.dropOpenLocked(addr)
 	p.wakeLocked()
 	p.mu.Unlock()
 }
 
-// wakeLocked wakes the oldest queued request; p.mu is held.
+func (p *h1Pool) dropOpenLocked(addr string) {
+	p.open--
+	if p.openBy[addr]--; p.openBy[addr] <= 0 {
+		delete(p.openBy, addr)
+	}
+}
+
+// wakeLocked wakes the oldest queued request; p.mu is held. A woken
+// request holds nothing: it looks again at idle connections and slots.
 func (p *h1Pool) wakeLocked() {
 	if len(p.waiters) > 0 {
-		close(p.waiters[0])
+		close(p.waiters[0].ch)
 		p.waiters = slices.Delete(p.waiters, 0, 1)
+	}
+}
+
+// wakeForLocked wakes the oldest request queued for addr, reporting
+// whether there was one; p.mu is held.
+func (p *h1Pool) wakeForLocked(addr string) bool {
+	for i, w := range p.waiters {
+		if w.addr == addr {
+			close(w.ch)
+			p.waiters = slices.Delete(p.waiters, i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
+// passOnLocked wakes one more waiter when a slot is free, so a wake-up a
+// request did not need (it found an idle connection, or took a slot while
+// more are free) is not lost; p.mu is held.
+func (p *h1Pool) passOnLocked() {
+	if p.open < p.opts.MaxConnections {
+		p.wakeLocked()
 	}
 }
 
@@ -230,10 +311,11 @@ func (p *h1Pool) redial(ctx context.Context, addr string) (*pconn, error) {
 	}
 	p.mu.Lock()
 	p.open++ // the replacement may briefly exceed the limit by one
+	p.openBy[addr]++
 	p.mu.Unlock()
 	pc, err := p.dial(ctx, addr)
 	if err != nil {
-		p.release()
+		p.release(addr)
 	}
 	return pc, err
 }
@@ -250,8 +332,14 @@ func (p *h1Pool) put(pc *pconn) {
 		pc.close()
 		return
 	}
+	if p.opts.MaxConnections > 0 && !p.wakeForLocked(pc.addr) && len(p.waiters) > 0 && p.open >= p.opts.MaxConnections {
+		// Nobody waits for this address but others wait for a slot: give
+		// them this connection's.
+		p.mu.Unlock()
+		pc.close()
+		return
+	}
 	p.idle[pc.addr] = append(list, pc)
-	p.wakeLocked()
 	if !p.reaping {
 		p.reaping = true
 		p.reaper.Add(1)
