@@ -65,6 +65,11 @@ type Config struct {
 	// TLS to the upstream; nil is plaintext. ServerName carries the SNI.
 	// NextProtos is filled by the cluster from Protocol.
 	TLS *tls.Config
+	// TLSVerifyKey names the rule TLS.VerifyConnection was built by (Go
+	// cannot compare functions): two configs with the same key and equal
+	// settings (RootCAs included) are the same TLS, so an update that
+	// re-converts an mTLS cluster keeps its pools and health checks.
+	TLSVerifyKey string
 
 	// IdleTimeout closes idle upstream connections (common_http_protocol_options.idle_timeout,
 	// Envoy default 1h).

@@ -251,7 +251,7 @@ func transportChanged(a, b *Config) bool {
 		a.MaxRequestsPerConnection != b.MaxRequestsPerConnection ||
 		a.Thresholds.maxConnections() != b.Thresholds.maxConnections() ||
 		a.Thresholds.maxPending() != b.Thresholds.maxPending() ||
-		!tlsEqual(a.TLS, b.TLS)
+		!sameTLS(a, b)
 }
 
 func discoveryChanged(a, b *Config) bool {
@@ -261,19 +261,33 @@ func discoveryChanged(a, b *Config) bool {
 		!slices.Equal(a.Endpoints, b.Endpoints)
 }
 
+// sameTLS reports whether two configs' upstream TLS is the same: equal
+// settings and, for the VerifyConnection callback Go cannot compare, the
+// same TLSVerifyKey.
+func sameTLS(a, b *Config) bool {
+	return tlsEqual(a.TLS, b.TLS, a.TLSVerifyKey != "" && a.TLSVerifyKey == b.TLSVerifyKey)
+}
+
 // tlsEqual compares the settings an upstream TLS config is built from, so
 // an xDS push that rebuilds an identical config keeps the pool. Callbacks
-// cannot be compared: a config with any is equal only to itself.
-func tlsEqual(a, b *tls.Config) bool {
+// cannot be compared: a config with any is equal only to itself, except
+// VerifyConnection when sameVerify says both were built by the same rule
+// from settings compared here (RootCAs).
+func tlsEqual(a, b *tls.Config, sameVerify bool) bool {
 	if a == b {
 		return true
 	}
 	if a == nil || b == nil {
 		return false
 	}
+	if !sameVerify && (a.VerifyConnection != nil || b.VerifyConnection != nil) {
+		return false
+	}
+	if (a.VerifyConnection == nil) != (b.VerifyConnection == nil) {
+		return false
+	}
 	if a.GetClientCertificate != nil || b.GetClientCertificate != nil ||
 		a.VerifyPeerCertificate != nil || b.VerifyPeerCertificate != nil ||
-		a.VerifyConnection != nil || b.VerifyConnection != nil ||
 		a.GetCertificate != nil || b.GetCertificate != nil ||
 		a.GetConfigForClient != nil || b.GetConfigForClient != nil {
 		return false

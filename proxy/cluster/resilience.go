@@ -54,7 +54,7 @@ func (c *Cluster) setResilience(prev, cfg *Config) {
 			}
 		}
 	}
-	if prev == nil || !reflect.DeepEqual(prev.HealthChecks, cfg.HealthChecks) || !tlsEqual(prev.TLS, cfg.TLS) {
+	if prev == nil || !reflect.DeepEqual(prev.HealthChecks, cfg.HealthChecks) || !sameTLS(prev, cfg) {
 		var hc *healthcheck.Checker
 		if len(cfg.HealthChecks) > 0 {
 			var err error
@@ -74,16 +74,26 @@ func (c *Cluster) setResilience(prev, cfg *Config) {
 				hc = nil
 			}
 		}
-		if hc != nil {
-			hc.SetHosts(hosts)
-		}
-		if old := c.hc.Swap(hc); old != nil {
+		// Stop the old checker first, so none of its late results can
+		// overwrite a flag the new one sets; the new one adopts the hosts'
+		// current health instead of failing them all until their first
+		// check (which would send the traffic to a lower priority or
+		// into panic on every health-check change).
+		if old := c.hc.Swap(nil); old != nil {
 			old.Close()
 			if hc == nil {
 				for _, h := range hosts {
 					h.SetFlag(lb.FailedActiveHC, false)
 				}
 			}
+		}
+		if hc != nil {
+			if prev != nil && len(prev.HealthChecks) > 0 {
+				hc.AdoptHosts(hosts)
+			} else {
+				hc.SetHosts(hosts)
+			}
+			c.hc.Store(hc)
 		}
 	}
 	if prev != nil && !reflect.DeepEqual(prev.LB, cfg.LB) && !discoveryChanged(prev, cfg) {

@@ -207,7 +207,9 @@ func backend(t *testing.T, h http.HandlerFunc) string {
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A loopback address no test server binds (they use 127.0.0.1): a
+	// port freed here cannot be handed to the next backend a test starts.
+	ln, err := net.Listen("tcp", "127.0.0.3:0")
 	if err != nil {
 		t.Fatal(err)
 	}

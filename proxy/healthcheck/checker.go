@@ -106,7 +106,15 @@ func New(cfgs []Config, opts Options) (*Checker, error) {
 // HealthyThreshold says. Hosts no longer listed stop being checked: their
 // goroutines end soon after (Close waits for them). Hosts are told apart by
 // pointer, so a host the cluster kept across an update keeps its state.
-func (c *Checker) SetHosts(hosts []*lb.Host) {
+func (c *Checker) SetHosts(hosts []*lb.Host) { c.setHosts(hosts, false) }
+
+// AdoptHosts is SetHosts for a Checker that replaces another (the cluster's
+// health checks changed): a host not marked lb.FailedActiveHC starts as
+// healthy, its next checks judged by the thresholds, instead of being taken
+// out of rotation until its first check passes. Marked hosts start as new.
+func (c *Checker) AdoptHosts(hosts []*lb.Host) { c.setHosts(hosts, true) }
+
+func (c *Checker) setHosts(hosts []*lb.Host, adopt bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -122,10 +130,17 @@ func (c *Checker) SetHosts(hosts []*lb.Host) {
 		if _, ok := c.hosts[h]; ok {
 			continue
 		}
-		h.SetFlag(lb.FailedActiveHC, true)
-		e := &hostEntry{host: h}
+		healthy := adopt && h.Flags()&lb.FailedActiveHC == 0
+		if !healthy {
+			h.SetFlag(lb.FailedActiveHC, true)
+		}
+		e := &hostEntry{host: h, healthy: healthy}
 		for i := range c.cfgs {
-			e.sessions = append(e.sessions, c.newSession(e, i))
+			s := c.newSession(e, i)
+			if healthy {
+				s.unhealthy, s.firstCheck = false, false
+			}
+			e.sessions = append(e.sessions, s)
 		}
 		c.hosts[h] = e
 		added = append(added, e)

@@ -36,3 +36,32 @@ func TestOnPassCalled(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestAdoptHosts: a replacement checker keeps a healthy host in rotation
+// (no flag set before its first check) and a failing one out of it.
+func TestAdoptHosts(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	good := lb.NewHost(srv.Listener.Addr().String(), 1)
+	bad := lb.NewHost("127.0.0.1:1", 1)
+	bad.SetFlag(lb.FailedActiveHC, true)
+	c, err := New([]Config{{Timeout: 5 * time.Second, Interval: time.Hour, UnhealthyThreshold: 1, HealthyThreshold: 1,
+		HTTP: &HTTPCheck{Path: "/"}}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	c.AdoptHosts([]*lb.Host{good, bad})
+	// The good host's first check hangs: it must stay available meanwhile.
+	if !good.Available() {
+		t.Fatalf("an adopted healthy host was flagged: %s", good.HealthString())
+	}
+	if bad.Available() {
+		t.Fatal("an adopted failing host was put back in rotation before any check")
+	}
+	if st := c.Host(good); !st.Known || !st.Healthy {
+		t.Fatalf("adopted healthy host status = %+v", st)
+	}
+}

@@ -75,6 +75,9 @@ func (c *converter) cluster(p string, cl *clusterv3.Cluster) cluster.Config {
 		var utc tlsv3.UpstreamTlsContext
 		if c.unpack(tp, ts.GetTypedConfig(), &utc) {
 			out.TLS = c.upstreamTLS(tp, &utc)
+			if out.TLS.VerifyConnection != nil {
+				out.TLSVerifyKey = VerifyChainKey
+			}
 		}
 	}
 	return out

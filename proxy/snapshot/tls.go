@@ -70,9 +70,17 @@ func (c *converter) upstreamTLS(p string, u *tlsv3.UpstreamTlsContext) *tls.Conf
 	if vc := common.GetValidationContext(); vc != nil {
 		roots := c.certPool(resource.Join(cp, "validation_context.trusted_ca"), vc.GetTrustedCa())
 		cfg.VerifyConnection = verifyChain(roots)
+		// Unused by Go (InsecureSkipVerify) but compared by the cluster,
+		// together with VerifyChainKey, to tell an unchanged config.
+		cfg.RootCAs = roots
 	}
 	return cfg
 }
+
+// VerifyChainKey is the cluster.Config.TLSVerifyKey of an upstream TLS
+// config whose VerifyConnection is verifyChain(RootCAs).
+const VerifyChainKey = "verify-chain(RootCAs)"
+
 
 // verifyChain checks the peer's chain against roots without a host name
 // check (InsecureSkipVerify turns off Go's own verification).
