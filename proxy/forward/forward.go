@@ -125,7 +125,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b 
 // response of at most one reaches w.
 func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	if rp := p.Retry; rp != nil && p.Upgrade == "" {
-		retriable := rp.On != 0 && rp.NumRetries > 0 && requestRetriable(rp, r)
+		retriable := rp.On != 0 && requestRetriable(rp, r)
 		if retriable || rp.PerTryTimeout > 0 || rp.PerTryIdleTimeout > 0 {
 			return forwardRetry(w, r, p, retriable)
 		}

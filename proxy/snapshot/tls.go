@@ -81,7 +81,6 @@ func (c *converter) upstreamTLS(p string, u *tlsv3.UpstreamTlsContext) *tls.Conf
 // config whose VerifyConnection is verifyChain(RootCAs).
 const VerifyChainKey = "verify-chain(RootCAs)"
 
-
 // verifyChain checks the peer's chain against roots without a host name
 // check (InsecureSkipVerify turns off Go's own verification).
 func verifyChain(roots *x509.CertPool) func(tls.ConnectionState) error {
