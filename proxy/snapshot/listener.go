@@ -8,14 +8,11 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	accessfilev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
-	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/outrigger-mesh/outrigger/proxy/fault"
-	"github.com/outrigger-mesh/outrigger/proxy/fault/faultxds"
 	"github.com/outrigger-mesh/outrigger/proxy/hcm"
 	"github.com/outrigger-mesh/outrigger/proxy/listener"
 	"github.com/outrigger-mesh/outrigger/xds/resource"
@@ -206,50 +203,6 @@ func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) 
 		}
 	}
 	return s, h
-}
-
-// httpFilters accepts fault filters followed by the router, last: other
-// filters are not implemented and the support table already rejects their
-// types. It returns the fault filters' configs in order.
-func (c *converter) httpFilters(p string, filters []*hcmv3.HttpFilter) []*fault.Config {
-	if len(filters) == 0 {
-		c.fail(p, "the envoy.filters.http.router filter is required")
-		return nil
-	}
-	var faults []*fault.Config
-	for i, f := range filters {
-		fp := resource.Index(p, i)
-		a := f.GetTypedConfig()
-		if a == nil {
-			c.fail(fp, "filter %q needs a typed_config", f.GetName())
-			continue
-		}
-		last := i == len(filters)-1
-		switch a.GetTypeUrl() {
-		case resource.TypeURLPrefix + string(resource.RouterFilter):
-			if !last {
-				c.fail(fp, "the router must be the last http filter")
-			}
-		case resource.TypeURLPrefix + string(resource.HTTPFault):
-			tp := resource.Join(fp, "typed_config")
-			var m faultv3.HTTPFault
-			if !c.unpack(tp, a, &m) {
-				continue
-			}
-			cfg, err := faultxds.FromProto(tp, &m)
-			if err != nil {
-				c.failErr(err)
-				continue
-			}
-			faults = append(faults, cfg)
-			if last {
-				c.fail(fp, "the router must be the last http filter")
-			}
-		default:
-			c.fail(resource.Join(fp, "typed_config"), "%s is not supported yet", a.GetTypeUrl())
-		}
-	}
-	return faults
 }
 
 func (c *converter) accessLog(p string, a *anypb.Any) (hcm.AccessLog, bool) {

@@ -7,6 +7,9 @@
 package resource
 
 import (
+	"maps"
+	"slices"
+
 	// The typed extensions we support: imported so that protojson and
 	// anypb find their types in the global registry.
 	_ "github.com/cncf/xds/go/xds/type/v3"
@@ -78,8 +81,11 @@ const (
 	HTTPFault              protoreflect.FullName = "envoy.extensions.filters.http.fault.v3.HTTPFault"
 )
 
-// Extensions are the typed extensions we support.
-var Extensions = []Extension{
+// Extensions are the typed extensions we support: the core's, then each
+// feature file's (table_*.go).
+var Extensions = slices.Concat(coreExtensions, tcpProxyExtensions, grpcWebExtensions)
+
+var coreExtensions = []Extension{
 	{"envoy.filters.network.http_connection_manager", HTTPConnectionManager, "Listener filter_chains[].filters[].typed_config"},
 	{"envoy.filters.http.router", RouterFilter, "HttpConnectionManager http_filters[].typed_config (must be last)"},
 	{"envoy.filters.http.fault", HTTPFault, "HttpConnectionManager http_filters[].typed_config (before the router; response_rate_limit and runtime keys are refused)"},
@@ -119,7 +125,12 @@ func note(f Field, n string) Field { f.Note = n; return f }
 
 // Messages is the support table: every message type we look inside, with
 // the fields we implement or ignore. A set field not listed is rejected.
-var Messages = []Message{
+var Messages = mergeMessages(coreMessages, tcpProxyMessages, grpcWebMessages)
+
+// coreMessages is the table of the HTTP proxy core; feature files
+// (table_*.go) add their own messages and, for messages listed here, the
+// fields they implement: entries of the same name are merged.
+var coreMessages = []Message{
 	// Bootstrap.
 	{"envoy.config.bootstrap.v3.Bootstrap", map[string]Field{
 		"node":                          supported,
@@ -771,6 +782,29 @@ var wellKnown = map[protoreflect.FullName]bool{
 	"google.protobuf.Value":       true,
 	"google.protobuf.ListValue":   true,
 	"google.protobuf.Empty":       true,
+}
+
+// mergeMessages concatenates tables, merging the field rules of messages
+// listed more than once into the first entry (a later rule for the same
+// field wins).
+func mergeMessages(tables ...[]Message) []Message {
+	var out []Message
+	at := map[protoreflect.FullName]int{}
+	for _, t := range tables {
+		for _, m := range t {
+			i, ok := at[m.Name]
+			if !ok {
+				at[m.Name] = len(out)
+				out = append(out, Message{Name: m.Name, Fields: maps.Clone(m.Fields)})
+				continue
+			}
+			if out[i].Fields == nil {
+				out[i].Fields = map[string]Field{}
+			}
+			maps.Copy(out[i].Fields, m.Fields)
+		}
+	}
+	return out
 }
 
 // rules indexes Messages by name.
