@@ -6,7 +6,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-short lint vet fmt consul demo demo-static bench bench-cp bench-quick bench-tail bench-go clean
+.PHONY: all build test test-deps test-short lint vet fmt consul demo demo-static bench bench-cp bench-quick bench-tail bench-go clean
 
 all: build
 
@@ -20,8 +20,12 @@ build:
 consul:
 	./scripts/install-consul.sh
 
+## test-deps: Debian packages the tests use as real peers (redis), when missing
+test-deps:
+	./scripts/install-test-deps.sh
+
 ## test: vet, gofmt check, and every test with the race detector (builds Consul once)
-test: lint consul
+test: lint consul test-deps
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 ## test-short: quick unit tests without the race detector

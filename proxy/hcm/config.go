@@ -1,7 +1,8 @@
 // Package hcm is the HTTP connection manager's request path: request id,
 // x-forwarded-*, route match, header edits, direct responses and redirects,
-// then the router filter (proxy/forward) and the access log. It never sees
-// Envoy protos; proxy/snapshot converts HttpConnectionManager into Config.
+// the HTTP filters before the router (proxy/fault, proxy/grpcweb), then the
+// router filter (proxy/forward) and the access log. It never sees Envoy
+// protos; proxy/snapshot converts HttpConnectionManager into Config.
 package hcm
 
 import (
@@ -53,9 +54,27 @@ type Config struct {
 
 	AccessLogs []AccessLog
 
-	// Faults are the envoy.filters.http.fault filters, in order; they run
-	// after the route is matched and its cluster picked, before the router.
-	Faults []*fault.Config
+	// Filters are the HTTP filters before the router, in their listed
+	// order: envoy.filters.http.fault and envoy.filters.http.grpc_web (the
+	// field is named for the first filter it held). Fault filters run after
+	// the route is matched and its cluster picked; see Filter.GRPCWeb for
+	// where gRPC-Web translation starts.
+	Filters []Filter
+}
+
+// Filter is one HTTP filter before the router: exactly one field is set.
+type Filter struct {
+	// Fault is an envoy.filters.http.fault filter.
+	Fault *fault.Config
+	// GRPCWeb is the envoy.filters.http.grpc_web filter (it has no
+	// settings; only the first one listed acts, as a later one would see
+	// a request that is gRPC already). A gRPC-Web request is matched to a
+	// route as the client sent it, as Envoy matches before any filter
+	// runs (so a route's `grpc: {}` matcher does not match it); it is
+	// translated from this filter's place in the list on, so the replies
+	// of fault filters listed after it, of the router and of the route
+	// (no route, direct responses, redirects) are gRPC-Web.
+	GRPCWeb bool
 }
 
 // AccessLog is one access-log sink: envoy.access_loggers.stdout, .stderr or

@@ -1,6 +1,7 @@
 package hcm
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/outrigger-mesh/outrigger/proxy/fault"
 	"github.com/outrigger-mesh/outrigger/proxy/forward"
+	"github.com/outrigger-mesh/outrigger/proxy/grpcweb"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
 )
@@ -51,6 +53,11 @@ type Handler struct {
 	scheme []string
 	server []string
 	faults []*fault.Filter
+	// webAt is where the grpc_web filter sits among the fault filters
+	// (it runs before faults[webAt]); -1 without one. webClassify is
+	// Deps.Classify that also knows a text-mode body that is not base64.
+	webAt       int
+	webClassify forward.Classifier
 }
 
 // entryPool recycles access-log entries: loggers and observers encode them
@@ -71,8 +78,26 @@ func New(cfg Config, table *router.Table, deps Deps) *Handler {
 		}
 		h.server = []string{name}
 	}
-	for _, fc := range cfg.Faults {
-		h.faults = append(h.faults, fault.New(fc))
+	h.webAt = -1
+	for _, f := range cfg.Filters {
+		switch {
+		case f.Fault != nil:
+			h.faults = append(h.faults, fault.New(f.Fault))
+		case f.GRPCWeb && h.webAt < 0:
+			h.webAt = len(h.faults)
+		}
+	}
+	if h.webAt >= 0 {
+		classify := deps.Classify
+		h.webClassify = func(err error) (forward.Reason, bool) {
+			if errors.Is(err, grpcweb.ErrBadText) {
+				return forward.ReasonBadRequest, true
+			}
+			if classify != nil {
+				return classify(err)
+			}
+			return 0, false
+		}
 	}
 	h.routes.Store(table)
 	return h
@@ -118,7 +143,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ua := r.Header["User-Agent"]; len(ua) > 0 {
 		e.UserAgent = ua[0]
 	}
-	abort := h.serve(w, r, e)
+	abort, web := h.serve(w, r, e)
+	if web != nil && !abort {
+		if gs, _ := web.Finish(); gs != "" {
+			e.GRPCStatus = gs
+		}
+	}
 	e.Duration = time.Since(start)
 	for _, l := range h.deps.Logs {
 		l.Log(e)
@@ -134,12 +164,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Entry) (abort bool) {
+// serve runs the request path. web is the gRPC-Web translation when the
+// request is gRPC-Web and the grpc_web filter was reached; the caller
+// finishes it unless abort.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Entry) (abort bool, web *grpcweb.ResponseWriter) {
 	hdr := r.Header
 	upgrade := forward.UpgradeType(r)
 	if upgrade != "" && !h.upgradeAllowed(upgrade) {
 		h.local(w, r, e, forward.ReasonUpgradeRejected)
-		return false
+		return false, nil
+	}
+	var webMode grpcweb.Mode
+	if h.webAt >= 0 && upgrade == "" {
+		webMode = grpcweb.Detect(r)
 	}
 	forward.PrepareRequestHeaders(hdr, upgrade)
 	h.forwardedFor(r)
@@ -151,9 +188,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	if table != nil {
 		route, vh = table.Match(r)
 	}
+	if webMode != 0 && (route == nil || route.Direct != nil || route.Redirect != nil) {
+		// Envoy's router makes these replies, after the grpc_web filter.
+		web = grpcweb.Begin(w, r, webMode)
+		w = web
+	}
 	if route == nil {
 		h.local(w, r, e, forward.ReasonNoRoute)
-		return false
+		return false, web
 	}
 	e.Route = route.Name
 
@@ -171,35 +213,43 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 			e.BytesSent = int64(n)
 		}
 		e.Status = d.Status
-		return false
+		return false, web
 	case route.Redirect != nil:
 		table.EditResponse(w.Header(), vh, route, nil)
 		w.Header().Set("Location", route.RedirectLocation(r, h.deps.TLS))
 		status := route.Redirect.StatusCode()
 		w.WriteHeader(status)
 		e.Status = status
-		return false
+		return false, web
 	}
 
 	a := route.Forward
 	name, wc := a.PickCluster(pickN(a.TotalWeight))
 	e.UpstreamCluster = name
 	faultFlag := ""
-	for _, f := range h.faults {
+	for i, f := range h.faults {
+		if webMode != 0 && i == h.webAt {
+			web = grpcweb.Begin(w, r, webMode)
+			w = web
+		}
 		if len(h.server) > 0 {
 			w.Header()["Server"] = h.server
 		}
 		out := f.Apply(w, r, name)
 		if out.Done() {
 			e.Status, e.ResponseFlags, e.GRPCStatus = out.Status, joinFlags(faultFlag, out.Flag), out.GRPCStatus
-			return false
+			return false, web
 		}
 		faultFlag = joinFlags(faultFlag, out.Flag)
+	}
+	if webMode != 0 && web == nil {
+		web = grpcweb.Begin(w, r, webMode)
+		w = web
 	}
 	up, ok := h.deps.Clusters.Upstream(name)
 	if !ok {
 		h.local(w, r, e, forward.ReasonNoCluster)
-		return false
+		return false, web
 	}
 	table.EditRequest(hdr, vh, route, wc)
 
@@ -214,6 +264,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 		ServerValue: h.server,
 	}
 	p.Table, p.VHost, p.Route, p.Weighted = table, vh, route, wc
+	if webMode&grpcweb.TextRequest != 0 {
+		p.Classify = h.webClassify
+	}
 	if p.IdleTimeout == 0 {
 		p.IdleTimeout = h.cfg.StreamIdleTimeout
 	}
@@ -261,7 +314,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	if res.Flag == forward.FlagDownstreamTerm && res.Status == 0 {
 		e.Status = forward.StatusClientClosed
 	}
-	return res.Abort
+	return res.Abort, web
 }
 
 // local writes a local reply and records it.

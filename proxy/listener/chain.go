@@ -37,10 +37,30 @@ type chainServer struct {
 	match    ChainMatch
 	tls      *tls.Config // nil for plaintext
 	settings HTTPSettings
-	srv      *http.Server
+	srv      *http.Server // nil on a TCP chain
 	ln       *chanListener
-	h1       *h1.Server // nil when the codec is HTTP/2 only
+	h1       *h1.Server // nil when the codec is HTTP/2 only, or on a TCP chain
+
+	tcp TCPHandler // non-nil on a TCP chain
+	// passthrough: a TCP chain without TLS that takes TLS connections as
+	// they came (it matches on TLS properties).
+	passthrough bool
+	// catchAll: a TCP chain without TLS and without any match: it takes
+	// plaintext, and TLS that no other chain takes, as it came.
+	catchAll bool
 }
+
+// takesTLS: the chain serves TLS connections (terminating or passing
+// them through).
+func (cs *chainServer) takesTLS() bool { return cs.tls != nil || cs.passthrough || cs.catchAll }
+
+// takesPlain: the chain serves plaintext connections.
+func (cs *chainServer) takesPlain() bool { return cs.tls == nil && !cs.passthrough }
+
+// needsInspection: the chain is a reason to tell TLS from plaintext. A
+// catch-all TCP chain alone is not: its listener forwards every connection
+// without reading a byte, so server-first protocols work.
+func (cs *chainServer) needsInspection() bool { return cs.tls != nil || cs.passthrough }
 
 func withDefaults(s HTTPSettings) HTTPSettings {
 	if s.MaxRequestHeadersBytes <= 0 {
@@ -59,24 +79,31 @@ func withDefaults(s HTTPSettings) HTTPSettings {
 }
 
 func validateChain(fc *FilterChain) error {
-	if fc.Handler == nil {
+	switch {
+	case fc.Handler == nil && fc.TCP == nil:
 		return fmt.Errorf("filter chain %q: %w: no handler", fc.Name, ErrInvalidConfig)
+	case fc.Handler != nil && fc.TCP != nil:
+		return fmt.Errorf("filter chain %q: %w: both an HTTP handler and a TCP handler", fc.Name, ErrInvalidConfig)
 	}
+	tlsMatch := len(fc.Match.ServerNames) > 0 || len(fc.Match.ALPN) > 0
 	switch fc.Match.TransportProtocol {
 	case "":
 	case "tls":
-		if fc.TLS == nil {
-			return fmt.Errorf("filter chain %q: %w: transport_protocol tls without a TLS context (TLS passthrough is not supported)", fc.Name, ErrInvalidConfig)
+		if fc.TLS == nil && fc.TCP == nil {
+			return fmt.Errorf("filter chain %q: %w: transport_protocol tls without a TLS context (TLS passthrough needs a TCP proxy)", fc.Name, ErrInvalidConfig)
 		}
 	case "raw_buffer":
 		if fc.TLS != nil {
 			return fmt.Errorf("filter chain %q: %w: transport_protocol raw_buffer with a TLS context", fc.Name, ErrInvalidConfig)
 		}
+		if tlsMatch {
+			return fmt.Errorf("filter chain %q: %w: transport_protocol raw_buffer with server_names/application_protocols, the chain can never match", fc.Name, ErrInvalidConfig)
+		}
 	default:
 		return fmt.Errorf("filter chain %q: %w: transport_protocol %q is not supported", fc.Name, ErrInvalidConfig, fc.Match.TransportProtocol)
 	}
-	if fc.TLS == nil && (len(fc.Match.ServerNames) > 0 || len(fc.Match.ALPN) > 0) {
-		return fmt.Errorf("filter chain %q: %w: server_names/application_protocols need TLS, the chain can never match", fc.Name, ErrInvalidConfig)
+	if fc.TLS == nil && fc.TCP == nil && tlsMatch {
+		return fmt.Errorf("filter chain %q: %w: server_names/application_protocols need TLS (or a TCP proxy passing TLS through), the chain can never match", fc.Name, ErrInvalidConfig)
 	}
 	if fc.HTTP.Codec > CodecHTTP2 {
 		return fmt.Errorf("filter chain %q: %w: unknown codec %d", fc.Name, ErrInvalidConfig, fc.HTTP.Codec)
@@ -85,6 +112,9 @@ func validateChain(fc *FilterChain) error {
 }
 
 func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logger) *chainServer {
+	if fc.TCP != nil {
+		return newTCPChain(fc)
+	}
 	set := withDefaults(fc.HTTP)
 	cs := &chainServer{
 		name:     fc.Name,
@@ -151,6 +181,24 @@ func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logg
 	return cs
 }
 
+// newTCPChain is a chain served by a TCP handler. Its TLS config, if any,
+// is used as given: ALPN is the chain's own, not an HTTP codec's.
+func newTCPChain(fc *FilterChain) *chainServer {
+	cs := &chainServer{name: fc.Name, match: fc.Match, tcp: fc.TCP}
+	if fc.TLS != nil {
+		cs.tls = fc.TLS.Clone()
+		return cs
+	}
+	m := fc.Match
+	switch {
+	case m.TransportProtocol == "tls" || len(m.ServerNames) > 0 || len(m.ALPN) > 0:
+		cs.passthrough = true
+	case m.TransportProtocol == "":
+		cs.catchAll = true
+	}
+	return cs
+}
+
 // tlsForCodec clones the chain's TLS config and makes its ALPN list agree
 // with the codec, so a client is never offered a protocol the chain's
 // server refuses.
@@ -182,8 +230,13 @@ type chainSelector struct {
 	wildcard []wildcardChains // longest suffix first
 	anySNI   []*chainServer
 	def      *chainServer
-	hasTLS   bool
-	hasPlain bool
+	// hasTLS: some chain needs TLS told from plaintext (and the
+	// ClientHello read); hasPlain: some chain takes plaintext;
+	// hasPassthrough: some chain takes TLS without terminating it, so the
+	// ClientHello must be kept to be replayed.
+	hasTLS         bool
+	hasPlain       bool
+	hasPassthrough bool
 }
 
 type wildcardChains struct {
@@ -195,14 +248,17 @@ func newChainSelector(chains []*chainServer, def *chainServer) *chainSelector {
 	s := &chainSelector{exact: map[string][]*chainServer{}, def: def}
 	wild := map[string][]*chainServer{}
 	for _, c := range chains {
-		if c.tls == nil {
+		if c.takesPlain() {
 			s.hasPlain = true
 			if s.plain == nil {
 				s.plain = c
 			}
+		}
+		if !c.takesTLS() {
 			continue
 		}
-		s.hasTLS = true
+		s.hasTLS = s.hasTLS || c.needsInspection()
+		s.hasPassthrough = s.hasPassthrough || c.tls == nil
 		if len(c.match.ServerNames) == 0 {
 			s.anySNI = append(s.anySNI, c)
 			continue
@@ -226,11 +282,9 @@ func newChainSelector(chains []*chainServer, def *chainServer) *chainSelector {
 		return s.wildcard[i].suffix < s.wildcard[j].suffix
 	})
 	if def != nil {
-		if def.tls != nil {
-			s.hasTLS = true
-		} else {
-			s.hasPlain = true
-		}
+		s.hasTLS = s.hasTLS || def.needsInspection()
+		s.hasPlain = s.hasPlain || def.takesPlain()
+		s.hasPassthrough = s.hasPassthrough || (def.takesTLS() && def.tls == nil)
 	}
 	return s
 }
@@ -240,7 +294,7 @@ func (s *chainSelector) forPlaintext() *chainServer {
 	if s.plain != nil {
 		return s.plain
 	}
-	if s.def != nil && s.def.tls == nil {
+	if s.def != nil && s.def.takesPlain() {
 		return s.def
 	}
 	return nil
@@ -266,7 +320,7 @@ func (s *chainSelector) forTLS(sni string, alpn []string) *chainServer {
 	if c := pickALPN(s.anySNI, alpn); c != nil {
 		return c
 	}
-	if s.def != nil && s.def.tls != nil {
+	if s.def != nil && s.def.takesTLS() {
 		return s.def
 	}
 	return nil

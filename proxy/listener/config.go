@@ -1,14 +1,20 @@
 // Package listener accepts connections for one Envoy Listener: it binds the
 // address, picks a filter chain (SNI and ALPN on TLS), terminates TLS,
 // detects HTTP/2 (ALPN or the h2c preface) and serves HTTP/1.1 or HTTP/2
-// with the connection manager's limits and timeouts enforced. It never sees
-// Envoy protos; proxy/snapshot converts Listener into Config.
+// with the connection manager's limits and timeouts enforced, or hands the
+// whole connection to a TCP proxy (plaintext, TLS-terminated, or TLS
+// passed through as it came, routed by SNI). It never sees Envoy protos;
+// proxy/snapshot converts Listener into Config.
 package listener
 
 import (
+	"context"
 	"crypto/tls"
+	"net"
 	"net/http"
 	"time"
+
+	"github.com/outrigger-mesh/outrigger/proxy/tcpproxy"
 )
 
 // Config is one listener.
@@ -35,6 +41,44 @@ type FilterChain struct {
 	// Handler serves requests; it is the connection manager (proxy/hcm)
 	// built for this chain.
 	Handler http.Handler
+
+	// TCPProxy is the chain's tcp_proxy network filter when it has one
+	// instead of the HTTP connection manager (proxy/snapshot sets it; the
+	// server builds TCP from it). The listener itself only reads TCP.
+	TCPProxy *tcpproxy.Config
+	// TCP serves whole connections instead of HTTP; HTTP and Handler are
+	// then unused. A TCP chain with TLS terminates it and hands over the
+	// *tls.Conn. One without TLS hands over the connection as it came
+	// (a RawConn): when it matches on server_names, application_protocols
+	// or transport_protocol "tls" it takes TLS connections only, ClientHello
+	// included (Envoy's SNI-routed TLS passthrough); with transport_protocol
+	// "raw_buffer" plaintext only; with no match at all plaintext and, on a
+	// listener that inspects TLS for its other chains, TLS connections that
+	// no other chain takes.
+	TCP TCPHandler
+}
+
+// TCPHandler serves whole connections: Envoy's tcp_proxy network filter
+// (*tcpproxy.Proxy is one).
+type TCPHandler interface {
+	// ServeConn serves c until it is done with it, and closes it. ctx ends
+	// when the listener closes (Close, or the end of a drain): the handler
+	// must then close c and return promptly.
+	ServeConn(ctx context.Context, c net.Conn)
+}
+
+// RawConn is how a TCP chain without TLS receives a connection: the
+// accepted socket and the bytes the listener already read from it to pick
+// the chain (the first byte that told TLS from plaintext, or the whole TLS
+// ClientHello of a passthrough chain). Reading a RawConn replays those
+// bytes first, so it works as any net.Conn; a handler that wants the
+// socket itself (to splice) calls Raw, forwards the bytes, then reads the
+// socket. Closing the RawConn closes the socket.
+type RawConn interface {
+	net.Conn
+	// Raw returns the accepted socket (a *net.TCPConn) and the bytes
+	// already read from it; after Raw, reading the RawConn replays nothing.
+	Raw() (net.Conn, []byte)
 }
 
 // ChainMatch is Envoy's FilterChainMatch, the parts we implement. Empty

@@ -16,11 +16,16 @@ const tlsRecordHandshake = 0x16
 // knowledge in plaintext).
 const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-var errNoChain = errors.New("no filter chain matches")
+var (
+	errNoChain = errors.New("no filter chain matches")
+	// errPassthrough ends the TLS handshake once the ClientHello picked a
+	// chain that forwards TLS as it came.
+	errPassthrough = errors.New("TLS passthrough chain")
+)
 
 // dispatch classifies one accepted connection, terminates TLS when its chain
-// has it, and hands it to the chain's h1 codec (HTTP/1.1) or http.Server
-// (HTTP/2).
+// has it, and hands it to the chain's TCP handler, h1 codec (HTTP/1.1) or
+// http.Server (HTTP/2).
 func (l *Listener) dispatch(c *trackedConn) {
 	isTLS := l.sel.hasTLS
 	if l.sel.hasTLS && l.sel.hasPlain {
@@ -35,6 +40,10 @@ func (l *Listener) dispatch(c *trackedConn) {
 		cs := l.sel.forPlaintext()
 		if cs == nil {
 			l.rejectNoChain(c, "plaintext")
+			return
+		}
+		if cs.tcp != nil {
+			l.serveTCP(cs, c)
 			return
 		}
 		switch cs.settings.Codec {
@@ -112,21 +121,42 @@ func (l *Listener) peekTLS(c *trackedConn) (bool, error) {
 	return b[0] == tlsRecordHandshake, nil
 }
 
+// serveTLS reads the ClientHello to pick the chain, then terminates TLS,
+// or, for a passthrough chain, hands the connection over as it came with
+// every byte read so far to replay.
 func (l *Listener) serveTLS(c *trackedConn) {
 	var picked *chainServer
+	var conn net.Conn = c
+	var rec *recordingConn
+	if l.sel.hasPassthrough {
+		rec = &recordingConn{trackedConn: c}
+		conn = rec
+	}
 	cfg := &tls.Config{
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			picked = l.sel.forTLS(hello.ServerName, hello.SupportedProtos)
 			if picked == nil {
 				return nil, errNoChain
 			}
+			if rec != nil {
+				if picked.tls == nil {
+					rec.passthrough = true
+					return nil, errPassthrough
+				}
+				rec.stop()
+			}
 			return picked.tls, nil
 		},
 	}
-	tc := tls.Server(c, cfg)
+	tc := tls.Server(conn, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), l.detectTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
+	if err != nil && rec != nil && rec.passthrough && errors.Is(err, errPassthrough) {
+		c.peeked = rec.recorded
+		l.serveTCP(picked, c)
+		return
+	}
 	if err != nil {
 		l.stats.tlsHandshakeErrs.Add(1)
 		if picked == nil && errors.Is(err, errNoChain) {
@@ -135,6 +165,10 @@ func (l *Listener) serveTLS(c *trackedConn) {
 		}
 		l.log.Debug("TLS handshake failed", "remote", c.RemoteAddr(), "error", err)
 		_ = tc.Close()
+		return
+	}
+	if picked.tcp != nil {
+		l.serveTCP(picked, tc)
 		return
 	}
 	if tc.ConnectionState().NegotiatedProtocol == protoH2 {
@@ -156,4 +190,45 @@ func (l *Listener) rejectNoChain(c net.Conn, kind string) {
 	l.stats.cxRejected.Add(1)
 	l.log.Debug("no filter chain matches; closing", "remote", c.RemoteAddr(), "transport", kind)
 	_ = c.Close()
+}
+
+// serveTCP hands a connection to the chain's TCP handler for its whole
+// life. It runs on the connection's own goroutine, which the listener
+// waits for on Close; ctx ends when the listener closes its connections.
+func (l *Listener) serveTCP(cs *chainServer, c net.Conn) {
+	l.stats.tcpConns.Add(1)
+	cs.tcp.ServeConn(l.connCtx, c)
+	_ = c.Close() // the handler closed it; make sure the listener forgets it
+}
+
+// recordingConn keeps every byte the TLS handshake reads until the chain
+// is picked: a passthrough chain replays them (the ClientHello and
+// anything after it) to its upstream. It answers nothing while it
+// records: the alert a handshake aborted for passthrough would send is
+// dropped. Reads and the flags are used only by the handshake's goroutine.
+type recordingConn struct {
+	*trackedConn
+	recorded    []byte
+	stopped     bool // the chain terminates TLS: record no more
+	passthrough bool // the chain passes TLS through: write nothing
+}
+
+func (r *recordingConn) Read(p []byte) (int, error) {
+	n, err := r.trackedConn.Read(p)
+	if !r.stopped {
+		r.recorded = append(r.recorded, p[:n]...)
+	}
+	return n, err
+}
+
+func (r *recordingConn) Write(p []byte) (int, error) {
+	if r.passthrough {
+		return 0, errPassthrough
+	}
+	return r.trackedConn.Write(p)
+}
+
+func (r *recordingConn) stop() {
+	r.stopped = true
+	r.recorded = nil
 }

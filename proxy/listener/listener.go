@@ -52,6 +52,11 @@ type Listener struct {
 	mu      sync.Mutex
 	conns   map[*trackedConn]struct{}
 	drained chan struct{} // closed when conns becomes empty after stop
+
+	// connCtx is given to TCP handlers; cancelConns ends it when the
+	// listener closes its connections (Close, or the end of a drain).
+	connCtx     context.Context
+	cancelConns context.CancelFunc
 }
 
 // New validates cfg and binds its address, so that a busy port fails here
@@ -113,6 +118,7 @@ func newOn(cfg Config, ln net.Listener, logger hclog.Logger) *Listener {
 		accepted:      make(chan struct{}),
 		conns:         map[*trackedConn]struct{}{},
 	}
+	l.connCtx, l.cancelConns = context.WithCancel(context.Background())
 	var servers []*chainServer
 	for i := range cfg.FilterChains {
 		servers = append(servers, newChainServer(&cfg.FilterChains[i], ln.Addr(), &l.stats, l.log))
@@ -158,6 +164,9 @@ func (l *Listener) Serve(ctx context.Context) error {
 		return fmt.Errorf("listener %q: Serve called twice", l.name)
 	}
 	for _, cs := range l.chains {
+		if cs.srv == nil {
+			continue // a TCP chain: dispatch serves its connections
+		}
 		if !l.goOwned(func() {
 			_ = cs.srv.Serve(cs.ln) // returns ErrServerClosed on Shutdown/Close
 		}) {
@@ -269,8 +278,9 @@ func (l *Listener) stopAccepting() {
 // Shutdown drains the listener: it stops accepting, sends Connection: close
 // (HTTP/1.1) and GOAWAY (HTTP/2), closes idle connections and lets requests
 // in flight finish until ctx ends (or each chain's DrainTimeout passes);
-// then it closes whatever is left. It returns ctx's error if the drain was
-// cut short.
+// then it closes whatever is left. TCP proxy connections, which have no
+// way to be told, keep running until they end or ctx does. It returns
+// ctx's error if the drain was cut short.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.stopAccepting()
 	var (
@@ -279,6 +289,9 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 		first error
 	)
 	for _, cs := range l.chains {
+		if cs.srv == nil {
+			continue // a TCP chain
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -316,8 +329,9 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	// Hijacked (upgraded) connections are no longer net/http's: give them
-	// the rest of ctx, then close them.
+	// Hijacked (upgraded) connections are no longer net/http's, and TCP
+	// proxy connections never were: give them the rest of ctx, then close
+	// them.
 	l.mu.Lock()
 	drained := l.drained
 	l.mu.Unlock()
@@ -337,6 +351,9 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 func (l *Listener) Close() error {
 	l.stopAccepting()
 	for _, cs := range l.chains {
+		if cs.srv == nil {
+			continue // a TCP chain: closeAll ends its connections
+		}
 		_ = cs.srv.Close()
 		_ = cs.ln.Close()
 		if cs.h1 != nil {
@@ -349,6 +366,7 @@ func (l *Listener) Close() error {
 }
 
 func (l *Listener) closeAll() {
+	l.cancelConns()
 	l.mu.Lock()
 	conns := make([]*trackedConn, 0, len(l.conns))
 	for c := range l.conns {
@@ -383,6 +401,13 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// Raw implements RawConn: the socket and the bytes peeked from it.
+func (c *trackedConn) Raw() (net.Conn, []byte) {
+	b := c.peeked
+	c.peeked = nil
+	return c.Conn, b
 }
 
 // CloseWrite half-closes TCP, so a refused client reads the answer and

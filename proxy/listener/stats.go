@@ -12,6 +12,7 @@ type stats struct {
 	headerTimeouts    atomic.Uint64
 	tlsHandshakeErrs  atomic.Uint64
 	acceptErrors      atomic.Uint64
+	tcpConns          atomic.Uint64
 }
 
 // Stats is a point-in-time copy of a listener's counters, named after
@@ -37,6 +38,9 @@ type Stats struct {
 	TLSHandshakeErrors uint64
 	// AcceptErrors counts temporary accept errors that were retried.
 	AcceptErrors uint64
+	// TCPConns counts connections handed to a TCP handler (the TCP proxy
+	// counts its own in detail).
+	TCPConns uint64
 }
 
 // Stats returns the listener's counters.
@@ -51,5 +55,6 @@ func (l *Listener) Stats() Stats {
 		RqHeaderTimeouts:     s.headerTimeouts.Load(),
 		TLSHandshakeErrors:   s.tlsHandshakeErrs.Load(),
 		AcceptErrors:         s.acceptErrors.Load(),
+		TCPConns:             s.tcpConns.Load(),
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/outrigger-mesh/outrigger/proxy/listener"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
 	"github.com/outrigger-mesh/outrigger/proxy/snapshot"
+	"github.com/outrigger-mesh/outrigger/proxy/tcpproxy"
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
 	"github.com/outrigger-mesh/outrigger/xds/client"
 )
@@ -48,6 +49,7 @@ type Server struct {
 	metrics *telemetry.Metrics
 	logs    *accessLogs
 	cls     *cluster.Manager
+	tcp     *tcpStats
 	admin   *admin.Server
 	level   atomic.Value // string
 
@@ -80,8 +82,8 @@ type liveListener struct {
 	fingerprint string
 	address     string // the configured address ("host:0" binds anew)
 	l           *listener.Listener
-	handlers    []*hcm.Handler
-	rds         []string // each handler's RDS name, "" for an inline table
+	handlers    []*hcm.Handler // the HTTP chains' (TCP proxy chains have none)
+	rds         []string       // each handler's RDS name, "" for an inline table
 }
 
 // Servable reports whether this build can run b: a bootstrap that decodes
@@ -107,6 +109,7 @@ func New(o Options) (*Server, error) {
 		opts:     o,
 		metrics:  telemetry.NewMetrics(),
 		logs:     newAccessLogs(),
+		tcp:      newTCPStats(),
 		cls:      cluster.NewManager(o.Logger),
 		drainReq: make(chan struct{}),
 		quit:     make(chan struct{}),
@@ -117,6 +120,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.level.Store(levelName(o.Logger.GetLevel()))
 	s.metrics.SetSources(s.downstreamCounts, s.upstreamCounts)
+	s.metrics.Registry().MustRegister(s.tcp)
 	s.metrics.SetServerState(telemetry.StateInitializing)
 	b := o.Bootstrap
 	if b.Admin != "" {
@@ -371,24 +375,64 @@ func (s *Server) buildListener(sl *snapshot.Listener, snap *snapshot.Snapshot) (
 		return nil
 	}
 	for i := range cfg.FilterChains {
+		fc := &cfg.FilterChains[i]
+		if fc.TCPProxy != nil {
+			if err := s.buildTCP(cfg.Name, fc); err != nil {
+				return nil, cfg, err
+			}
+			continue
+		}
 		if i >= len(sl.HTTP) {
 			return nil, cfg, fmt.Errorf("listener %q chain %d: no HTTP connection manager", cfg.Name, i)
 		}
-		if err := build(&cfg.FilterChains[i], &sl.HTTP[i]); err != nil {
+		if err := build(fc, &sl.HTTP[i]); err != nil {
 			return nil, cfg, err
 		}
 	}
 	if cfg.DefaultChain != nil {
 		dc := *cfg.DefaultChain
-		if sl.DefaultHTTP == nil {
+		switch {
+		case dc.TCPProxy != nil:
+			if err := s.buildTCP(cfg.Name, &dc); err != nil {
+				return nil, cfg, err
+			}
+		case sl.DefaultHTTP == nil:
 			return nil, cfg, fmt.Errorf("listener %q default chain: no HTTP connection manager", cfg.Name)
-		}
-		if err := build(&dc, sl.DefaultHTTP); err != nil {
-			return nil, cfg, err
+		default:
+			if err := build(&dc, sl.DefaultHTTP); err != nil {
+				return nil, cfg, err
+			}
 		}
 		cfg.DefaultChain = &dc
 	}
 	return ll, cfg, nil
+}
+
+// buildTCP makes the TCP proxy of a chain whose network filter is
+// tcp_proxy. It finds its clusters by name per connection, so a cluster
+// update reaches it without rebuilding the listener.
+func (s *Server) buildTCP(lname string, fc *listener.FilterChain) error {
+	cfg := *fc.TCPProxy
+	var logs []*telemetry.AccessLogger
+	for _, al := range cfg.AccessLogs {
+		l, err := s.logs.get(al.Path)
+		if err != nil {
+			return fmt.Errorf("listener %q chain %q: %w", lname, fc.Name, err)
+		}
+		logs = append(logs, l)
+	}
+	p, err := tcpproxy.New(cfg, tcpproxy.Deps{
+		Clusters: s.cls,
+		Logs:     logs,
+		Stats:    s.tcp.stats(cfg.StatPrefix),
+		Listener: lname,
+		Logger:   s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("listener %q chain %q: %w", lname, fc.Name, err)
+	}
+	fc.TCP = p
+	return nil
 }
 
 func (s *Server) buildHCM(lname string, tls bool, hc *hcm.Config, snap *snapshot.Snapshot, stats *telemetry.ListenerStats) (*hcm.Handler, error) {

@@ -68,7 +68,11 @@ func (c *converter) listener(p string, l *listenerv3.Listener) Listener {
 }
 
 // chain converts one filter chain: its match, its TLS and its one network
-// filter, the HTTP connection manager.
+// filter, the HTTP connection manager or the TCP proxy. A TCP proxy chain's
+// config goes in FilterChain.TCPProxy; its hcm.Config is tcpChainHTTP, a
+// placeholder with an empty inline route table, so Listener.HTTP stays
+// parallel to the chains and the snapshot's route checks find nothing to
+// resolve in it.
 func (c *converter) chain(p string, fc *listenerv3.FilterChain) (listener.FilterChain, hcm.Config, bool) {
 	out := listener.FilterChain{Name: fc.GetName()}
 	m := fc.GetFilterChainMatch()
@@ -90,10 +94,13 @@ func (c *converter) chain(p string, fc *listenerv3.FilterChain) (listener.Filter
 	filters := fc.GetFilters()
 	fp := resource.Join(p, "filters")
 	if len(filters) != 1 {
-		c.fail(fp, "exactly one network filter, the HTTP connection manager, is supported; got %d", len(filters))
+		c.fail(fp, "exactly one network filter, the HTTP connection manager or the TCP proxy, is supported; got %d", len(filters))
 		return out, hcm.Config{}, false
 	}
 	fp = resource.Index(fp, 0)
+	if isTCPProxy(filters[0].GetTypedConfig()) {
+		return c.tcpChain(p, fp, fc, out)
+	}
 	var mgr hcmv3.HttpConnectionManager
 	if !c.unpack(resource.Join(fp, "typed_config"), filters[0].GetTypedConfig(), &mgr) {
 		return out, hcm.Config{}, false
@@ -195,7 +202,7 @@ func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) 
 		}
 		h.Upgrades = append(h.Upgrades, t)
 	}
-	h.Faults = c.httpFilters(resource.Join(p, "http_filters"), m.GetHttpFilters())
+	h.Filters = c.httpFilters(resource.Join(p, "http_filters"), m.GetHttpFilters())
 	for i, al := range m.GetAccessLog() {
 		ap := resource.Join(resource.Index(resource.Join(p, "access_log"), i), "typed_config")
 		if log, ok := c.accessLog(ap, al.GetTypedConfig()); ok {
