@@ -156,7 +156,8 @@ func (c *converter) delay(p string, d *faultcommonv3.FaultDelay) *fault.Delay {
 	case *faultcommonv3.FaultDelay_FixedDelay:
 		fp := resource.Join(p, "fixed_delay")
 		if err := s.FixedDelay.CheckValid(); err != nil {
-			c.invalid(fp, "%v", err)
+			// Not err's text: protobuf varies its spacing on purpose.
+			c.invalid(fp, "invalid duration (seconds %d, nanos %d)", s.FixedDelay.GetSeconds(), s.FixedDelay.GetNanos())
 			break
 		}
 		if out.Fixed = s.FixedDelay.AsDuration(); out.Fixed <= 0 {

@@ -246,7 +246,7 @@ func TestFromProtoRejectsInvalid(t *testing.T) {
 			at + ".delay.fixed_delay: -1s: must be greater than 0"},
 		{"fixed_delay out of range", &faultv3.HTTPFault{Delay: &faultcommonv3.FaultDelay{
 			FaultDelaySecifier: &faultcommonv3.FaultDelay_FixedDelay{FixedDelay: &durationpb.Duration{Seconds: 1, Nanos: -1}}}},
-			at + ".delay.fixed_delay: proto: duration (seconds:1 nanos:-1) has seconds and nanos with different signs"},
+			at + ".delay.fixed_delay: invalid duration (seconds 1, nanos -1)"},
 		{"denominator", &faultv3.HTTPFault{Delay: fixedDelay(time.Second, pct(1, 7))},
 			at + ".delay.percentage.denominator: unknown denominator 7"},
 		{"bad regex", &faultv3.HTTPFault{Headers: []*routev3.HeaderMatcher{{Name: "x",
