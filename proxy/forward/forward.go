@@ -491,9 +491,17 @@ func headerHasToken(v, token string) bool {
 	return false
 }
 
-// UpgradeType returns the lower-case upgrade protocol an HTTP/1.1 request
-// asks for, or "".
+// UpgradeType returns the lower-case upgrade protocol a request asks for, or
+// "": an HTTP/1.1 Upgrade (with Connection: upgrade), or an HTTP/2 extended
+// CONNECT (RFC 8441), whose :protocol net/http's server puts in the
+// ":protocol" header (see ExtendedConnect).
 func UpgradeType(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		if p := r.Header[":protocol"]; r.Method == http.MethodConnect && len(p) > 0 {
+			return strings.ToLower(strings.TrimSpace(p[0]))
+		}
+		return ""
+	}
 	if r.ProtoMajor != 1 {
 		return ""
 	}

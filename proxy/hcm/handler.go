@@ -174,6 +174,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 		h.local(w, r, e, forward.ReasonUpgradeRejected)
 		return false, nil
 	}
+	if upgrade != "" && r.ProtoMajor == 2 {
+		// RFC 8441 extended CONNECT: from here on it is the HTTP/1.1
+		// upgrade it stands for (a GET to the same path), routed and
+		// forwarded as one; the upstream's 101 becomes a 200.
+		w, r = forward.ExtendedConnect(w, r, upgrade)
+		hdr = r.Header
+	}
 	var webMode grpcweb.Mode
 	if h.webAt >= 0 && upgrade == "" {
 		webMode = grpcweb.Detect(r)
@@ -307,6 +314,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	res := forward.Forward(w, r, &p)
 	e.Status = res.Status
 	e.ResponseFlags = joinFlags(faultFlag, res.Flag)
+	if st := forward.TunnelFailed(w); st != 0 {
+		e.Status, e.ResponseFlags = st, joinFlags(faultFlag, forward.FlagUpgradeFailed)
+	}
 	e.UpstreamHost = res.UpstreamHost
 	e.BytesReceived = res.BytesReceived
 	e.BytesSent = res.BytesSent

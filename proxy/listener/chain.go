@@ -13,6 +13,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	// Turns on RFC 8441 extended CONNECT in net/http's HTTP/2 server
+	// (SETTINGS_ENABLE_CONNECT_PROTOCOL), so WebSocket over HTTP/2 reaches
+	// the connection manager. It must run before net/http's init: see the
+	// package doc for why an import here is enough.
+	_ "github.com/outrigger-mesh/outrigger/internal/h2xconnect"
 	"github.com/outrigger-mesh/outrigger/proxy/listener/h1"
 )
 
