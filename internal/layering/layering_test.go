@@ -16,7 +16,7 @@ const mod = "github.com/outrigger-mesh/outrigger/"
 var buildingBlocks = []string{
 	"proxy/router", "proxy/cluster", "proxy/lb", "proxy/transport", "proxy/listener",
 	"proxy/forward", "proxy/hcm", "proxy/telemetry", "proxy/admin", "proxy/httpwire", "proxy/listener/h1",
-	"proxy/healthcheck", "proxy/outlier", "proxy/fault", "proxy/tcpproxy", "proxy/grpcweb",
+	"proxy/healthcheck", "proxy/outlier", "proxy/fault", "proxy/tcpproxy", "proxy/grpcweb", "proxy/h3",
 }
 
 // deps lists every package pkg depends on, transitively.

@@ -46,6 +46,7 @@ const (
 	HTTP1              Protocol = iota // HTTP/1.1 keep-alive pool
 	HTTP2                              // h2 over TLS, or h2c prior knowledge without TLS
 	UseDownstreamProto                 // HTTP/2 upstream iff the request came as HTTP/2
+	HTTP3                              // HTTP/3 over QUIC (TLS required)
 )
 
 // Config is one cluster.

@@ -214,6 +214,8 @@ func (c *Cluster) setTransport(cfg *Config) error {
 		proto = transport.HTTP2
 	case UseDownstreamProto:
 		proto = transport.Downstream
+	case HTTP3:
+		proto = transport.HTTP3
 	}
 	tr, err := transport.New(transport.Options{
 		Protocol:                 proto,

@@ -29,7 +29,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("cluster %q: unknown discovery type %d", c.Name, c.Discovery)
 	}
-	if c.Protocol > UseDownstreamProto {
+	if c.Protocol > HTTP3 {
 		return fmt.Errorf("cluster %q: unknown protocol %d", c.Name, c.Protocol)
 	}
 	if c.DNSFamily > DNSAll {

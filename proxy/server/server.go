@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/outrigger-mesh/outrigger/proxy/admin"
 	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
 	"github.com/outrigger-mesh/outrigger/proxy/cluster"
+	"github.com/outrigger-mesh/outrigger/proxy/h3"
 	"github.com/outrigger-mesh/outrigger/proxy/hcm"
 	"github.com/outrigger-mesh/outrigger/proxy/listener"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
@@ -81,9 +83,29 @@ type liveListener struct {
 	name        string
 	fingerprint string
 	address     string // the configured address ("host:0" binds anew)
-	l           *listener.Listener
+	l           boundListener
+	quic        bool           // l is an HTTP/3 listener (a quicListener)
 	handlers    []*hcm.Handler // the HTTP chains' (TCP proxy chains have none)
 	rds         []string       // each handler's RDS name, "" for an inline table
+}
+
+// boundListener is a listener the server runs: a TCP *listener.Listener
+// or an HTTP/3 listener (UDP, QUIC; a quicListener).
+type boundListener interface {
+	Addr() net.Addr
+	Serve(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+	Close() error
+	Stats() listener.Stats
+}
+
+// quicListener adapts an HTTP/3 listener to boundListener.
+type quicListener struct{ *h3.Listener }
+
+// Stats reports the counters HTTP/3 has in the TCP listeners' shape.
+func (q quicListener) Stats() listener.Stats {
+	st := q.Listener.Stats()
+	return listener.Stats{DownstreamCxTotal: st.DownstreamCxTotal, DownstreamCxActive: st.DownstreamCxActive}
 }
 
 // Servable reports whether this build can run b: a bootstrap that decodes
@@ -162,7 +184,11 @@ type change struct {
 	next *liveListener
 	old  *liveListener // the listener it replaces, nil for a new name
 	cfg  listener.Config
-	keep bool // unchanged: next is old with new route tables
+	h3   h3.Config // an HTTP/3 listener's, with its chain's handler
+	keep bool      // unchanged: next is old with new route tables
+	// inPlace: an HTTP/3 listener on old's socket, updated for new
+	// connections (old's connections keep their config).
+	inPlace bool
 	// tables holds the RDS route table for each of old's handlers when keep.
 	tables []*router.Table
 }
@@ -189,7 +215,7 @@ func (s *Server) apply(snap *snapshot.Snapshot) error {
 
 	// Prepare everything that can fail before touching what runs.
 	var changes []*change
-	var bound []*listener.Listener
+	var bound []boundListener
 	undo := func() {
 		for _, l := range bound {
 			_ = l.Close()
@@ -221,7 +247,21 @@ func (s *Server) apply(snap *snapshot.Snapshot) error {
 			return err
 		}
 		ch.next, ch.cfg = next, cfg
-		if old == nil || old.address != sl.Config.Address || strings.HasSuffix(sl.Config.Address, ":0") {
+		if sl.QUIC != nil {
+			ch.h3 = *sl.QUIC
+			ch.h3.Handler = cfg.FilterChains[0].Handler
+		}
+		rebind := old == nil || old.address != sl.Config.Address || strings.HasSuffix(sl.Config.Address, ":0") || old.quic != next.quic
+		switch {
+		case rebind && next.quic:
+			l, err := h3.New(ch.h3, s.log)
+			if err != nil {
+				undo()
+				return err
+			}
+			bound = append(bound, quicListener{l})
+			next.l = quicListener{l}
+		case rebind:
 			l, err := listener.New(cfg, s.log)
 			if err != nil {
 				undo()
@@ -229,9 +269,24 @@ func (s *Server) apply(snap *snapshot.Snapshot) error {
 			}
 			bound = append(bound, l)
 			next.l = l
-		} else if err := cfg.Validate(); err != nil {
-			undo()
-			return fmt.Errorf("listener %q: %w", sl.Config.Name, err)
+		case next.quic:
+			// A UDP socket cannot be handed over while its QUIC
+			// connections drain: the same socket serves on with the new
+			// config for new connections.
+			if err := old.l.(quicListener).CanUpdate(ch.h3); err != nil {
+				undo()
+				if errors.Is(err, h3.ErrRebind) {
+					return fmt.Errorf("listener %q: the QUIC settings (quic_options, enable_early_data, max_request_headers_kb) cannot change in place; "+
+						"remove the listener and add it again, or give it a new address", sl.Config.Name)
+				}
+				return fmt.Errorf("listener %q: %w", sl.Config.Name, err)
+			}
+			ch.inPlace = true
+		default:
+			if err := cfg.Validate(); err != nil {
+				undo()
+				return fmt.Errorf("listener %q: %w", sl.Config.Name, err)
+			}
 		}
 		changes = append(changes, ch)
 	}
@@ -257,8 +312,19 @@ func (s *Server) apply(snap *snapshot.Snapshot) error {
 			live = append(live, ch.old)
 			continue
 		}
+		if ch.inPlace {
+			q := ch.old.l.(quicListener)
+			if err := q.Update(ch.h3); err != nil { // checked above; cannot happen
+				panic(err)
+			}
+			ch.next.l = q
+			kept[ch.old] = true // its socket serves on: not retired
+			live = append(live, ch.next)
+			s.log.Info("listener updated", "listener", ch.next.name, "address", q.Addr().String())
+			continue
+		}
 		if ch.next.l == nil { // same address: take the old socket over
-			l, err := listener.Adopt(ch.cfg, ch.old.l.Detach(), s.log)
+			l, err := listener.Adopt(ch.cfg, ch.old.l.(*listener.Listener).Detach(), s.log)
 			if err != nil { // validated above; cannot happen
 				panic(err)
 			}
@@ -358,7 +424,7 @@ func routeTable(rc *router.Config) (*router.Table, error) {
 func (s *Server) buildListener(sl *snapshot.Listener, snap *snapshot.Snapshot) (*liveListener, listener.Config, error) {
 	cfg := sl.Config
 	cfg.FilterChains = append([]listener.FilterChain(nil), cfg.FilterChains...)
-	ll := &liveListener{name: cfg.Name, fingerprint: sl.Fingerprint, address: cfg.Address}
+	ll := &liveListener{name: cfg.Name, fingerprint: sl.Fingerprint, address: cfg.Address, quic: sl.QUIC != nil}
 	stats := s.metrics.Listener(cfg.Name)
 	build := func(fc *listener.FilterChain, hc *hcm.Config) error {
 		h, err := s.buildHCM(cfg.Name, fc.TLS != nil, hc, snap, stats)

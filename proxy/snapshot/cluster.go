@@ -70,10 +70,15 @@ func (c *converter) cluster(p string, cl *clusterv3.Cluster) cluster.Config {
 	out.HealthChecks = c.healthChecks(p, cl.GetHealthChecks())
 	out.Endpoints = c.endpoints(p, cl, out.Discovery, &out)
 	c.upstreamProtocol(p, cl, &out)
+	if out.Protocol == cluster.HTTP3 && cl.GetTransportSocket() == nil {
+		c.fail(resource.Join(p, "transport_socket"), "an HTTP/3 cluster needs envoy.transport_sockets.quic (QuicUpstreamTransport): QUIC is always TLS")
+	}
 	if ts := cl.GetTransportSocket(); ts != nil {
 		tp := resource.Join(p, "transport_socket.typed_config")
 		var utc tlsv3.UpstreamTlsContext
-		if c.unpack(tp, ts.GetTypedConfig(), &utc) {
+		if isQUICUpstream(ts.GetTypedConfig()) || out.Protocol == cluster.HTTP3 {
+			c.quicUpstream(p, ts.GetTypedConfig(), &out)
+		} else if c.unpack(tp, ts.GetTypedConfig(), &utc) {
 			out.TLS = c.upstreamTLS(tp, &utc)
 			if out.TLS.VerifyConnection != nil {
 				out.TLSVerifyKey = VerifyChainKey
@@ -143,6 +148,8 @@ func (c *converter) upstreamProtocol(p string, cl *clusterv3.Cluster, out *clust
 		if o := h.GetExplicitHttpConfig().GetHttp2ProtocolOptions(); o != nil {
 			out.Protocol = cluster.HTTP2
 			c.noUpstreamStreamCap(resource.Join(hp, "explicit_http_config.http2_protocol_options"), o)
+		} else if h.GetExplicitHttpConfig().GetHttp3ProtocolOptions() != nil {
+			out.Protocol = cluster.HTTP3
 		} else {
 			out.Protocol = cluster.HTTP1
 		}
@@ -156,6 +163,9 @@ func (c *converter) upstreamProtocol(p string, cl *clusterv3.Cluster, out *clust
 	common := h.GetCommonHttpProtocolOptions()
 	out.IdleTimeout = duration(common.GetIdleTimeout(), defaultConnIdleTimeout)
 	out.MaxRequestsPerConnection = common.GetMaxRequestsPerConnection().GetValue()
+	if out.Protocol == cluster.HTTP3 && out.MaxRequestsPerConnection > 0 {
+		c.fail(resource.Join(hp, "common_http_protocol_options.max_requests_per_connection"), "is not supported yet on HTTP/3 upstreams")
+	}
 	if common.GetMaxStreamDuration() != nil {
 		c.fail(resource.Join(hp, "common_http_protocol_options.max_stream_duration"), "is not supported yet on clusters")
 	}

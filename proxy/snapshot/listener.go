@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	accessfilev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -30,11 +31,17 @@ const (
 )
 
 func (c *converter) listener(p string, l *listenerv3.Listener) Listener {
+	if l.GetUdpListenerConfig() != nil {
+		return c.quicListener(p, l)
+	}
 	out := Listener{Config: listener.Config{Name: l.GetName()}}
 	if l.GetName() == "" {
 		c.fail(resource.Join(p, "name"), "a listener needs a name")
 	}
 	out.Config.Address = c.socketAddress(resource.Join(p, "address"), l.GetAddress())
+	if l.GetAddress().GetSocketAddress().GetProtocol() == corev3.SocketAddress_UDP {
+		c.fail(resource.Join(p, "address.socket_address.protocol"), "UDP needs udp_listener_config.quic_options (an HTTP/3 listener)")
+	}
 
 	var entries []chainEntry
 	for i, fc := range l.GetFilterChains() {
@@ -105,11 +112,18 @@ func (c *converter) chain(p string, fc *listenerv3.FilterChain) (listener.Filter
 	if !c.unpack(resource.Join(fp, "typed_config"), filters[0].GetTypedConfig(), &mgr) {
 		return out, hcm.Config{}, false
 	}
+	if mgr.GetCodecType() == hcmv3.HttpConnectionManager_HTTP3 {
+		c.fail(resource.Join(fp, "typed_config.codec_type"), "HTTP3 needs a QUIC listener (udp_listener_config.quic_options)")
+	}
 	settings, h := c.connectionManager(resource.Join(fp, "typed_config"), &mgr)
 	out.HTTP = settings
 
 	if ts := fc.GetTransportSocket(); ts != nil {
 		tp := resource.Join(resource.Join(p, "transport_socket"), "typed_config")
+		if isQUICTransport(ts.GetTypedConfig()) {
+			c.fail(tp, "envoy.transport_sockets.quic needs a QUIC listener (udp_listener_config.quic_options)")
+			return out, h, true
+		}
 		var dtc tlsv3.DownstreamTlsContext
 		if c.unpack(tp, ts.GetTypedConfig(), &dtc) {
 			out.TLS = c.serverTLS(tp, &dtc, settings.Codec)

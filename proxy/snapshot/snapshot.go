@@ -7,6 +7,7 @@ package snapshot
 
 import (
 	"github.com/outrigger-mesh/outrigger/proxy/cluster"
+	"github.com/outrigger-mesh/outrigger/proxy/h3"
 	"github.com/outrigger-mesh/outrigger/proxy/hcm"
 	"github.com/outrigger-mesh/outrigger/proxy/listener"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
@@ -32,4 +33,8 @@ type Listener struct {
 	Config      listener.Config
 	HTTP        []hcm.Config
 	DefaultHTTP *hcm.Config
+	// QUIC is set for an HTTP/3 listener (udp_listener_config.quic_options):
+	// its one chain, Config.FilterChains[0], is served over QUIC with these
+	// settings; the server fills in Handler.
+	QUIC *h3.Config
 }

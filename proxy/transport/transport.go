@@ -2,6 +2,7 @@
 // upstream hosts: HTTP/1.1 over its own keep-alive pool and client (the hot
 // path: net/http's Transport cost ~35 allocations per proxied request),
 // HTTP/2 over TLS (ALPN h2) and h2c with prior knowledge through net/http,
+// HTTP/3 over QUIC through proxy/h3's client (the only door to quic-go),
 // or the downstream request's own protocol. Every failure comes back as an
 // *Error whose Kind says connect failure, reset, timeout or canceled.
 package transport
@@ -13,6 +14,8 @@ import (
 	"net/http/httptrace"
 	"sync/atomic"
 	"time"
+
+	"github.com/outrigger-mesh/outrigger/proxy/h3"
 )
 
 // Protocol is the upstream HTTP protocol.
@@ -22,6 +25,7 @@ const (
 	HTTP1      Protocol = iota // HTTP/1.1 with a keep-alive pool
 	HTTP2                      // h2 over TLS, h2c prior knowledge without TLS
 	Downstream                 // HTTP/2 iff the downstream request is HTTP/2
+	HTTP3                      // HTTP/3 over QUIC (TLS required)
 )
 
 func (p Protocol) String() string {
@@ -32,6 +36,8 @@ func (p Protocol) String() string {
 		return "HTTP/2"
 	case Downstream:
 		return "USE_DOWNSTREAM_PROTOCOL"
+	case HTTP3:
+		return "HTTP/3"
 	}
 	return "UNKNOWN"
 }
@@ -90,6 +96,7 @@ type Transport struct {
 	scheme string
 	h1     *h1Pool         // HTTP/1.1 (HTTP1, and Downstream for h1 requests)
 	h2     *http.Transport // HTTP/2 (HTTP2, and Downstream for h2 requests)
+	h3     *h3.Client      // HTTP/3 (HTTP3)
 
 	// std is a net/http HTTP/1.1 transport built on demand for For's
 	// callers; RoundTrip never uses it.
@@ -107,8 +114,11 @@ func New(o Options) (*Transport, error) {
 	if o.MaxIdleConnsPerHost <= 0 {
 		o.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 	}
-	if o.Protocol > Downstream {
+	if o.Protocol > HTTP3 {
 		return nil, errors.New("transport: unknown protocol")
+	}
+	if o.Protocol == HTTP3 {
+		return newH3(o)
 	}
 	t := &Transport{opts: o, scheme: "http"}
 	if o.TLS != nil {
@@ -176,8 +186,12 @@ func (t *Transport) useH2(req *http.Request) bool {
 // For returns a net/http transport for req's protocol, for callers that
 // need a raw http.RoundTripper (errors then come unclassified). For
 // HTTP/1.1 it is a net/http transport with the same settings, built on
-// first use, whose connections are apart from RoundTrip's own pool.
+// first use, whose connections are apart from RoundTrip's own pool. An
+// HTTP/3 Transport returns nil: net/http has no HTTP/3.
 func (t *Transport) For(req *http.Request) *http.Transport {
+	if t.h3 != nil {
+		return nil
+	}
 	if t.useH2(req) {
 		return t.h2
 	}
@@ -194,6 +208,9 @@ func (t *Transport) For(req *http.Request) *http.Transport {
 // AfterHeaders set) for HTTP/1.1, and unclassified for HTTP/2: pass either
 // to Classify with afterHeaders set.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.h3 != nil {
+		return t.roundTripH3(req)
+	}
 	if !t.useH2(req) {
 		return t.h1.roundTrip(req)
 	}
@@ -229,6 +246,9 @@ func (t *Transport) countRequests(req *http.Request) *http.Request {
 
 // CloseIdleConnections closes the pooled connections not carrying a request.
 func (t *Transport) CloseIdleConnections() {
+	if t.h3 != nil {
+		t.h3.CloseIdleConnections()
+	}
 	if t.h1 != nil {
 		t.h1.closeIdle()
 	}
@@ -243,6 +263,9 @@ func (t *Transport) CloseIdleConnections() {
 // close when their response ends instead of returning to the pool. Requests
 // sent after Close still work, on connections that are not kept.
 func (t *Transport) Close() error {
+	if t.h3 != nil {
+		_ = t.h3.Close()
+	}
 	if t.h1 != nil {
 		t.h1.close()
 	}
