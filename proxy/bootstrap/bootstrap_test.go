@@ -115,7 +115,7 @@ func TestLoadRejects(t *testing.T) {
 			hcmPath + ".http_filters[0]: the router must be the last http filter"},
 		{"no http filters", edit(t, lineFilters, "          http_filters: []", lineRouter, "", routerTyped, ""),
 			hcmPath + ".http_filters: the envoy.filters.http.router filter is required"},
-		{"unsupported codec", edit(t, lineCodec, "          codec_type: HTTP3"), hcmPath + ".codec_type: HTTP3 is not supported yet"},
+		{"HTTP3 codec on a TCP listener", edit(t, lineCodec, "          codec_type: HTTP3"), hcmPath + ".codec_type: HTTP3 needs a QUIC listener (udp_listener_config.quic_options)"},
 		{"unsupported server header transformation", edit(t, lineCodec, lineCodec+"\n          server_header_transformation: APPEND_IF_ABSENT"),
 			hcmPath + ".server_header_transformation: APPEND_IF_ABSENT is not supported yet"},
 		{"upstream h2 stream cap", edit(t, lineCluster, lineCluster+"\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {max_concurrent_streams: 10}}"),
