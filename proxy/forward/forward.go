@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,8 +274,13 @@ func relay(w http.ResponseWriter, r *http.Request, resp *http.Response, p *Param
 		for k := range resp.Trailer {
 			keys = append(keys, k)
 		}
+		slices.Sort(keys)
 		h["Trailer"] = []string{strings.Join(keys, ", ")}
 		announced = len(keys)
+		// Trailers need a chunked HTTP/1.1 body: a Content-Length (an h2
+		// or h3 upstream may send one with trailers) would frame the body
+		// and leave nowhere for them. HTTP/2 and HTTP/3 do not need it.
+		delete(h, "Content-Length")
 	}
 	if len(p.ServerValue) > 0 {
 		h["Server"] = p.ServerValue
