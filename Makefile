@@ -6,7 +6,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-deps test-short lint vet fmt consul demo demo-static bench bench-cp bench-quick bench-tail bench-go clean
+.PHONY: all build test test-deps test-short lint vet fmt consul demo demo-static bench bench-cp bench-quick bench-tail bench-protocols bench-go clean
 
 all: build
 
@@ -72,6 +72,12 @@ bench-cp: build consul
 bench-tail: build
 	$(GO) run ./bench/cmd/outrigger-tailbench --outrigger $(BIN)/outrigger --out bench/results/tail.md $(TAIL_FLAGS)
 	$(GO) run ./bench/cmd/outrigger-tailbench --outrigger $(BIN)/outrigger --out bench/results/tail-40ms.md --slow-delay 40ms $(TAIL_FLAGS)
+
+## bench-protocols: HTTP/3 vs Caddy and tcp_proxy vs direct/HAProxy (~90 s) -> bench/results/protocols.md
+bench-protocols: build
+	./bench/install-peers.sh
+	$(GO) build -o $(BIN)/outrigger-bench ./bench/cmd/outrigger-bench
+	$(BIN)/outrigger-bench --outrigger $(BIN)/outrigger --scenarios small-h3,tcp-bulk --targets direct,outrigger,haproxy,caddy --name protocols --no-crosscheck --max-duration 5m $(BENCH_FLAGS)
 
 ## bench-go: the proxy's in-process Go benchmarks (proxied vs direct, allocs)
 bench-go:

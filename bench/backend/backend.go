@@ -35,6 +35,13 @@ type Config struct {
 	PayloadSize int
 	// Delay is added before every response: a stand-in for application work.
 	Delay time.Duration
+	// H3Addr, when set, also serves the HTTP handler over HTTP/3 (UDP) with
+	// CertFile and KeyFile.
+	H3Addr            string
+	CertFile, KeyFile string
+	// TCPSourceAddr, when set, is a raw TCP port that writes bytes to every
+	// connection until the peer closes it (the bulk-transfer source).
+	TCPSourceAddr string
 }
 
 // Validate checks the configuration.
@@ -48,6 +55,9 @@ func (c Config) Validate() error {
 	if c.Delay < 0 {
 		return fmt.Errorf("backend: delay must not be negative, got %v", c.Delay)
 	}
+	if c.H3Addr != "" && (c.CertFile == "" || c.KeyFile == "") {
+		return fmt.Errorf("backend: HTTP/3 on %s needs a certificate and key file", c.H3Addr)
+	}
 	return nil
 }
 
@@ -59,6 +69,8 @@ type Server struct {
 	grpcLn   net.Listener
 	httpSrv  *http.Server
 	grpcSrv  *grpc.Server
+	h3       *h3Server
+	tcpSrc   *tcpSource
 	wg       sync.WaitGroup
 	errMu    sync.Mutex
 	serveErr error
@@ -90,6 +102,11 @@ func Start(cfg Config, logger hclog.Logger) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	if err := s.startExtras(); err != nil {
+		s.httpLn.Close()
+		s.grpcLn.Close()
+		return nil, err
 	}
 	s.grpcSrv = grpc.NewServer()
 	testpb.RegisterTestServiceServer(s.grpcSrv, &testService{delay: cfg.Delay})
@@ -137,10 +154,11 @@ func (s *Server) Close() error {
 		s.grpcSrv.Stop()
 		<-stopped
 	}
+	xerr := s.closeExtras()
 	s.wg.Wait()
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
-	return errors.Join(herr, s.serveErr)
+	return errors.Join(herr, xerr, s.serveErr)
 }
 
 // serveHTTP echoes a request body back; a request without one gets
@@ -178,7 +196,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h["Content-Type"] = []string{"application/octet-stream"}
-	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+	// An HTTP/3 GET has an unknown length (-1) and a non-nil body with
+	// nothing in it: only a known length or a method with a body echoes.
+	hasBody := r.ContentLength > 0 || (r.ContentLength < 0 && r.Method != http.MethodGet && r.Method != http.MethodHead)
+	if hasBody && r.Body != nil && r.Body != http.NoBody {
 		s.echo(w, r)
 		return
 	}

@@ -46,6 +46,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "negative payload", cfg: Config{HTTPAddr: "a", GRPCAddr: "b", PayloadSize: -1}, wantErr: true},
 		{name: "payload too large", cfg: Config{HTTPAddr: "a", GRPCAddr: "b", PayloadSize: MaxPayload + 1}, wantErr: true},
 		{name: "negative delay", cfg: Config{HTTPAddr: "a", GRPCAddr: "b", Delay: -time.Second}, wantErr: true},
+		{name: "h3 without certificate", cfg: Config{HTTPAddr: "a", GRPCAddr: "b", H3Addr: "c"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -93,6 +93,7 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 		out.Scenarios = append(out.Scenarios, report.ScenarioInfo{
 			Name: s.Name, Description: s.Description, Protocol: string(s.Protocol),
 			Workers: s.Workers, Conns: s.Conns, RefRate: s.RefRate(),
+			BytesPerOp: s.BytesPerOp, Versus: s.Versus,
 		})
 	}
 
@@ -116,6 +117,12 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 			// first (cold) or last (after the machine warmed up).
 			for i := range running {
 				t := running[(i+rep)%len(running)]
+				if sc.endpoint(t.Endpoints) == "" {
+					if rep == 0 {
+						out.Notes = append(out.Notes, fmt.Sprintf("%s: target %s does not serve %s", sc.Name, t.Name, sc.Protocol))
+					}
+					continue
+				}
 				if err := t.Alive(); err != nil {
 					out.Notes = append(out.Notes, fmt.Sprintf("%s/%s rep %d skipped: %s", sc.Name, t.Name, rep+1, firstAndLast(err)))
 					continue
@@ -150,6 +157,12 @@ func runScenario(ctx context.Context, cfg *Config, sc Scenario, t *targets.Targe
 		return nil, err
 	}
 	defer client.Close()
+	if sc.Protocol == loadgen.H3 {
+		// A UDP listener cannot be probed by connecting: wait for one answer.
+		if err := firstSuccess(ctx, client, 10*time.Second); err != nil {
+			return nil, err
+		}
+	}
 	if sc.Warmup > 0 {
 		if _, err := loadgen.Run(ctx, client, loadgen.Options{Mode: loadgen.ClosedLoop, Duration: sc.Warmup, Workers: sc.Workers}); err != nil {
 			return nil, fmt.Errorf("warm-up: %w", err)
@@ -207,6 +220,30 @@ func measure(ctx context.Context, cfg *Config, sc Scenario, t *targets.Target, c
 	cfg.Log.Info("run", "scenario", sc.Name, "target", t.Name, "rep", rep, "mode", m.Mode,
 		"rate", m.Rate, "rps", int(m.Throughput), "p50", m.P50, "p99", m.P99, "failed", m.Failed)
 	return m, nil
+}
+
+// firstSuccess sends one request at a time until one succeeds or wait ends.
+func firstSuccess(ctx context.Context, client loadgen.Client, wait time.Duration) error {
+	s, err := client.NewSession()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		err := s.Do(rctx)
+		rcancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no successful request within %v: %w", wait, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func fromResult(scenario, target string, rep int, r *loadgen.Result) report.Measurement {

@@ -37,6 +37,12 @@ type Scenario struct {
 	// "ghz" or "".
 	CrossCheck     string
 	CrossCheckTime time.Duration
+	// BytesPerOp, when set, makes the report show GB/s and CPU s/GiB
+	// (operations × BytesPerOp) instead of req/s.
+	BytesPerOp int64
+	// Versus is the peer the report's second ratio column compares with
+	// (default haproxy).
+	Versus string
 }
 
 // Validate checks the scenario is runnable and bounded.
@@ -63,6 +69,10 @@ func (s Scenario) endpoint(ep targets.Endpoints) string {
 		return ep.H2C
 	case loadgen.GRPC, loadgen.GRPCStream:
 		return ep.GRPC
+	case loadgen.H3:
+		return ep.H3
+	case loadgen.TCPBulk:
+		return ep.TCP
 	default:
 		return ep.HTTP1
 	}
@@ -139,6 +149,28 @@ func FullScenarios() []Scenario {
 			Warmup: 500 * time.Millisecond, OpenRates: []float64{2000},
 			OpenDuration: 2 * time.Second, ClosedDuration: 3 * time.Second,
 			CrossCheck: "wrk", CrossCheckTime: 3 * time.Second,
+		},
+	}
+}
+
+// ProtocolScenarios is `make bench-protocols`: HTTP/3 against Caddy's
+// HTTP/3 (the same quic-go stack) and the direct h3 floor, and bulk TCP
+// through tcp_proxy against direct and HAProxy. Targets without the
+// protocol (nginx, HAProxy for h3; nginx, Caddy for TCP) are left out.
+func ProtocolScenarios() []Scenario {
+	return []Scenario{
+		{
+			Name: "small-h3", Description: "HTTP/3 GET, 128-byte response; HTTP/1.1 upstream (direct: the backend's own quic-go HTTP/3 server)",
+			Protocol: loadgen.H3, Path: smallPath, Workers: 64, Conns: 4,
+			Warmup: 500 * time.Millisecond, OpenRates: []float64{1000},
+			OpenDuration: 2 * time.Second, ClosedDuration: 3 * time.Second,
+			Versus: Caddy,
+		},
+		{
+			Name: "tcp-bulk", Description: "raw TCP bulk download from the backend's byte source; one operation = 1 MiB read",
+			Protocol: loadgen.TCPBulk, Workers: 4,
+			Warmup: 300 * time.Millisecond, ClosedDuration: 3 * time.Second,
+			BytesPerOp: loadgen.TCPBulkChunk,
 		},
 	}
 }

@@ -17,10 +17,12 @@ const (
 	// GRPCStream: one long-lived bidi FullDuplexCall stream per worker; an
 	// operation is one message sent and its answer received on it.
 	GRPCStream Protocol = "grpc-stream"
-	// H3 is HTTP/3 over QUIC. It is the extension point for the protocols
-	// issue: register a ClientFactory for it (quic-go's http3.Transport) with
-	// RegisterProtocol; until then NewClient returns ErrUnsupportedProtocol.
+	// H3 is HTTP/3 over QUIC (quic-go's http3.Transport), streams
+	// multiplexed over Conns connections; certificates are not verified.
 	H3 Protocol = "h3"
+	// TCPBulk reads a stream of bytes over raw TCP, one connection per
+	// worker; an operation is TCPBulkChunk bytes read.
+	TCPBulk Protocol = "tcp-bulk"
 )
 
 // ErrUnsupportedProtocol is returned for a protocol with no client registered.
@@ -41,7 +43,7 @@ type Target struct {
 	// ResponseSize is the payload size a gRPC UnaryCall asks for.
 	ResponseSize int
 	// Conns is how many connections the client opens for multiplexed
-	// protocols (h2c, gRPC); HTTP/1.1 uses one connection per worker.
+	// protocols (h2c, gRPC, h3); HTTP/1.1 uses one connection per worker.
 	Conns int
 	// Timeout bounds each request; zero means 10 s.
 	Timeout time.Duration
@@ -115,6 +117,8 @@ var factories = map[Protocol]ClientFactory{
 	GRPC:  newGRPCClient,
 
 	GRPCStream: newGRPCStreamClient,
+	H3:         newH3Client,
+	TCPBulk:    newTCPBulkClient,
 }
 
 // RegisterProtocol adds or replaces the client for a protocol. Call it from

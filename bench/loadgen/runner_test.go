@@ -11,11 +11,19 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/outrigger-mesh/outrigger/bench/backend"
+	"github.com/outrigger-mesh/outrigger/bench/targets"
 )
 
 func startBackend(t *testing.T) *backend.Server {
 	t.Helper()
-	s, err := backend.Start(backend.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", PayloadSize: 64}, hclog.NewNullLogger())
+	cert, key, err := targets.WriteSelfSignedCert(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := backend.Start(backend.Config{
+		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", PayloadSize: 64,
+		H3Addr: "127.0.0.1:0", CertFile: cert, KeyFile: key, TCPSourceAddr: "127.0.0.1:0",
+	}, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +58,9 @@ func TestRunEndToEnd(t *testing.T) {
 		{name: "h2c GET", target: Target{Protocol: H2C, Addr: be.HTTPAddr(), Path: "/?size=100", Conns: 2}},
 		{name: "grpc unary", target: Target{Protocol: GRPC, Addr: be.GRPCAddr(), Body: make([]byte, 10), ResponseSize: 100, Conns: 1}},
 		{name: "grpc stream", target: Target{Protocol: GRPCStream, Addr: be.GRPCAddr(), Body: make([]byte, 10), ResponseSize: 100, Conns: 1}},
+		{name: "h3 GET", target: Target{Protocol: H3, Addr: be.H3Addr(), Path: "/?size=100", Conns: 2}},
+		{name: "h3 POST echo", target: Target{Protocol: H3, Addr: be.H3Addr(), Path: "/echo", Body: make([]byte, 20000), Conns: 1}},
+		{name: "tcp bulk", target: Target{Protocol: TCPBulk, Addr: be.TCPSourceAddr()}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,7 +159,6 @@ func TestOptionsAndProtocols(t *testing.T) {
 		opts    Options
 		wantErr error
 	}{
-		{name: "h3 is an extension point", target: Target{Protocol: H3, Addr: "127.0.0.1:1"}, wantErr: ErrUnsupportedProtocol},
 		{name: "unknown protocol", target: Target{Protocol: "spdy", Addr: "127.0.0.1:1"}, wantErr: ErrUnsupportedProtocol},
 		{name: "no address", target: Target{Protocol: HTTP1}},
 		{name: "bad mode", target: Target{Protocol: HTTP1, Addr: "127.0.0.1:1"}, opts: Options{Mode: "burst", Duration: time.Second, Workers: 1}},

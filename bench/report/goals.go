@@ -15,6 +15,13 @@ const (
 	GoalIdleRSS             = 10 << 20
 	goalScenario            = "small-h1"
 	goalTarget              = "outrigger"
+
+	// The protocols issue's targets.
+	GoalH3VsCaddy   = 1.2 // small-h3 closed loop
+	GoalTCPVsDirect = 0.8 // tcp-bulk closed loop
+	goalH3Scenario  = "small-h3"
+	goalTCPScenario = "tcp-bulk"
+	caddyTarget     = "caddy"
 )
 
 // writeGoals renders the goal table when the run has what it needs.
@@ -47,6 +54,32 @@ func writeGoals(b *strings.Builder, r *Run, sums []Summary) {
 			verdict(add <= GoalAddedP99),
 		})
 	}
+	ratioRow := func(scenario, peer, label string, goal float64, unit func(float64) string) {
+		o, hasO := Find(sums, Key{scenario, goalTarget, "closed", 0})
+		p, hasP := Find(sums, Key{scenario, peer, "closed", 0})
+		if !hasO || !hasP || p.Throughput.Median <= 0 {
+			return
+		}
+		x := o.Throughput.Median / p.Throughput.Median
+		rows = append(rows, row{
+			fmt.Sprintf("%s ≥ %.1f× %s (%s, closed loop)", label, goal, peer, scenario),
+			fmt.Sprintf("%.2f× (%s vs %s)", x, unit(o.Throughput.Median), unit(p.Throughput.Median)),
+			verdict(x >= goal),
+		})
+	}
+	ratioRow(goalH3Scenario, caddyTarget, "HTTP/3 throughput", GoalH3VsCaddy, func(v float64) string { return fmtRate(v) + " req/s" })
+	ratioRow(goalTCPScenario, DirectTarget, "TCP proxy throughput", GoalTCPVsDirect, func(v float64) string {
+		bpo := 0.0
+		for _, sc := range r.Scenarios {
+			if sc.Name == goalTCPScenario {
+				bpo = float64(sc.BytesPerOp)
+			}
+		}
+		if bpo == 0 {
+			return fmtRate(v) + " op/s"
+		}
+		return fmt.Sprintf("%.2f GB/s", v*bpo/1e9)
+	})
 	if p := r.Profile; p != nil && p.AllocsPerRequest > 0 {
 		rows = append(rows, row{
 			fmt.Sprintf("≤ %.0f allocations per request", GoalAllocsPerRequest),

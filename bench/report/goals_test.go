@@ -29,6 +29,25 @@ func TestWriteGoals(t *testing.T) {
 			t.Errorf("goals lack %q\n%s", want, got)
 		}
 	}
+	// The protocols issue's two ratios.
+	r = sampleRun()
+	r.Scenarios = append(r.Scenarios, ScenarioInfo{Name: "tcp-bulk", BytesPerOp: 1 << 20})
+	r.Measurements = append(r.Measurements,
+		Measurement{Scenario: "small-h3", Target: "outrigger", Rep: 1, Mode: "closed", Throughput: 15000, OK: 1},
+		Measurement{Scenario: "small-h3", Target: "caddy", Rep: 1, Mode: "closed", Throughput: 10000, OK: 1},
+		Measurement{Scenario: "tcp-bulk", Target: "outrigger", Rep: 1, Mode: "closed", Throughput: 2000, OK: 1},
+		Measurement{Scenario: "tcp-bulk", Target: "direct", Rep: 1, Mode: "closed", Throughput: 4000, OK: 1},
+	)
+	b.Reset()
+	writeGoals(&b, r, Summarise(r.Measurements))
+	for _, want := range []string{
+		"| HTTP/3 throughput ≥ 1.2× caddy (small-h3, closed loop) | 1.50× (15.0k req/s vs 10.0k req/s) | met |",
+		"| TCP proxy throughput ≥ 0.8× direct (tcp-bulk, closed loop) | 0.50× (2.10 GB/s vs 4.19 GB/s) | **short** |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("goals lack %q\n%s", want, b.String())
+		}
+	}
 	// Without outrigger in the run there is nothing to say.
 	b.Reset()
 	writeGoals(&b, sampleRun(), Summarise(sampleRun().Measurements))

@@ -104,23 +104,45 @@ func writeScenario(b *strings.Builder, r *Run, sc ScenarioInfo, sums []Summary, 
 	targets := targetsOf(r, sc.Name)
 
 	direct, hasDirect := Find(sums, Key{sc.Name, DirectTarget, "closed", 0})
-	hap, hasHAP := Find(sums, Key{sc.Name, HAProxyTarget, "closed", 0})
-	b.WriteString("### Closed loop: maximum throughput\n\n")
-	b.WriteString("| target | req/s | × direct | × haproxy | p50 | p99 | CPU s/10k req | peak RSS | errors |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
-	for _, t := range targets {
-		s, ok := Find(sums, Key{sc.Name, t, "closed", 0})
-		if !ok {
-			continue
-		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t,
-			fmtSpread(s.Throughput, fmtRate),
-			ratio(s.Throughput.Median, direct.Throughput.Median, hasDirect),
-			ratio(s.Throughput.Median, hap.Throughput.Median, hasHAP),
-			fmtSpread(s.P50, fmtDur), fmtSpread(s.P99, fmtDur),
-			cpuCell(t, s), memCell(t, s), errCell(s))
+	versus := sc.Versus
+	if versus == "" {
+		versus = HAProxyTarget
 	}
-	b.WriteString("\n")
+	vs, hasVs := Find(sums, Key{sc.Name, versus, "closed", 0})
+	b.WriteString("### Closed loop: maximum throughput\n\n")
+	if sc.BytesPerOp > 0 {
+		fmt.Fprintf(b, "| target | GB/s | × direct | × %s | CPU s/GiB | peak RSS | errors |\n", versus)
+		b.WriteString("|---|---|---|---|---|---|---|\n")
+		gbps := func(v float64) string { return fmt.Sprintf("%.2f", v*float64(sc.BytesPerOp)/1e9) }
+		for _, t := range targets {
+			s, ok := Find(sums, Key{sc.Name, t, "closed", 0})
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", t,
+				fmtSpread(s.Throughput, gbps),
+				ratio(s.Throughput.Median, direct.Throughput.Median, hasDirect),
+				ratio(s.Throughput.Median, vs.Throughput.Median, hasVs),
+				cpuPerGiB(t, s, sc.BytesPerOp), memCell(t, s), errCell(s))
+		}
+		b.WriteString("\n")
+	} else {
+		fmt.Fprintf(b, "| target | req/s | × direct | × %s | p50 | p99 | CPU s/10k req | peak RSS | errors |\n", versus)
+		b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+		for _, t := range targets {
+			s, ok := Find(sums, Key{sc.Name, t, "closed", 0})
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t,
+				fmtSpread(s.Throughput, fmtRate),
+				ratio(s.Throughput.Median, direct.Throughput.Median, hasDirect),
+				ratio(s.Throughput.Median, vs.Throughput.Median, hasVs),
+				fmtSpread(s.P50, fmtDur), fmtSpread(s.P99, fmtDur),
+				cpuCell(t, s), memCell(t, s), errCell(s))
+		}
+		b.WriteString("\n")
+	}
 
 	if sc.RefRate > 0 {
 		ref, hasRef := Find(sums, Key{sc.Name, DirectTarget, "open", sc.RefRate})
@@ -227,6 +249,15 @@ func cpuCell(target string, s Summary) string {
 		return "—"
 	}
 	return fmtSpread(s.CPUPer10k, func(v float64) string { return fmt.Sprintf("%.3f", v) })
+}
+
+// cpuPerGiB converts CPU s/10k operations of bytesPerOp each into CPU s/GiB.
+func cpuPerGiB(target string, s Summary, bytesPerOp int64) string {
+	if target == DirectTarget || s.CPUPer10k.Median == 0 || bytesPerOp <= 0 {
+		return "—"
+	}
+	perOp := s.CPUPer10k.Median / 10000
+	return fmt.Sprintf("%.3f", perOp*float64(1<<30)/float64(bytesPerOp))
 }
 
 func memCell(target string, s Summary) string {

@@ -47,6 +47,11 @@ type ScenarioInfo struct {
 	Conns       int
 	// RefRate is the open-loop rate the latency table reports.
 	RefRate float64
+	// BytesPerOp, when set, turns the closed-loop table into GB/s and CPU
+	// s/GiB.
+	BytesPerOp int64 `json:",omitempty"`
+	// Versus is the target of the second ratio column (default haproxy).
+	Versus string `json:",omitempty"`
 }
 
 // Measurement is one run of one scenario against one target.

@@ -41,7 +41,64 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{{- if .H3Port}}
+  - name: bench_h3
+    address:
+      socket_address: { address: 127.0.0.1, port_value: {{.H3Port}}, protocol: UDP }
+    udp_listener_config:
+      quic_options: {}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.quic
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.quic.v3.QuicDownstreamTransport
+          downstream_tls_context:
+            common_tls_context:
+              tls_certificates:
+              - certificate_chain: { filename: "{{.CertFile}}" }
+                private_key: { filename: "{{.KeyFile}}" }
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench_h3
+          codec_type: HTTP3
+          route_config:
+            name: bench_h3
+            virtual_hosts:
+            - name: bench_h3
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: http_upstream }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{{- end}}
+{{- if .TCPPort}}
+  - name: bench_tcp
+    address:
+      socket_address: { address: 127.0.0.1, port_value: {{.TCPPort}} }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: bench_tcp
+          cluster: tcp_upstream
+{{- end}}
   clusters:
+{{- if .TCPPort}}
+  - name: tcp_upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: tcp_upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: {{.TCPHost}}, port_value: {{.TCPUpPort}} } } }
+{{- end}}
   - name: http_upstream
     type: STATIC
     connect_timeout: 1s
@@ -69,10 +126,42 @@ type bootstrapParams struct {
 	AdminPort, ListenPort int
 	HTTPHost, GRPCHost    string
 	HTTPPort, GRPCPort    string
+	// H3Port > 0 adds an HTTP/3 listener serving CertFile/KeyFile; TCPPort
+	// > 0 adds a tcp_proxy listener to TCPHost:TCPUpPort.
+	H3Port, TCPPort    int
+	CertFile, KeyFile  string
+	TCPHost, TCPUpPort string
+}
+
+// ExtraPorts are the optional listeners of a one-hop outrigger: HTTP/3 (UDP,
+// needs the upstream's certificate) and tcp_proxy (needs the upstream's
+// bulk source). Zero leaves a listener out.
+type ExtraPorts struct {
+	H3, TCP int
 }
 
 // OutriggerBootstrap renders the bench bootstrap for one hop.
 func OutriggerBootstrap(adminPort, listenPort int, up Upstream) (string, error) {
+	return OutriggerBootstrapExtra(adminPort, listenPort, ExtraPorts{}, up)
+}
+
+// OutriggerBootstrapExtra renders the bootstrap for one hop with the
+// HTTP/3 and tcp_proxy listeners extra asks for.
+func OutriggerBootstrapExtra(adminPort, listenPort int, extra ExtraPorts, up Upstream) (string, error) {
+	p := bootstrapParams{AdminPort: adminPort, ListenPort: listenPort}
+	if extra.H3 > 0 {
+		if up.CertFile == "" || up.KeyFile == "" {
+			return "", fmt.Errorf("targets: an HTTP/3 listener on port %d needs the bench certificate", extra.H3)
+		}
+		p.H3Port, p.CertFile, p.KeyFile = extra.H3, up.CertFile, up.KeyFile
+	}
+	if extra.TCP > 0 {
+		h, port, err := splitHostPort(up.TCP)
+		if err != nil {
+			return "", fmt.Errorf("targets: tcp_proxy upstream: %w", err)
+		}
+		p.TCPPort, p.TCPHost, p.TCPUpPort = extra.TCP, h, port
+	}
 	hh, hp, err := splitHostPort(up.HTTP)
 	if err != nil {
 		return "", err
@@ -81,11 +170,9 @@ func OutriggerBootstrap(adminPort, listenPort int, up Upstream) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	p.HTTPHost, p.HTTPPort, p.GRPCHost, p.GRPCPort = hh, hp, gh, gp
 	var b strings.Builder
-	err = outriggerBootstrap.Execute(&b, bootstrapParams{
-		AdminPort: adminPort, ListenPort: listenPort,
-		HTTPHost: hh, HTTPPort: hp, GRPCHost: gh, GRPCPort: gp,
-	})
+	err = outriggerBootstrap.Execute(&b, p)
 	if err != nil {
 		return "", fmt.Errorf("targets: render bootstrap: %w", err)
 	}
@@ -126,7 +213,14 @@ func StartOutrigger(ctx context.Context, dir string, up Upstream, o OutriggerOpt
 			t.Close()
 			return nil, err
 		}
-		conf, err := OutriggerBootstrap(ports[0], ports[1], next)
+		var extra ExtraPorts
+		if o.Hops == 1 {
+			if extra, err = extraPorts(up); err != nil {
+				t.Close()
+				return nil, err
+			}
+		}
+		conf, err := OutriggerBootstrapExtra(ports[0], ports[1], extra, next)
 		if err != nil {
 			t.Close()
 			return nil, err
@@ -142,23 +236,59 @@ func StartOutrigger(ctx context.Context, dir string, up Upstream, o OutriggerOpt
 		}
 		// A short drain keeps stopping the bench quick; nothing is in flight then.
 		argv := []string{o.Binary, "-c", path, "--log-level", "warn", "--drain-time-s", "1"}
-		p, err := startReady(ctx, fmt.Sprintf("%s-hop%d", name, hop), argv, env, d, []string{loopback(ports[1])})
+		wait := []string{loopback(ports[1])}
+		if extra.TCP > 0 {
+			wait = append(wait, loopback(extra.TCP))
+		}
+		p, err := startReady(ctx, fmt.Sprintf("%s-hop%d", name, hop), argv, env, d, wait)
 		if err != nil {
 			t.Close()
 			return nil, err
 		}
 		// Procs stay ordered front first.
 		t.Procs = append([]*Process{p}, t.Procs...)
+		if extra.H3 > 0 {
+			t.Endpoints.H3 = loopback(extra.H3)
+		}
+		if extra.TCP > 0 {
+			t.Endpoints.TCP = loopback(extra.TCP)
+		}
 		addr := loopback(ports[1])
 		next = Upstream{HTTP: addr, GRPC: addr}
 	}
-	t.Endpoints = Endpoints{HTTP1: next.HTTP, H2C: next.HTTP, GRPC: next.GRPC}
+	t.Endpoints.HTTP1, t.Endpoints.H2C, t.Endpoints.GRPC = next.HTTP, next.HTTP, next.GRPC
 	t.Version = version(o.Binary, "--version")
 	t.Config = "GOMAXPROCS=1 per process; Envoy v3 bootstrap: listener with http_connection_manager (codec AUTO: HTTP/1.1 and h2c on one port) + router; STATIC clusters, HTTP/1.1 upstream for HTTP, `explicit_http_config.http2_protocol_options` (h2c) upstream for gRPC; no access log"
+	if t.Endpoints.H3 != "" {
+		t.Config += "; HTTP/3 listener (`udp_listener_config.quic_options`, `envoy.transport_sockets.quic`, HCM `codec_type: HTTP3`) to the HTTP/1.1 cluster"
+	}
+	if t.Endpoints.TCP != "" {
+		t.Config += "; `envoy.filters.network.tcp_proxy` listener to the bulk source"
+	}
 	if o.Hops == 2 {
 		t.Config = "two outrigger processes in series (client sidecar -> server sidecar, plaintext until the mesh has mTLS), each: " + t.Config
 	}
 	return t, nil
+}
+
+// extraPorts picks the HTTP/3 and tcp_proxy ports a one-hop outrigger
+// serves, for whichever of them the upstream supports.
+func extraPorts(up Upstream) (ExtraPorts, error) {
+	var e ExtraPorts
+	var err error
+	if up.CertFile != "" && up.H3 != "" {
+		if e.H3, err = FreeUDPPort(); err != nil {
+			return e, err
+		}
+	}
+	if up.TCP != "" {
+		ps, err := FreePorts(1)
+		if err != nil {
+			return e, err
+		}
+		e.TCP = ps[0]
+	}
+	return e, nil
 }
 
 func splitHostPort(addr string) (host, port string, err error) {

@@ -4,12 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/outrigger-mesh/outrigger/bench/backend"
 	"github.com/outrigger-mesh/outrigger/bench/loadgen"
 )
 
@@ -24,12 +22,7 @@ func TestOutrigger(t *testing.T) {
 	if _, err := os.Stat(bin); err != nil {
 		t.Skipf("no outrigger binary at %s: build it with `go build -o bin/outrigger ./proxy/cmd/outrigger`", bin)
 	}
-	be, err := backend.Start(backend.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", PayloadSize: 10}, hclog.NewNullLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = be.Close() })
-	up := Upstream{HTTP: be.HTTPAddr(), GRPC: be.GRPCAddr()}
+	up := plainBackend(t)
 	for _, hops := range []int{1, 2} {
 		t.Run(map[int]string{1: "one hop", 2: "two hops"}[hops], func(t *testing.T) {
 			tg, err := StartOutrigger(context.Background(), t.TempDir(), up, OutriggerOptions{Binary: bin, Hops: hops})
@@ -63,7 +56,41 @@ func TestOutrigger(t *testing.T) {
 					t.Errorf("%s through %d hop(s): ok %d (%s), want 3", lt.Protocol, hops, res.OK, res.ErrorSummary())
 				}
 			}
+			if tg.Endpoints.H3 != "" || tg.Endpoints.TCP != "" {
+				t.Errorf("HTTP/3 or TCP endpoints without a backend serving them: %+v", tg.Endpoints)
+			}
 		})
+	}
+	t.Run("one hop with HTTP/3 and tcp_proxy", func(t *testing.T) {
+		full := fullBackend(t)
+		tg, err := StartOutrigger(context.Background(), t.TempDir(), full, OutriggerOptions{Binary: bin, Hops: 1})
+		if err != nil && strings.Contains(err.Error(), "is not supported yet") {
+			t.Skipf("%s predates the HTTP/3 and tcp_proxy listeners: rebuild it (%v)", bin, err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := tg.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		if tg.Endpoints.H3 == "" || tg.Endpoints.TCP == "" {
+			t.Fatalf("endpoints %+v", tg.Endpoints)
+		}
+		sendH3AndTCP(t, tg)
+	})
+	// Two hops get no HTTP/3 or tcp_proxy listener: the scenarios measure one.
+	up2 := fullBackend(t)
+	tg, err := StartOutrigger(context.Background(), t.TempDir(), up2, OutriggerOptions{Binary: bin, Hops: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.Endpoints.H3 != "" || tg.Endpoints.TCP != "" {
+		t.Errorf("two hops: endpoints %+v", tg.Endpoints)
+	}
+	if err := tg.Close(); err != nil {
+		t.Error(err)
 	}
 	if _, err := StartOutrigger(context.Background(), t.TempDir(), up, OutriggerOptions{Binary: bin, Hops: 3}); err == nil {
 		t.Error("three hops accepted")

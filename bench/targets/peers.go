@@ -122,20 +122,40 @@ backend be_http
 backend be_grpc
     server backend %[5]s proto h2
 `, ports[0], ports[1], ports[2], up.HTTP, up.GRPC)
+	var tcpPort int
+	if up.TCP != "" {
+		ps, err := FreePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		tcpPort = ps[0]
+		conf += fmt.Sprintf(`listen tcp_bulk
+    mode tcp
+    option splice-auto
+    bind 127.0.0.1:%d
+    server backend %s
+`, tcpPort, up.TCP)
+	}
 	confPath := filepath.Join(d, "haproxy.cfg")
 	if err := writeFile(confPath, conf); err != nil {
 		return nil, err
 	}
 	argv := []string{bin, "-f", confPath, "-db"}
 	ep := Endpoints{HTTP1: loopback(ports[0]), H2C: loopback(ports[1]), GRPC: loopback(ports[2])}
-	p, err := startReady(ctx, "haproxy", argv, nil, d, []string{ep.HTTP1, ep.H2C, ep.GRPC})
+	wait := []string{ep.HTTP1, ep.H2C, ep.GRPC}
+	cfg := "`nbthread 1`, `maxconn 4096`, `http-reuse always`, no logging; h2c via `bind ... proto h2` " +
+		"(h1 upstream); gRPC via `server ... proto h2`"
+	if tcpPort > 0 {
+		ep.TCP = loopback(tcpPort)
+		wait = append(wait, ep.TCP)
+		cfg += "; bulk TCP via `listen` with `mode tcp`, `option splice-auto`"
+	}
+	p, err := startReady(ctx, "haproxy", argv, nil, d, wait)
 	if err != nil {
 		return nil, err
 	}
 	return &Target{
-		Name: "haproxy", Endpoints: ep, Procs: []*Process{p}, Version: version(bin, "-v"),
-		Config: "`nbthread 1`, `maxconn 4096`, `http-reuse always`, no logging; h2c via `bind ... proto h2` " +
-			"(h1 upstream); gRPC via `server ... proto h2`",
+		Name: "haproxy", Endpoints: ep, Procs: []*Process{p}, Version: version(bin, "-v"), Config: cfg,
 	}, nil
 }
 
@@ -171,6 +191,27 @@ http://127.0.0.1:%[2]d {
 	reverse_proxy h2c://%[4]s
 }
 `, ports[0], ports[1], up.HTTP, up.GRPC)
+	var h3Port int
+	if up.CertFile != "" {
+		ps, err := FreePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		// Caddy serves HTTP/3 on the UDP port of the same number as the
+		// HTTPS site's TCP port; one free TCP port is usually free in UDP too.
+		h3Port = ps[0]
+		conf += fmt.Sprintf(`https://127.0.0.1:%[1]d {
+	bind 127.0.0.1
+	tls %[2]q %[3]q
+	reverse_proxy %[4]s {
+		transport http {
+			keepalive_idle_conns_per_host 64
+		}
+	}
+}
+`, h3Port, up.CertFile, up.KeyFile, up.HTTP)
+		conf = strings.Replace(conf, "protocols h1 h2c", "protocols h1 h2 h2c h3", 1)
+	}
 	confPath := filepath.Join(d, "Caddyfile")
 	if err := writeFile(confPath, conf); err != nil {
 		return nil, err
@@ -179,14 +220,22 @@ http://127.0.0.1:%[2]d {
 	// Caddy keeps state under XDG dirs; keep it in the temp dir.
 	env := []string{"GOMAXPROCS=1", "XDG_DATA_HOME=" + d, "XDG_CONFIG_HOME=" + d}
 	ep := Endpoints{HTTP1: loopback(ports[0]), H2C: loopback(ports[0]), GRPC: loopback(ports[1])}
-	p, err := startReady(ctx, "caddy", argv, env, d, []string{ep.HTTP1, ep.GRPC})
+	wait := []string{ep.HTTP1, ep.GRPC}
+	cfg := "`GOMAXPROCS=1`; `admin off`, `auto_https off`, `servers { protocols h1 h2c }`, `bind 127.0.0.1`; " +
+		"`reverse_proxy` with `keepalive_idle_conns_per_host 64`; gRPC via `reverse_proxy h2c://...`"
+	if h3Port > 0 {
+		ep.H3 = loopback(h3Port)
+		wait = append(wait, ep.H3) // the HTTPS site's TCP side: h3 listens on the same port in UDP
+		cfg = strings.Replace(cfg, "protocols h1 h2c", "protocols h1 h2 h2c h3", 1) +
+			"; HTTP/3 on an `https://` site with `tls CERT KEY` (the bench certificate), `reverse_proxy` to the HTTP/1.1 backend with the same keep-alive"
+	}
+	p, err := startReady(ctx, "caddy", argv, env, d, wait)
 	if err != nil {
 		return nil, err
 	}
 	return &Target{
 		Name: "caddy", Endpoints: ep, Procs: []*Process{p}, Version: goVersion(bin, "github.com/caddyserver/caddy/v2"),
-		Config: "`GOMAXPROCS=1`; `admin off`, `auto_https off`, `servers { protocols h1 h2c }`, `bind 127.0.0.1`; " +
-			"`reverse_proxy` with `keepalive_idle_conns_per_host 64`; gRPC via `reverse_proxy h2c://...`",
+		Config: cfg,
 	}, nil
 }
 

@@ -14,6 +14,14 @@ import (
 type Upstream struct {
 	HTTP string // HTTP/1.1 + h2c host:port
 	GRPC string // gRPC host:port
+	// H3 is the backend's own HTTP/3 address (UDP), the floor for the h3
+	// scenario; empty when the backend does not serve it.
+	H3 string
+	// TCP is the backend's bulk source (raw TCP); empty when not served.
+	TCP string
+	// CertFile and KeyFile are the bench's self-signed certificate, served
+	// by every target's HTTP/3 listener; empty means no HTTP/3 listeners.
+	CertFile, KeyFile string
 }
 
 // Endpoints are where a target accepts each protocol.
@@ -21,6 +29,10 @@ type Endpoints struct {
 	HTTP1 string
 	H2C   string
 	GRPC  string
+	// H3 (UDP) and TCP (a raw byte stream from the backend's bulk source)
+	// are empty when the target does not serve them.
+	H3  string
+	TCP string
 }
 
 // Target is a running target.
@@ -70,7 +82,7 @@ func (t *Target) Close() error {
 func Direct(up Upstream) *Target {
 	return &Target{
 		Name:      "direct",
-		Endpoints: Endpoints{HTTP1: up.HTTP, H2C: up.HTTP, GRPC: up.GRPC},
+		Endpoints: Endpoints{HTTP1: up.HTTP, H2C: up.HTTP, GRPC: up.GRPC, H3: up.H3, TCP: up.TCP},
 		Config:    "no proxy: the load generator talks to the backend",
 	}
 }

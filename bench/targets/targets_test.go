@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/outrigger-mesh/outrigger/bench/backend"
 	"github.com/outrigger-mesh/outrigger/bench/loadgen"
 	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
 )
@@ -135,12 +132,7 @@ func TestOutriggerBootstrapLoads(t *testing.T) {
 // each protocol through it once. Peers that are not installed are skipped:
 // the unit tests must not need them.
 func TestPeers(t *testing.T) {
-	be, err := backend.Start(backend.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", PayloadSize: 10}, hclog.NewNullLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = be.Close() })
-	up := Upstream{HTTP: be.HTTPAddr(), GRPC: be.GRPCAddr()}
+	up := fullBackend(t)
 	peers := []struct {
 		name  string
 		start func(context.Context, string, string, Upstream) (*Target, error)
@@ -186,6 +178,11 @@ func TestPeers(t *testing.T) {
 					t.Errorf("%s via %s: ok %d (%s), want 3", lt.Protocol, peer.name, res.OK, res.ErrorSummary())
 				}
 			}
+			// HAProxy serves the bulk TCP scenario, Caddy the HTTP/3 one.
+			if (peer.name == "haproxy") != (tg.Endpoints.TCP != "") || (peer.name == "caddy") != (tg.Endpoints.H3 != "") {
+				t.Errorf("%s endpoints %+v", peer.name, tg.Endpoints)
+			}
+			sendH3AndTCP(t, tg)
 		})
 	}
 }

@@ -20,6 +20,10 @@ func runBackend(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.GRPCAddr, "grpc", "127.0.0.1:0", "gRPC address")
 	fs.IntVar(&cfg.PayloadSize, "payload", 128, "default response size in bytes")
 	fs.DurationVar(&cfg.Delay, "delay", 0, "latency added to every response")
+	fs.StringVar(&cfg.H3Addr, "h3", "", "HTTP/3 (UDP) address; needs --cert and --key")
+	fs.StringVar(&cfg.CertFile, "cert", "", "TLS certificate (PEM) for HTTP/3")
+	fs.StringVar(&cfg.KeyFile, "key", "", "TLS key (PEM) for HTTP/3")
+	fs.StringVar(&cfg.TCPSourceAddr, "tcp-source", "", "raw TCP address that streams bytes to every connection")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -29,7 +33,7 @@ func runBackend(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "backend ready http=%s grpc=%s\n", s.HTTPAddr(), s.GRPCAddr())
+	fmt.Fprintf(stderr, "backend ready http=%s grpc=%s h3=%s tcp-source=%s\n", s.HTTPAddr(), s.GRPCAddr(), s.H3Addr(), s.TCPSourceAddr())
 	<-ctx.Done()
 	if err := s.Close(); err != nil {
 		fmt.Fprintln(stderr, err)

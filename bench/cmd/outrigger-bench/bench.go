@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/outrigger-mesh/outrigger/bench/harness"
+	"github.com/outrigger-mesh/outrigger/bench/loadgen"
 	"github.com/outrigger-mesh/outrigger/bench/report"
 	"github.com/outrigger-mesh/outrigger/bench/targets"
 )
@@ -41,7 +42,12 @@ func runBench(ctx context.Context, o *options, command string, log hclog.Logger)
 			return "", err
 		}
 	}
-	backend, up, err := startBackend(ctx, tmp, o.backendDelay)
+	var need protocolNeeds
+	for _, sc := range scenarios {
+		need.h3 = need.h3 || sc.Protocol == loadgen.H3
+		need.tcp = need.tcp || sc.Protocol == loadgen.TCPBulk
+	}
+	backend, up, err := startBackend(ctx, tmp, o.backendDelay, need)
 	if err != nil {
 		return "", err
 	}
@@ -76,23 +82,45 @@ func runBench(ctx context.Context, o *options, command string, log hclog.Logger)
 	return path, runErr
 }
 
+// protocolNeeds say which optional backend sides the scenarios use. Only
+// then do the backend and the targets open HTTP/3 and bulk TCP listeners, so
+// the other scenarios measure the same processes as before.
+type protocolNeeds struct{ h3, tcp bool }
+
 // startBackend runs this binary's `backend` subcommand with GOMAXPROCS=1.
-func startBackend(ctx context.Context, dir string, delay time.Duration) (*targets.Process, targets.Upstream, error) {
+func startBackend(ctx context.Context, dir string, delay time.Duration, need protocolNeeds) (*targets.Process, targets.Upstream, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, targets.Upstream{}, fmt.Errorf("backend: %w", err)
 	}
-	ports, err := targets.FreePorts(2)
+	ports, err := targets.FreePorts(3)
 	if err != nil {
 		return nil, targets.Upstream{}, err
 	}
 	up := targets.Upstream{HTTP: fmt.Sprintf("127.0.0.1:%d", ports[0]), GRPC: fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	argv := []string{exe, "backend", "--http", up.HTTP, "--grpc", up.GRPC, "--delay", delay.String()}
+	wait := []string{up.HTTP, up.GRPC}
+	if need.h3 {
+		udp, err := targets.FreeUDPPort()
+		if err != nil {
+			return nil, targets.Upstream{}, err
+		}
+		if up.CertFile, up.KeyFile, err = targets.WriteSelfSignedCert(dir); err != nil {
+			return nil, targets.Upstream{}, err
+		}
+		up.H3 = fmt.Sprintf("127.0.0.1:%d", udp)
+		argv = append(argv, "--h3", up.H3, "--cert", up.CertFile, "--key", up.KeyFile)
+	}
+	if need.tcp {
+		up.TCP = fmt.Sprintf("127.0.0.1:%d", ports[2])
+		argv = append(argv, "--tcp-source", up.TCP)
+		wait = append(wait, up.TCP)
+	}
 	p, err := targets.StartProcess("backend", argv, []string{"GOMAXPROCS=1"}, filepath.Join(dir, "backend.log"))
 	if err != nil {
 		return nil, targets.Upstream{}, err
 	}
-	if err := targets.WaitReady(ctx, p, []string{up.HTTP, up.GRPC}, 10*time.Second); err != nil {
+	if err := targets.WaitReady(ctx, p, wait, 10*time.Second); err != nil {
 		_ = p.Stop(time.Second)
 		return nil, targets.Upstream{}, err
 	}

@@ -40,6 +40,7 @@ Flags:
   --reps N             repetitions of every run (default 3; 1 with --quick)
   --targets LIST       comma-separated subset of: %s
   --scenarios LIST     comma-separated subset of: %s
+                       (small-h3 and tcp-bulk run only when named: make bench-protocols)
   --outrigger PATH     the proxy binary (default bin/outrigger when it exists)
   --out DIR            where the report and plots go (default bench/results)
   --name NAME          report file name without .md (default latest; quick with --quick)
@@ -66,7 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.maxDuration, "max-duration", 0, "")
 	fs.DurationVar(&o.backendDelay, "backend-delay", 0, "")
 	fs.StringVar(&o.logLevel, "log-level", "info", "")
-	allScenarios := scenarioNames(harness.FullScenarios())
+	allScenarios := scenarioNames(append(harness.FullScenarios(), harness.ProtocolScenarios()...))
 	help := fmt.Sprintf(usage, strings.Join(harness.AllTargets, ","), strings.Join(allScenarios, ","))
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -131,6 +132,19 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	return o, nil
 }
 
+// quickProtocolScenarios are the protocol scenarios shortened for --quick.
+func quickProtocolScenarios() []harness.Scenario {
+	ss := harness.ProtocolScenarios()
+	for i := range ss {
+		ss[i].Warmup = min(ss[i].Warmup, 200*time.Millisecond)
+		if ss[i].OpenDuration > 0 {
+			ss[i].OpenDuration = time.Second
+		}
+		ss[i].ClosedDuration = min(ss[i].ClosedDuration, 2*time.Second)
+	}
+	return ss
+}
+
 func splitList(s string) []string {
 	var out []string
 	for p := range strings.SplitSeq(s, ",") {
@@ -157,6 +171,12 @@ func (o *options) selectScenarios() []harness.Scenario {
 	}
 	if len(o.scenarios) == 0 {
 		return all
+	}
+	// The protocol scenarios (small-h3, tcp-bulk) run only when named.
+	if !o.quick {
+		all = append(all, harness.ProtocolScenarios()...)
+	} else {
+		all = append(all, quickProtocolScenarios()...)
 	}
 	return slices.DeleteFunc(all, func(s harness.Scenario) bool { return !slices.Contains(o.scenarios, s.Name) })
 }

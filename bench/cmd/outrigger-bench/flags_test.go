@@ -42,6 +42,18 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("scenarios %v", s)
 			}
 		}},
+		{name: "protocols", args: []string{"--scenarios", "small-h3,tcp-bulk", "--name", "protocols"}, check: func(t *testing.T, o *options) {
+			s := o.selectScenarios()
+			if len(s) != 2 || s[0].Name != "small-h3" || s[1].Name != "tcp-bulk" || o.name != "protocols" {
+				t.Errorf("scenarios %v, name %s", s, o.name)
+			}
+		}},
+		{name: "quick protocols", args: []string{"--quick", "--scenarios", "small-h3,tcp-bulk"}, check: func(t *testing.T, o *options) {
+			s := o.selectScenarios()
+			if len(s) != 2 || s[0].ClosedDuration > 2*time.Second || s[0].OpenDuration > time.Second {
+				t.Errorf("scenarios %+v", s)
+			}
+		}},
 		{name: "unknown target", args: []string{"--targets", "envoy"}, wantErr: true},
 		{name: "unknown scenario", args: []string{"--scenarios", "h3"}, wantErr: true},
 		{name: "negative reps", args: []string{"--reps", "-1"}, wantErr: true},
