@@ -177,13 +177,22 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	var hm headerMatcher
-	for i := range c.Headers {
-		if err := compileHeaderMatcher(fmt.Sprintf("headers[%d]", i), &c.Headers[i], &hm); err != nil {
-			return err
-		}
+	if _, err := compileHeaders(c.Headers); err != nil {
+		return err
 	}
 	return nil
+}
+
+// compileHeaders compiles the header matchers with the router's own
+// matcher (one implementation of Envoy's header matching), its errors as
+// ours.
+func compileHeaders(hms []router.HeaderMatcher) (router.HeaderMatchers, error) {
+	ms, err := router.CompileHeaderMatchers("headers", hms)
+	var re *router.ConfigError
+	if errors.As(err, &re) {
+		return ms, &ConfigError{Field: re.Field, Msg: re.Msg, Err: re.Err}
+	}
+	return ms, err
 }
 
 func (f Fraction) check(field string) error {

@@ -164,11 +164,11 @@ func TestHeaderMatching(t *testing.T) {
 		{":scheme", router.HeaderMatcher{Name: ":scheme", String: str(router.StringExact, "http")}, req(nil), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var m headerMatcher
-			if err := compileHeaderMatcher("headers[0]", &tc.hm, &m); err != nil {
+			m, err := compileHeaders([]router.HeaderMatcher{tc.hm})
+			if err != nil {
 				t.Fatal(err)
 			}
-			if got := m.match(tc.r); got != tc.want {
+			if got := m.MatchAll(tc.r); got != tc.want {
 				t.Errorf("match = %v, want %v", got, tc.want)
 			}
 		})

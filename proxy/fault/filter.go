@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outrigger-mesh/outrigger/proxy/forward"
+	"github.com/outrigger-mesh/outrigger/proxy/router"
 )
 
 // Response flags, as Envoy's access log spells them.
@@ -36,7 +37,7 @@ type Policy struct {
 	delay   *Delay
 	abort   *abortPolicy
 	cluster string
-	headers []headerMatcher
+	headers router.HeaderMatchers
 	nodes   map[string]struct{} // nil: any downstream
 	limited bool
 	max     int64
@@ -56,12 +57,9 @@ func Compile(cfg *Config) (*Policy, error) {
 	if cfg.Abort != nil {
 		p.abort = newAbortPolicy(cfg.Abort)
 	}
-	p.headers = make([]headerMatcher, len(cfg.Headers))
-	for i := range cfg.Headers {
-		// Validate compiled them already; this cannot fail.
-		if err := compileHeaderMatcher("", &cfg.Headers[i], &p.headers[i]); err != nil {
-			return nil, err
-		}
+	var err error
+	if p.headers, err = compileHeaders(cfg.Headers); err != nil {
+		return nil, err
 	}
 	if len(cfg.DownstreamNodes) > 0 {
 		p.nodes = make(map[string]struct{}, len(cfg.DownstreamNodes))
@@ -194,12 +192,7 @@ func (p *Policy) matches(r *http.Request, cluster string) bool {
 			return false
 		}
 	}
-	for i := range p.headers {
-		if !p.headers[i].match(r) {
-			return false
-		}
-	}
-	return true
+	return p.headers.MatchAll(r)
 }
 
 // delayFor is the delay to inject, 0 for none.

@@ -60,11 +60,9 @@ func retriableResponse(rp *router.RetryPolicy, resp *http.Response) bool {
 			}
 		}
 	}
-	if on&router.RetryRetriableHeaders != 0 {
-		for i := range rp.RetriableHeaders {
-			if matchHeader(&rp.RetriableHeaders[i], resp.Header, responsePseudo{resp}) {
-				return true
-			}
+	if on&router.RetryRetriableHeaders != 0 && len(rp.RetriableHeaders) > 0 {
+		if m, _ := rp.Matchers(); m.MatchAnyResponse(resp.Header, resp.StatusCode) {
+			return true
 		}
 	}
 	const grpcOn = router.RetryGRPCCancelled | router.RetryGRPCDeadlineExceeded |
@@ -137,12 +135,8 @@ func requestRetriable(rp *router.RetryPolicy, r *http.Request) bool {
 	if len(rp.RetriableRequestHeaders) == 0 {
 		return true
 	}
-	for i := range rp.RetriableRequestHeaders {
-		if matchHeader(&rp.RetriableRequestHeaders[i], r.Header, requestPseudo{r}) {
-			return true
-		}
-	}
-	return false
+	_, m := rp.Matchers()
+	return m.MatchAny(r)
 }
 
 // backoff is the wait before retry n (1 for the first): a full-jitter pick
@@ -196,138 +190,4 @@ func joinFlags(base string, overflow, limit bool) string {
 		}
 	}
 	return b.String()
-}
-
-// pseudoValues supplies the pseudo-headers a matcher may name.
-type pseudoValues interface {
-	pseudo(name string) (string, bool)
-}
-
-type requestPseudo struct{ r *http.Request }
-
-func (p requestPseudo) pseudo(name string) (string, bool) {
-	r := p.r
-	switch name {
-	case ":authority", "host":
-		return r.Host, r.Host != ""
-	case ":method":
-		if r.Method == "" {
-			return http.MethodGet, true
-		}
-		return r.Method, true
-	case ":path":
-		if r.URL == nil {
-			return "", false
-		}
-		return r.URL.RequestURI(), true
-	case ":scheme":
-		if r.URL != nil && r.URL.Scheme != "" {
-			return r.URL.Scheme, true
-		}
-		if r.TLS != nil {
-			return "https", true
-		}
-		return "http", true
-	}
-	return "", false
-}
-
-type responsePseudo struct{ resp *http.Response }
-
-func (p responsePseudo) pseudo(name string) (string, bool) {
-	if name == ":status" {
-		return strconv.Itoa(p.resp.StatusCode), true
-	}
-	return "", false
-}
-
-// matchHeader evaluates one router.HeaderMatcher against h as Envoy's
-// HeaderUtility::matchHeaders does (router keeps its compiled matcher
-// unexported). Regexes come anchored from proxy/snapshot, so MatchString
-// is a full match.
-func matchHeader(m *router.HeaderMatcher, h http.Header, ps pseudoValues) bool {
-	name := strings.ToLower(m.Name)
-	var v string
-	var ok bool
-	if strings.HasPrefix(name, ":") || name == "host" {
-		v, ok = ps.pseudo(name)
-	} else {
-		switch vs := h[http.CanonicalHeaderKey(name)]; len(vs) {
-		case 0:
-		case 1:
-			v, ok = vs[0], true
-		default:
-			v, ok = strings.Join(vs, ","), true
-		}
-	}
-	if !ok && !m.TreatMissingAsEmpty {
-		present := m.String == nil && m.Range == nil && (m.Present == nil || *m.Present)
-		absent := m.String == nil && m.Range == nil && m.Present != nil && !*m.Present
-		if m.Invert {
-			return present
-		}
-		return absent
-	}
-	var match bool
-	switch {
-	case m.String != nil:
-		match = matchString(m.String, v)
-	case m.Range != nil:
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		match = err == nil && n >= m.Range.Start && n < m.Range.End
-	case m.Present != nil:
-		match = *m.Present
-	default:
-		match = true
-	}
-	return match != m.Invert
-}
-
-// matchString applies an Envoy StringMatcher; ignore_case folds ASCII only,
-// as Envoy does.
-func matchString(sm *router.StringMatcher, s string) bool {
-	if sm.Regex != nil || sm.Kind == router.StringRegex {
-		return sm.Regex != nil && sm.Regex.MatchString(s)
-	}
-	v, fold := sm.Value, sm.IgnoreCase
-	switch sm.Kind {
-	case router.StringExact:
-		return len(s) == len(v) && hasPrefixFold(s, v, fold)
-	case router.StringPrefix:
-		return hasPrefixFold(s, v, fold)
-	case router.StringSuffix:
-		return len(s) >= len(v) && hasPrefixFold(s[len(s)-len(v):], v, fold)
-	case router.StringContains:
-		for i := 0; i+len(v) <= len(s); i++ {
-			if hasPrefixFold(s[i:], v, fold) {
-				return true
-			}
-		}
-		return false
-	}
-	return false
-}
-
-// hasPrefixFold reports whether s starts with prefix, optionally ignoring
-// ASCII case.
-func hasPrefixFold(s, prefix string, fold bool) bool {
-	if len(s) < len(prefix) {
-		return false
-	}
-	if !fold {
-		return s[:len(prefix)] == prefix
-	}
-	for i := 0; i < len(prefix); i++ {
-		a, b := s[i], prefix[i]
-		if 'A' <= a && a <= 'Z' {
-			a += 'a' - 'A'
-		}
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if a != b {
-			return false
-		}
-	}
-	return true
 }

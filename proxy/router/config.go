@@ -169,6 +169,8 @@ type RetryPolicy struct {
 	// HostSelectionMaxAttempts is host_selection_retry_max_attempts.
 	PreviousHosts            bool
 	HostSelectionMaxAttempts int
+
+	matchers *retryMatchers // set by Compile
 }
 
 // RetryOn is a set of retry conditions (Envoy's retry_on tokens).

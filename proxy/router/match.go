@@ -148,6 +148,7 @@ const (
 	pseudoMethod
 	pseudoPath
 	pseudoScheme
+	pseudoStatus // responses only (retriable_headers); a request has none
 )
 
 var pseudoHeaders = map[string]pseudo{
@@ -179,12 +180,22 @@ type headerMatcher struct {
 }
 
 func compileHeaderMatcher(field string, hm *HeaderMatcher, out *headerMatcher) error {
+	return compileHeaderMatcherFor(field, hm, out, false)
+}
+
+// compileHeaderMatcherFor compiles a matcher of requests, or of responses
+// (forResponse: the pseudo-header :status instead of the request ones).
+func compileHeaderMatcherFor(field string, hm *HeaderMatcher, out *headerMatcher, forResponse bool) error {
 	name := strings.ToLower(hm.Name)
 	if name == "" {
 		return cfgErr(join(field, "name"), "header name is required")
 	}
-	if ps, ok := pseudoHeaders[name]; ok {
+	if forResponse && name == ":status" {
+		out.pseudo = pseudoStatus
+	} else if ps, ok := pseudoHeaders[name]; ok && !forResponse {
 		out.pseudo = ps
+	} else if forResponse && name[0] == ':' {
+		return cfgErr(join(field, "name"), "pseudo-header %q is not supported in response header matchers (supported: :status)", hm.Name)
 	} else if name[0] == ':' {
 		return cfgErr(join(field, "name"), "pseudo-header %q is not supported in header matchers (supported: :authority, :method, :path, :scheme)", hm.Name)
 	} else if !validHeaderName(name) {
@@ -228,6 +239,11 @@ func compileHeaderMatcher(field string, hm *HeaderMatcher, out *headerMatcher) e
 // of a missing header under invert_match.
 func (m *headerMatcher) match(r *http.Request) bool {
 	v, ok := m.value(r)
+	return m.matchValue(v, ok)
+}
+
+// matchValue judges the header's value (ok false: the header is missing).
+func (m *headerMatcher) matchValue(v string, ok bool) bool {
 	if !ok && !m.missingAsEmpty {
 		if m.invert {
 			return m.kind == headerPresent && m.present
@@ -264,6 +280,8 @@ func (m *headerMatcher) value(r *http.Request) (string, bool) {
 			return "", false
 		}
 		return r.URL.RequestURI(), true
+	case pseudoStatus:
+		return "", false // a request has no status
 	case pseudoScheme:
 		if r.URL != nil && r.URL.Scheme != "" {
 			return r.URL.Scheme, true

@@ -94,6 +94,9 @@ func (c *converter) retryPolicy(p string, rp *routev3.RetryPolicy) *router.Retry
 	for i, h := range rp.GetRetriableRequestHeaders() {
 		out.RetriableRequestHeaders = append(out.RetriableRequestHeaders, c.headerMatcher(resource.Index(resource.Join(p, "retriable_request_headers"), i), h))
 	}
+	if err := out.Compile(p); err != nil {
+		c.failErr(err)
+	}
 	for i, hp := range rp.GetRetryHostPredicate() {
 		pp := resource.Index(resource.Join(p, "retry_host_predicate"), i)
 		var prev previoushostsv3.PreviousHostsPredicate
