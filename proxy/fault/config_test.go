@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outrigger-mesh/outrigger/proxy/forward"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
 )
 
@@ -206,11 +207,11 @@ func TestParseUint64(t *testing.T) {
 
 func TestHTTPToGRPCStatus(t *testing.T) {
 	for in, want := range map[int]int{400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14, 500: 2, 200: 2, 418: 2} {
-		if got := httpToGRPCStatus(in); got != want {
+		if got := forward.HTTPToGRPCStatus(in); got != want {
 			t.Errorf("httpToGRPCStatus(%d) = %d, want %d", in, got, want)
 		}
 	}
-	if got, want := grpcPercentEncode("50% naïve\n"), "50%25 na%C3%AFve%0A"; got != want {
+	if got, want := forward.GRPCPercentEncode("50% naïve\n"), "50%25 na%C3%AFve%0A"; got != want {
 		t.Errorf("grpcPercentEncode = %q, want %q", got, want)
 	}
 }

@@ -3,7 +3,6 @@ package fault
 import (
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/outrigger-mesh/outrigger/proxy/forward"
 )
@@ -32,7 +31,7 @@ func newAbortPolicy(a *Abort) *abortPolicy {
 		percent:    a.Percent,
 		body:       []byte(body),
 		length:     []string{strconv.Itoa(len(body))},
-		message:    []string{grpcPercentEncode(body)},
+		message:    []string{forward.GRPCPercentEncode(body)},
 	}
 }
 
@@ -61,7 +60,7 @@ func (a *abortPolicy) write(w http.ResponseWriter, r *http.Request, httpStatus, 
 	h := w.Header()
 	if forward.IsGRPC(r) {
 		if grpcStatus < 0 || grpcStatus > 16 {
-			grpcStatus = httpToGRPCStatus(httpStatus)
+			grpcStatus = forward.HTTPToGRPCStatus(httpStatus)
 		}
 		h["Content-Type"] = grpcContentType
 		h["Grpc-Status"] = grpcStatusValue[grpcStatus]
@@ -79,41 +78,4 @@ func (a *abortPolicy) write(w http.ResponseWriter, r *http.Request, httpStatus, 
 		_, _ = w.Write(a.body)
 	}
 	return httpStatus, ""
-}
-
-// httpToGRPCStatus is Envoy's Grpc::Utility::httpToGrpcStatus (the gRPC
-// project's HTTP-to-gRPC status mapping).
-func httpToGRPCStatus(status int) int {
-	switch status {
-	case http.StatusBadRequest:
-		return 13 // INTERNAL
-	case http.StatusUnauthorized:
-		return 16 // UNAUTHENTICATED
-	case http.StatusForbidden:
-		return 7 // PERMISSION_DENIED
-	case http.StatusNotFound:
-		return 12 // UNIMPLEMENTED
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return 14 // UNAVAILABLE
-	}
-	return 2 // UNKNOWN
-}
-
-// grpcPercentEncode encodes a grpc-message as the gRPC spec asks: bytes
-// outside printable ASCII and '%' are percent-encoded. (proxy/forward has
-// the same function, unexported.)
-func grpcPercentEncode(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c <= 0x7e && c != '%' {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
 }

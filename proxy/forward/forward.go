@@ -179,7 +179,7 @@ func forwardOnce(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	if p.Timeout > 0 && IsGRPC(r) {
 		// The backend should give up when we do.
 		d := p.Timeout
-		if c, ok := parseGRPCTimeout(r.Header); ok && c < d {
+		if c, ok := ParseGRPCTimeout(r.Header); ok && c < d {
 			d = c
 		}
 		r.Header["Grpc-Timeout"] = []string{formatGRPCTimeout(d)}

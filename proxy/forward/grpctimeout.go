@@ -10,9 +10,9 @@ import (
 // per-try timeout carries the time left for that attempt in grpc-timeout, so
 // the backend gives up when we do instead of working on for nobody.
 
-// parseGRPCTimeout parses a grpc-timeout value ("100m", "5S", ...): at most
+// ParseGRPCTimeout parses a grpc-timeout value ("100m", "5S", ...): at most
 // eight digits and a unit.
-func parseGRPCTimeout(h http.Header) (time.Duration, bool) {
+func ParseGRPCTimeout(h http.Header) (time.Duration, bool) {
 	v := h["Grpc-Timeout"]
 	if len(v) == 0 || len(v[0]) < 2 || len(v[0]) > 9 {
 		return 0, false

@@ -49,7 +49,7 @@ func TestGRPCTimeoutPropagated(t *testing.T) {
 			send(t, "POST", url, h, []byte{0, 0, 0, 0, 0})
 			result(t, results)
 			got := <-seen
-			d, ok := parseGRPCTimeout(http.Header{"Grpc-Timeout": {got}})
+			d, ok := ParseGRPCTimeout(http.Header{"Grpc-Timeout": {got}})
 			if !ok || d > tt.max || d < tt.max-time.Second/2 {
 				t.Fatalf("backend saw grpc-timeout %q, want at most %v (and not much less)", got, tt.max)
 			}
@@ -96,16 +96,16 @@ func TestGRPCTimeoutFormat(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("format(%v) = %q, want %q", tt.d, got, tt.want)
 		}
-		if back, ok := parseGRPCTimeout(http.Header{"Grpc-Timeout": {got}}); !ok || back > tt.d && tt.d > 0 {
+		if back, ok := ParseGRPCTimeout(http.Header{"Grpc-Timeout": {got}}); !ok || back > tt.d && tt.d > 0 {
 			t.Errorf("parse(%q) = %v, %v: must not exceed %v", got, back, ok, tt.d)
 		}
 	}
 	for _, bad := range []string{"", "5", "123456789m", "12x", "-1m", "1.5S"} {
-		if _, ok := parseGRPCTimeout(http.Header{"Grpc-Timeout": {bad}}); ok {
+		if _, ok := ParseGRPCTimeout(http.Header{"Grpc-Timeout": {bad}}); ok {
 			t.Errorf("parse(%q) accepted", bad)
 		}
 	}
-	if d, ok := parseGRPCTimeout(http.Header{"Grpc-Timeout": {"2M"}}); !ok || d != 2*time.Minute {
+	if d, ok := ParseGRPCTimeout(http.Header{"Grpc-Timeout": {"2M"}}); !ok || d != 2*time.Minute {
 		t.Errorf("parse(2M) = %v %v", d, ok)
 	}
 }

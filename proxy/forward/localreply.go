@@ -109,7 +109,7 @@ func WriteLocalReply(w http.ResponseWriter, r *http.Request, reason Reason, deta
 	if IsGRPC(r) {
 		h["Content-Type"] = []string{"application/grpc"}
 		h["Grpc-Status"] = []string{strconv.Itoa(lr.grpc)}
-		h["Grpc-Message"] = []string{grpcPercentEncode(msg)}
+		h["Grpc-Message"] = []string{GRPCPercentEncode(msg)}
 		w.WriteHeader(http.StatusOK)
 		return http.StatusOK
 	}
@@ -124,9 +124,28 @@ func WriteLocalReply(w http.ResponseWriter, r *http.Request, reason Reason, deta
 
 var overloaded = []string{"true"}
 
-// grpcPercentEncode encodes a grpc-message as the gRPC spec asks: bytes
+// HTTPToGRPCStatus is Envoy's Grpc::Utility::httpToGrpcStatus (the gRPC
+// project's HTTP-to-gRPC status mapping), for replies that must carry a
+// gRPC status for an HTTP one (fault aborts, gRPC-Web).
+func HTTPToGRPCStatus(status int) int {
+	switch status {
+	case http.StatusBadRequest:
+		return 13 // INTERNAL
+	case http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
+	case http.StatusNotFound:
+		return 12 // UNIMPLEMENTED
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
+}
+
+// GRPCPercentEncode encodes a grpc-message as the gRPC spec asks: bytes
 // outside printable ASCII and '%' are percent-encoded.
-func grpcPercentEncode(s string) string {
+func GRPCPercentEncode(s string) string {
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {

@@ -51,7 +51,7 @@ func TestClientGoneWritesNothing(t *testing.T) {
 }
 
 func TestGRPCPercentEncode(t *testing.T) {
-	if got := grpcPercentEncode("a b%c\né"); got != "a b%25c%0A%C3%A9" {
+	if got := GRPCPercentEncode("a b%c\né"); got != "a b%25c%0A%C3%A9" {
 		t.Errorf("got %q", got)
 	}
 }

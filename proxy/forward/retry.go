@@ -119,7 +119,7 @@ func forwardRetry(w http.ResponseWriter, r *http.Request, p *Params, retriable b
 		if p.Timeout > 0 {
 			f.deadline = start.Add(p.Timeout)
 		}
-		if c, ok := parseGRPCTimeout(r.Header); ok && (f.deadline.IsZero() || start.Add(c).Before(f.deadline)) {
+		if c, ok := ParseGRPCTimeout(r.Header); ok && (f.deadline.IsZero() || start.Add(c).Before(f.deadline)) {
 			f.deadline = start.Add(c)
 		}
 		f.grpcDeadline = p.Timeout > 0 || rp.PerTryTimeout > 0

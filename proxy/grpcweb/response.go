@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/outrigger-mesh/outrigger/proxy/forward"
 )
 
 // MaxErrorMessage bounds how much of a response that is not gRPC is kept
@@ -188,10 +190,10 @@ func (w *ResponseWriter) finishTransform() string {
 	}
 	delete(h, "Trailer")
 	w.setContentType(h)
-	code := httpToGRPCStatus(w.status)
+	code := forward.HTTPToGRPCStatus(w.status)
 	h["Grpc-Status"] = grpcStatusValue[code]
 	if len(w.msg) > 0 {
-		h["Grpc-Message"] = []string{percentEncode(w.msg)}
+		h["Grpc-Message"] = []string{forward.GRPCPercentEncode(string(w.msg))}
 	}
 	h["Content-Length"] = zeroLength
 	w.w.WriteHeader(w.status)
@@ -290,39 +292,3 @@ var grpcStatusValue = func() (v [17][]string) {
 	}
 	return v
 }()
-
-// httpToGRPCStatus is Envoy's Grpc::Utility::httpToGrpcStatus (the gRPC
-// project's HTTP-to-gRPC status mapping).
-func httpToGRPCStatus(status int) int {
-	switch status {
-	case http.StatusBadRequest:
-		return 13 // INTERNAL
-	case http.StatusUnauthorized:
-		return 16 // UNAUTHENTICATED
-	case http.StatusForbidden:
-		return 7 // PERMISSION_DENIED
-	case http.StatusNotFound:
-		return 12 // UNIMPLEMENTED
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return 14 // UNAVAILABLE
-	}
-	return 2 // UNKNOWN
-}
-
-// percentEncode encodes a grpc-message as the gRPC spec asks: bytes
-// outside printable ASCII and '%' are percent-encoded.
-func percentEncode(s []byte) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, c := range s {
-		if c >= 0x20 && c <= 0x7e && c != '%' {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
-}

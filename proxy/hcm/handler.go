@@ -286,7 +286,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	if msd > 0 && (p.Timeout == 0 || msd < p.Timeout) {
 		p.Timeout = msd
 	}
-	if d, ok := grpcTimeout(hdr); ok && forward.IsGRPC(r) {
+	if d, ok := forward.ParseGRPCTimeout(hdr); ok && forward.IsGRPC(r) {
 		if m := a.GRPCTimeoutHeaderMax; m > 0 && d > m {
 			d = m
 		}
@@ -475,35 +475,4 @@ func pickN(total uint32) uint32 {
 		return 0
 	}
 	return rand.Uint32N(total)
-}
-
-// grpcTimeout parses a grpc-timeout header ("100m", "5S", ...).
-func grpcTimeout(hdr http.Header) (time.Duration, bool) {
-	v := hdr["Grpc-Timeout"]
-	if len(v) == 0 || len(v[0]) < 2 || len(v[0]) > 9 {
-		return 0, false
-	}
-	s := v[0]
-	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
-	if err != nil || n < 0 {
-		return 0, false
-	}
-	var unit time.Duration
-	switch s[len(s)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
-		return 0, false
-	}
-	return time.Duration(n) * unit, true
 }

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/outrigger-mesh/outrigger/proxy/forward"
 )
 
 func TestGRPCTimeout(t *testing.T) {
@@ -29,7 +31,7 @@ func TestGRPCTimeout(t *testing.T) {
 		if tc.in != "" {
 			h.Set("Grpc-Timeout", tc.in)
 		}
-		got, ok := grpcTimeout(h)
+		got, ok := forward.ParseGRPCTimeout(h)
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("%q: got %v %v, want %v %v", tc.in, got, ok, tc.want, tc.ok)
 		}
