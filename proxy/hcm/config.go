@@ -6,6 +6,7 @@
 package hcm
 
 import (
+	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
 	"time"
 
 	"github.com/outrigger-mesh/outrigger/proxy/fault"
@@ -78,7 +79,10 @@ type Filter struct {
 }
 
 // AccessLog is one access-log sink: envoy.access_loggers.stdout, .stderr or
-// .file, always JSON lines in our fixed shape.
+// .file, with its log_format compiled.
 type AccessLog struct {
 	Path string // "/dev/stdout", "/dev/stderr" or a file path
+	// Format is the compiled log_format; nil is our fixed JSON line
+	// (telemetry.Entry.AppendJSON).
+	Format *telemetry.Format
 }

@@ -127,13 +127,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	e := entryPool.Get().(*telemetry.Entry)
 	*e = telemetry.Entry{
-		Start:         start,
-		Method:        r.Method,
-		Authority:     r.Host,
-		Path:          requestURI(r),
-		Protocol:      r.Proto,
-		ClientAddress: r.RemoteAddr,
-		Listener:      h.deps.Listener,
+		Start:          start,
+		Method:         r.Method,
+		Authority:      r.Host,
+		Path:           requestURI(r),
+		Protocol:       r.Proto,
+		ClientAddress:  r.RemoteAddr,
+		Listener:       h.deps.Listener,
+		RequestHeaders: r.Header,
 	}
 	if !h.cfg.UseRemoteAddress && len(r.Header["X-Forwarded-For"]) > 0 {
 		// Envoy's downstream_remote_address: trusted from XFF at a
@@ -150,6 +151,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	e.Duration = time.Since(start)
+	e.ResponseHeaders = w.Header()
 	for _, l := range h.deps.Logs {
 		l.Log(e)
 	}
@@ -318,6 +320,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 		e.Status, e.ResponseFlags = st, joinFlags(faultFlag, forward.FlagUpgradeFailed)
 	}
 	e.UpstreamHost = res.UpstreamHost
+	e.Attempts = res.Attempts
 	e.BytesReceived = res.BytesReceived
 	e.BytesSent = res.BytesSent
 	e.GRPCStatus = res.GRPCStatus

@@ -485,7 +485,7 @@ func (s *Server) buildTCP(lname string, fc *listener.FilterChain) error {
 		if err != nil {
 			return fmt.Errorf("listener %q chain %q: %w", lname, fc.Name, err)
 		}
-		logs = append(logs, l)
+		logs = append(logs, l.WithFormat(al.Format))
 	}
 	p, err := tcpproxy.New(cfg, tcpproxy.Deps{
 		Clusters: s.cls,
@@ -516,7 +516,7 @@ func (s *Server) buildHCM(lname string, tls bool, hc *hcm.Config, snap *snapshot
 		if err != nil {
 			return nil, err
 		}
-		logs = append(logs, l)
+		logs = append(logs, l.WithFormat(al.Format))
 	}
 	return hcm.New(*hc, table, hcm.Deps{
 		Clusters: clusterSource{s.cls},

@@ -8,7 +8,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	accessfilev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
@@ -224,24 +223,6 @@ func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) 
 		}
 	}
 	return s, h
-}
-
-func (c *converter) accessLog(p string, a *anypb.Any) (hcm.AccessLog, bool) {
-	if a == nil {
-		c.fail(p, "a typed_config is required")
-		return hcm.AccessLog{}, false
-	}
-	switch a.GetTypeUrl() {
-	case resource.TypeURLPrefix + string(resource.StdoutAccessLog):
-		return hcm.AccessLog{Path: "/dev/stdout"}, true
-	case resource.TypeURLPrefix + string(resource.StderrAccessLog):
-		return hcm.AccessLog{Path: "/dev/stderr"}, true
-	}
-	var f accessfilev3.FileAccessLog
-	if !c.unpack(p, a, &f) {
-		return hcm.AccessLog{}, false
-	}
-	return hcm.AccessLog{Path: f.GetPath()}, true
 }
 
 // chainEntry is one filter chain, or the part of one whose server names

@@ -73,7 +73,7 @@ func (c *converter) tcpProxy(p string, m *tcpproxyv3.TcpProxy) tcpproxy.Config {
 	for i, al := range m.GetAccessLog() {
 		ap := resource.Join(resource.Index(resource.Join(p, "access_log"), i), "typed_config")
 		if log, ok := c.accessLog(ap, al.GetTypedConfig()); ok {
-			cfg.AccessLogs = append(cfg.AccessLogs, tcpproxy.AccessLog{Path: log.Path})
+			cfg.AccessLogs = append(cfg.AccessLogs, tcpproxy.AccessLog{Path: log.Path, Format: log.Format})
 		}
 	}
 	if err := cfg.Validate(); err != nil {

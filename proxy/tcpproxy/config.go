@@ -10,6 +10,7 @@ package tcpproxy
 import (
 	"errors"
 	"fmt"
+	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
 	"time"
 )
 
@@ -49,9 +50,13 @@ type WeightedCluster struct {
 }
 
 // AccessLog is one access-log sink: envoy.access_loggers.stdout, .stderr or
-// .file, always JSON lines in telemetry.Entry's fixed shape.
+// .file, with its log_format compiled.
 type AccessLog struct {
 	Path string // "/dev/stdout", "/dev/stderr" or a file path
+	// Format is the compiled log_format; nil is telemetry.Entry's fixed
+	// JSON line. A connection has no HTTP fields: REQ, RESP and the like
+	// print "-".
+	Format *telemetry.Format
 }
 
 // ErrInvalidConfig is wrapped by Validate's errors.

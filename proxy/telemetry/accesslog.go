@@ -1,7 +1,10 @@
 // Package telemetry holds the proxy's access log and its metrics.
 package telemetry
 
-import "time"
+import (
+	"net/http"
+	"time"
+)
 
 // Entry is one access-log line. Fields follow Envoy's command operators
 // where there is one (named in the comment); the JSON keys are fixed.
@@ -24,4 +27,12 @@ type Entry struct {
 	GRPCStatus      string        // grpc_status, from trailers or headers
 	Listener        string        // listener name (route_name is Route)
 	Route           string        // route_name
+	Attempts        int           // UPSTREAM_REQUEST_ATTEMPT_COUNT (log_format only, not in the JSON line)
+
+	// RequestHeaders and ResponseHeaders are the request's headers (after
+	// the connection manager's edits) and the headers sent downstream, for
+	// the REQ, RESP and TRAILER format commands; nil for TCP. Loggers read
+	// them synchronously and keep no reference.
+	RequestHeaders  http.Header
+	ResponseHeaders http.Header
 }

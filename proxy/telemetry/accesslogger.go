@@ -22,7 +22,8 @@ const (
 // ErrAccessLogClosed is returned by Reopen after Close.
 var ErrAccessLogClosed = errors.New("access log is closed")
 
-// AccessLogger writes one JSON line per request to stdout, stderr or a file.
+// AccessLogger writes one line per request to stdout, stderr or a file:
+// our fixed JSON line, or an Envoy format (WithFormat).
 //
 // Lines are encoded outside any lock into pooled buffers, appended to a
 // shared in-memory buffer, and written by whichever caller fills the buffer,
@@ -46,6 +47,29 @@ type AccessLogger struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	// format and shared are set on a view made by WithFormat: it encodes
+	// with format and writes through shared, which owns everything above.
+	format *Format
+	shared *AccessLogger
+}
+
+// WithFormat returns a logger that writes to the same output as l (one
+// buffer, one file) with format f; nil f is the fixed JSON line. Every
+// other method of the view acts on l.
+func (l *AccessLogger) WithFormat(f *Format) *AccessLogger {
+	r := l.root()
+	if f == nil {
+		return r
+	}
+	return &AccessLogger{format: f, shared: r}
+}
+
+func (l *AccessLogger) root() *AccessLogger {
+	if l.shared != nil {
+		return l.shared
+	}
+	return l
 }
 
 type lineBuf struct{ b []byte }
@@ -92,18 +116,26 @@ func openAccessLog(path string) (f *os.File, own bool, err error) {
 }
 
 // Path is the path the logger was opened with.
-func (l *AccessLogger) Path() string { return l.path }
+func (l *AccessLogger) Path() string { return l.root().path }
 
-// Log appends e as one JSON line. It is safe for concurrent use and does not
+// Log appends e as one line. It is safe for concurrent use and does not
 // allocate. After Close the line is dropped and counted.
 func (l *AccessLogger) Log(e *Entry) {
+	f := l.format
+	l = l.root()
 	if l.closed.Load() {
 		l.dropped.Add(1)
 		return
 	}
 	lb := linePool.Get().(*lineBuf)
-	lb.b = e.AppendJSON(lb.b[:0])
-	l.write(lb.b)
+	if f != nil {
+		lb.b = f.Append(lb.b[:0], e)
+	} else {
+		lb.b = e.AppendJSON(lb.b[:0])
+	}
+	if len(lb.b) > 0 {
+		l.write(lb.b)
+	}
 	if cap(lb.b) <= maxPooledLine {
 		linePool.Put(lb)
 	}
@@ -206,12 +238,13 @@ func (l *AccessLogger) flushLoop() {
 }
 
 // Flush writes buffered lines now.
-func (l *AccessLogger) Flush() { l.flush() }
+func (l *AccessLogger) Flush() { l.root().flush() }
 
 // Reopen closes and reopens a file output, so that log rotation by rename
 // (logrotate without copytruncate) takes effect; the binary calls it on
 // SIGUSR1. It is a no-op for stdout and stderr.
 func (l *AccessLogger) Reopen() error {
+	l = l.root()
 	if !l.ownFile {
 		return nil
 	}
@@ -234,10 +267,11 @@ func (l *AccessLogger) Reopen() error {
 }
 
 // Dropped reports how many lines were lost to write errors or arrived after Close.
-func (l *AccessLogger) Dropped() uint64 { return l.dropped.Load() }
+func (l *AccessLogger) Dropped() uint64 { return l.root().dropped.Load() }
 
 // Err returns the most recent write error, or nil.
 func (l *AccessLogger) Err() error {
+	l = l.root()
 	if p := l.lastErr.Load(); p != nil {
 		return *p
 	}
@@ -248,6 +282,7 @@ func (l *AccessLogger) Err() error {
 // output. It returns the last write error seen, if any. Calling it again
 // is a no-op.
 func (l *AccessLogger) Close() error {
+	l = l.root()
 	if l.closed.Swap(true) {
 		return nil
 	}
