@@ -113,9 +113,9 @@ log "registered payments (v1, v2), greeter and frontend with their sidecars; pay
 
 # --- control plane ---------------------------------------------------------
 
-start outrigger-cp bin/outrigger-cp -consul-addr "$CONSUL_HTTP_ADDR" -xds-addr "$HOST:$XDS_PORT" -http-addr "$HOST:$CP_HTTP"
+start outrigger-cp bin/outrigger-cp -consul-addr "$CONSUL_HTTP_ADDR" -xds-addr "$HOST:$XDS_PORT" -http-addr "$HOST:$CP_HTTP" -dashboard-addr "$HOST:19002"
 wait_until outrigger-cp "${PIDS[-1]}" "200 from /readyz" ready_200 "$CP_HTTP" /readyz
-log "outrigger-cp is serving xDS on $HOST:$XDS_PORT"
+log "outrigger-cp is serving xDS on $HOST:$XDS_PORT; its dashboard: http://$HOST:19002/"
 
 # --- apps and sidecars -----------------------------------------------------
 

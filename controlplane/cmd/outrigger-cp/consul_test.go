@@ -109,7 +109,7 @@ func TestWithConsul(t *testing.T) {
 		done := make(chan int, 1)
 		go func() {
 			done <- run(ctx, []string{"-consul-addr", agent.Addr, "-xds-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0",
-				"-log-format", "json"}, &bytes.Buffer{}, logs)
+				"-dashboard-addr", "127.0.0.1:0", "-log-format", "json"}, &bytes.Buffer{}, logs)
 		}()
 		var base string
 		addr := regexp.MustCompile(`"http":"(127\.0\.0\.1:\d+)"`)
@@ -122,6 +122,14 @@ func TestWithConsul(t *testing.T) {
 		})
 		waitFor(t, "ready", func() bool { code, _ := get(t, base+"/readyz"); return code == http.StatusOK })
 		waitFor(t, "both sidecars in the status", func() bool { return debugStatus(t, base).Proxies == 2 })
+		dashURL := regexp.MustCompile(`"url":"(http://127\.0\.0\.1:\d+/)"`).FindStringSubmatch(logs.String())
+		if dashURL == nil {
+			t.Fatalf("no dashboard url in the logs:\n%s", logs.String())
+		}
+		waitFor(t, "the dashboard's state lists the proxies", func() bool {
+			code, body := get(t, dashURL[1]+"api/state")
+			return code == http.StatusOK && strings.Contains(body, "-sidecar-proxy")
+		})
 		waitFor(t, "consul_up 1", func() bool {
 			_, m := get(t, base+"/metrics")
 			return strings.Contains(m, "outrigger_cp_consul_up 1")

@@ -28,6 +28,8 @@ Flags:
   -consul-addr HOST:PORT   Consul HTTP API (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500)
   -xds-addr HOST:PORT      xDS gRPC listen address (default 127.0.0.1:18000)
   -http-addr HOST:PORT     /metrics, /healthz, /readyz, /debug/status (default 127.0.0.1:19000)
+  -dashboard-addr IP:PORT  serve the live dashboard (web page) here; off when empty (default off;
+                           give a loopback address such as 127.0.0.1:19002 unless it is meant to be reachable)
   -log-level LEVEL         trace, debug, info, warn, error (default info)
   -log-format text|json    log format (default text)
   -version                 print the version and exit
@@ -51,6 +53,7 @@ type options struct {
 	consulAddr string
 	xdsAddr    string
 	httpAddr   string
+	dashAddr   string // the dashboard's listen address, "" for none
 	logLevel   hclog.Level
 	logJSON    bool
 	version    bool
@@ -103,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	consul := consulAddrFlag(fs)
 	fs.StringVar(&o.xdsAddr, "xds-addr", defaultXDSAddr, "")
 	fs.StringVar(&o.httpAddr, "http-addr", defaultHTTPAddr, "")
+	fs.StringVar(&o.dashAddr, "dashboard-addr", "", "")
 	level := fs.String("log-level", "info", "")
 	format := fs.String("log-format", "text", "")
 	fs.BoolVar(&o.version, "version", false, "")

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/outrigger-mesh/outrigger/controlplane/consul"
+	"github.com/outrigger-mesh/outrigger/controlplane/dashboard"
 )
 
 // version is set at build time (-ldflags -X main.version=...).
@@ -68,10 +69,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Error("cannot listen for HTTP", "address", o.httpAddr, "error", err)
 		return 1
 	}
+	var dash *dashboardConfig
+	if o.dashAddr != "" {
+		dashLis, err := net.Listen("tcp", o.dashAddr)
+		if err != nil {
+			xdsLis.Close()
+			httpLis.Close()
+			logger.Error("cannot listen for the dashboard", "address", o.dashAddr, "error", err)
+			return 1
+		}
+		dash = &dashboardConfig{lis: dashLis, catalog: dashboard.ConsulCatalog(client)}
+		logger.Info("dashboard", "url", "http://"+dashLis.Addr().String()+"/")
+	}
 	logger.Info("starting", "version", version, "consul", o.consulAddr,
 		"xds", xdsLis.Addr().String(), "http", httpLis.Addr().String())
 	w := consul.NewWatcher(client, consul.Options{Logger: logger.Named("consul")})
-	if err := serve(ctx, logger, w, xdsLis, httpLis); err != nil {
+	if err := serve(ctx, logger, w, xdsLis, httpLis, dash); err != nil {
 		logger.Error("stopped", "error", err)
 		return 1
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/outrigger-mesh/outrigger/controlplane/dashboard"
 	"github.com/outrigger-mesh/outrigger/controlplane/model"
 	"github.com/outrigger-mesh/outrigger/controlplane/server"
 )
@@ -35,14 +36,28 @@ const (
 	httpShutdownTimeout = 5 * time.Second
 )
 
-// serve runs the watcher into the xDS server, serves xDS on xdsLis and the
-// HTTP endpoints on httpLis, and stops everything when ctx ends or any part
-// fails. It returns nil after a stop caused by ctx.
-func serve(ctx context.Context, logger hclog.Logger, src meshSource, xdsLis, httpLis net.Listener) error {
+// dashboardConfig is where the dashboard listens and what it reads.
+type dashboardConfig struct {
+	lis     net.Listener
+	catalog dashboard.Catalog
+}
+
+// serve runs the watcher into the xDS server, serves xDS on xdsLis, the
+// HTTP endpoints on httpLis and the dashboard when dash is not nil, and
+// stops everything when ctx ends or any part fails. It returns nil after a
+// stop caused by ctx.
+func serve(ctx context.Context, logger hclog.Logger, src meshSource, xdsLis, httpLis net.Listener, dash *dashboardConfig) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := server.New(server.Options{Logger: logger.Named("xds"), Registry: reg})
 	httpSrv := &http.Server{Handler: handler(srv, reg), ReadHeaderTimeout: 5 * time.Second}
+	servers := []*http.Server{httpSrv}
+	listeners := []net.Listener{httpLis}
+	if dash != nil {
+		d := dashboard.New(dashboard.Options{Catalog: dash.catalog, Status: srv.Status, Logger: logger.Named("dashboard")})
+		servers = append(servers, &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 5 * time.Second})
+		listeners = append(listeners, dash.lis)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -82,11 +97,13 @@ func serve(ctx context.Context, logger hclog.Logger, src meshSource, xdsLis, htt
 			fail(err)
 		}
 	})
-	wg.Go(func() {
-		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
-			fail(fmt.Errorf("http server on %s: %w", httpLis.Addr(), err))
-		}
-	})
+	for i, hs := range servers {
+		wg.Go(func() {
+			if err := hs.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				fail(fmt.Errorf("http server on %s: %w", listeners[i].Addr(), err))
+			}
+		})
+	}
 	wg.Go(func() {
 		t := time.NewTicker(consulUpInterval)
 		defer t.Stop()
@@ -103,8 +120,10 @@ func serve(ctx context.Context, logger hclog.Logger, src meshSource, xdsLis, htt
 	logger.Info("stopping")
 	sctx, scancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer scancel()
-	if err := httpSrv.Shutdown(sctx); err != nil {
-		httpSrv.Close()
+	for _, hs := range servers {
+		if err := hs.Shutdown(sctx); err != nil {
+			hs.Close()
+		}
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -127,7 +127,7 @@ func TestServe(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}), src, xdsLis, httpLis)
+		done <- serve(ctx, hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}), src, xdsLis, httpLis, nil)
 	}()
 	base := "http://" + httpLis.Addr().String()
 
@@ -209,7 +209,7 @@ func TestServeStopsOnWatcherFailure(t *testing.T) {
 		{"returned", &fakeSource{early: true}, "consul watcher: stopped on its own"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := serve(context.Background(), hclog.NewNullLogger(), tc.src, listen(t), listen(t))
+			err := serve(context.Background(), hclog.NewNullLogger(), tc.src, listen(t), listen(t), nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("serve: %v, want %q", err, tc.want)
 			}
@@ -221,13 +221,13 @@ func TestServeStopsOnListenerFailure(t *testing.T) {
 	xdsLis, httpLis := listen(t), listen(t)
 	httpLis.Close()
 	src := &fakeSource{meshes: make(chan *model.Mesh)}
-	err := serve(context.Background(), hclog.NewNullLogger(), src, xdsLis, httpLis)
+	err := serve(context.Background(), hclog.NewNullLogger(), src, xdsLis, httpLis, nil)
 	if err == nil || !strings.Contains(err.Error(), "http server on "+httpLis.Addr().String()) {
 		t.Errorf("serve: %v", err)
 	}
 	xdsLis2, httpLis2 := listen(t), listen(t)
 	xdsLis2.Close()
-	err = serve(context.Background(), hclog.NewNullLogger(), src, xdsLis2, httpLis2)
+	err = serve(context.Background(), hclog.NewNullLogger(), src, xdsLis2, httpLis2, nil)
 	if err == nil || !strings.Contains(err.Error(), "xds server on "+xdsLis2.Addr().String()) {
 		t.Errorf("serve: %v", err)
 	}

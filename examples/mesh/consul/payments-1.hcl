@@ -13,6 +13,10 @@ service {
   connect {
     sidecar_service {
       port = 21101
+      # The sidecar's own meta replaces the one it would inherit, so version is
+      # repeated (resolver subsets filter sidecars on it); outrigger_admin is
+      # the sidecar's admin address, where the dashboard scrapes its metrics.
+      meta = { version = "v1", outrigger_admin = "127.0.0.1:19101" }
       # Consul's default sidecar checks, with a 1 s interval instead of 10 s
       # so the demo's sidecars turn healthy as soon as they listen.
       checks = [
