@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outrigger-mesh/outrigger/proxy/lb"
+	"github.com/outrigger-mesh/outrigger/proxy/tracing"
 )
 
 // attempt is one round trip of a request.
@@ -18,6 +19,7 @@ type attempt struct {
 	body   *replayReader
 	ctx    context.Context
 	cancel context.CancelCauseFunc // nil: the attempt shares the exchange's context
+	span   tracing.Attempt         // the attempt's client span; inactive without tracing
 	// admitted: a retry admission came with this attempt and owes one
 	// ReleaseRetry. retried: a retry was started on its behalf (hedging),
 	// so it is not retried again. Both belong to the loop goroutine.

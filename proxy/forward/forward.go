@@ -12,6 +12,7 @@ import (
 
 	"github.com/outrigger-mesh/outrigger/proxy/lb"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
+	"github.com/outrigger-mesh/outrigger/proxy/tracing"
 )
 
 // Upstream is what forwarding needs of a cluster (proxy/cluster's Cluster
@@ -80,6 +81,11 @@ type Params struct {
 	// replays (0: DefaultRetryBufferLimit). A longer body is streamed on
 	// and the request is no longer retried, as in Envoy.
 	RetryBufferLimit int
+
+	// Trace is the request's server span: each attempt gets a client span
+	// under it (retries and hedges are siblings) and carries its context
+	// upstream. nil: no tracing.
+	Trace *tracing.Span
 }
 
 // Result says what happened, for the access log and metrics.
@@ -220,6 +226,10 @@ func forwardOnce(w http.ResponseWriter, r *http.Request, p *Params) Result {
 		sent = body
 	}
 
+	var span tracing.Attempt
+	if p.Trace != nil {
+		span = p.Trace.StartAttempt(out.Header, host.Address)
+	}
 	resp, err := p.Upstream.RoundTrip(out, host)
 	if body != nil {
 		res.BytesReceived = body.n.Load()
@@ -230,6 +240,9 @@ func forwardOnce(w http.ResponseWriter, r *http.Request, p *Params) Result {
 		// cancellation wins.
 		resp.Body.Close()
 		resp, err = nil, context.Cause(ctx)
+	}
+	if span.Active() {
+		endAttemptSpan(span, resp, err)
 	}
 	if err != nil {
 		reason := classifyTimed(ctx, r.Context(), err, p.Classify, tm)
@@ -521,4 +534,14 @@ func UpgradeType(r *http.Request) string {
 		}
 	}
 	return ""
+}
+
+// endAttemptSpan ends an attempt's client span when its response headers
+// (or its failure) are in.
+func endAttemptSpan(span tracing.Attempt, resp *http.Response, err error) {
+	if err != nil {
+		span.End(0, err)
+		return
+	}
+	span.End(resp.StatusCode, nil)
 }

@@ -244,6 +244,15 @@ func (f *retrier) launch(admitted bool) bool {
 		a.body = f.rb.reader(a)
 		req.Body = a.body
 	}
+	if f.p.Trace != nil {
+		// Each attempt carries its own span's context: its own headers.
+		h := make(http.Header, len(req.Header)+1)
+		for k, vv := range req.Header {
+			h[k] = vv
+		}
+		a.span = f.p.Trace.StartAttempt(h, host.Address)
+		req.Header = h
+	}
 	a.req = req
 	f.res.Attempts++
 	f.last = a
@@ -325,6 +334,9 @@ func (f *retrier) decide(a *attempt) bool {
 		resp.Body.Close()
 		resp, err = nil, context.Cause(a.ctx)
 	}
+	if a.span.Active() {
+		endAttemptSpan(a.span, resp, err)
+	}
 	var reason Reason
 	var would bool
 	if err != nil {
@@ -393,6 +405,7 @@ func (f *retrier) abandonRest() {
 		resp := a.resp
 		a.mu.Unlock()
 		a.end(errHedgeLost)
+		a.span.End(0, errHedgeLost)
 		if resp != nil {
 			resp.Body.Close()
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/outrigger-mesh/outrigger/proxy/fault"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
+	"github.com/outrigger-mesh/outrigger/proxy/tracing"
 )
 
 // Config is the request-level part of one HttpConnectionManager.
@@ -54,6 +55,10 @@ type Config struct {
 	ServerHeaderPassThrough bool
 
 	AccessLogs []AccessLog
+
+	// Tracing is the tracing block (envoy.tracers.opentelemetry); nil:
+	// no tracing. The server turns it into Deps.Tracer.
+	Tracing *tracing.Config
 
 	// Filters are the HTTP filters before the router, in their listed
 	// order: envoy.filters.http.fault and envoy.filters.http.grpc_web (the

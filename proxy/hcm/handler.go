@@ -17,6 +17,7 @@ import (
 	"github.com/outrigger-mesh/outrigger/proxy/grpcweb"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
+	"github.com/outrigger-mesh/outrigger/proxy/tracing"
 )
 
 // Clusters resolves a cluster name to what forwarding needs. The server
@@ -41,6 +42,9 @@ type Deps struct {
 	Listener string
 	// TLS says the downstream connection is TLS (x-forwarded-proto).
 	TLS bool
+	// Tracer starts a server span per request and a client span per
+	// upstream attempt (Config.Tracing made it); nil: no tracing.
+	Tracer *tracing.Tracer
 }
 
 // Handler is one connection manager's request path. Its route table can be
@@ -144,7 +148,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ua := r.Header["User-Agent"]; len(ua) > 0 {
 		e.UserAgent = ua[0]
 	}
-	abort, web := h.serve(w, r, e)
+	var span *tracing.Span
+	if h.deps.Tracer != nil {
+		span = h.deps.Tracer.Start(r)
+		if len(h.deps.Logs) > 0 {
+			e.TraceID = span.TraceID()
+		}
+	}
+	abort, web := h.serve(w, r, e, span)
 	if web != nil && !abort {
 		if gs, _ := web.Finish(); gs != "" {
 			e.GRPCStatus = gs
@@ -152,6 +163,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e.Duration = time.Since(start)
 	e.ResponseHeaders = w.Header()
+	if span != nil {
+		status := e.Status
+		if abort {
+			status = 0
+		}
+		span.End(status, e.ResponseFlags, e.UpstreamHost)
+	}
 	for _, l := range h.deps.Logs {
 		l.Log(e)
 	}
@@ -168,8 +186,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve runs the request path. web is the gRPC-Web translation when the
 // request is gRPC-Web and the grpc_web filter was reached; the caller
-// finishes it unless abort.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Entry) (abort bool, web *grpcweb.ResponseWriter) {
+// finishes it unless abort. span is the request's server span (nil
+// without tracing).
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Entry, span *tracing.Span) (abort bool, web *grpcweb.ResponseWriter) {
 	hdr := r.Header
 	upgrade := forward.UpgradeType(r)
 	if upgrade != "" && !h.upgradeAllowed(upgrade) {
@@ -235,6 +254,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	a := route.Forward
 	name, wc := a.PickCluster(pickN(a.TotalWeight))
 	e.UpstreamCluster = name
+	if span != nil {
+		span.SetCluster(name)
+	}
 	faultFlag := ""
 	for i, f := range h.faults {
 		if webMode != 0 && i == h.webAt {
@@ -271,6 +293,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 		IdleTimeout: a.IdleTimeout,
 		Upgrade:     upgrade,
 		ServerValue: h.server,
+		Trace:       span,
 	}
 	p.Table, p.VHost, p.Route, p.Weighted = table, vh, route, wc
 	if webMode&grpcweb.TextRequest != 0 {

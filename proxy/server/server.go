@@ -26,6 +26,7 @@ import (
 	"github.com/outrigger-mesh/outrigger/proxy/snapshot"
 	"github.com/outrigger-mesh/outrigger/proxy/tcpproxy"
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
+	"github.com/outrigger-mesh/outrigger/proxy/tracing"
 	"github.com/outrigger-mesh/outrigger/xds/client"
 )
 
@@ -52,6 +53,7 @@ type Server struct {
 	logs    *accessLogs
 	cls     *cluster.Manager
 	tcp     *tcpStats
+	tracing *tracing.Registry
 	admin   *admin.Server
 	level   atomic.Value // string
 
@@ -140,6 +142,7 @@ func New(o Options) (*Server, error) {
 		synced:   make(chan struct{}),
 		dynamic:  o.Bootstrap.ADS != nil,
 	}
+	s.tracing = tracing.NewRegistry(clusterDialer(s.cls), o.Logger.Named("tracing"))
 	s.level.Store(levelName(o.Logger.GetLevel()))
 	s.metrics.SetSources(s.downstreamCounts, s.upstreamCounts)
 	s.metrics.Registry().MustRegister(s.tcp)
@@ -518,6 +521,12 @@ func (s *Server) buildHCM(lname string, tls bool, hc *hcm.Config, snap *snapshot
 		}
 		logs = append(logs, l.WithFormat(al.Format))
 	}
+	var tracer *tracing.Tracer
+	if hc.Tracing != nil {
+		if tracer, err = s.tracing.Tracer(*hc.Tracing); err != nil {
+			return nil, err
+		}
+	}
 	return hcm.New(*hc, table, hcm.Deps{
 		Clusters: clusterSource{s.cls},
 		Classify: classify,
@@ -525,6 +534,7 @@ func (s *Server) buildHCM(lname string, tls bool, hc *hcm.Config, snap *snapshot
 		Observer: listenerObserver{stats},
 		Listener: lname,
 		TLS:      tls,
+		Tracer:   tracer,
 	}), nil
 }
 
@@ -647,9 +657,19 @@ func (s *Server) closeAll() {
 	if s.admin != nil {
 		_ = s.admin.Close()
 	}
+	// Spans of the last requests are flushed before the clusters the
+	// exporters dial through go away.
+	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+	if err := s.tracing.Shutdown(ctx); err != nil {
+		s.log.Warn("tracing: flushing spans on shutdown", "error", err)
+	}
+	cancel()
 	s.cls.Close()
 	s.logs.closeAll()
 }
+
+// tracingFlushTimeout bounds the span flush on shutdown.
+const tracingFlushTimeout = 5 * time.Second
 
 // Listeners returns the bound addresses by listener name (tests, logs).
 func (s *Server) Listeners() map[string]string {

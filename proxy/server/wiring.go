@@ -1,12 +1,16 @@
 package server
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net"
 	"sync"
 
 	"github.com/outrigger-mesh/outrigger/proxy/cluster"
 	"github.com/outrigger-mesh/outrigger/proxy/forward"
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
+	"github.com/outrigger-mesh/outrigger/proxy/tracing"
 	"github.com/outrigger-mesh/outrigger/proxy/transport"
 )
 
@@ -61,6 +65,23 @@ func (s clusterSource) Upstream(name string) (forward.Upstream, bool) {
 		return nil, false
 	}
 	return c, true
+}
+
+// clusterDialer connects the tracing exporters of envoy_grpc clusters to
+// a host of the cluster (plaintext TCP).
+func clusterDialer(m *cluster.Manager) tracing.Dialer {
+	return func(ctx context.Context, name string) (net.Conn, error) {
+		c := m.Get(name)
+		if c == nil {
+			return nil, fmt.Errorf("tracing: cluster %q does not exist", name)
+		}
+		h, err := c.Pick(nil)
+		if err != nil {
+			return nil, fmt.Errorf("tracing: cluster %q: %w", name, err)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", h.Address)
+	}
 }
 
 // classify maps the cluster's and transport's typed errors to reasons.

@@ -57,6 +57,7 @@ func (c *converter) listener(p string, l *listenerv3.Listener) Listener {
 		out.Config.FilterChains = append(out.Config.FilterChains, e.chain)
 		out.HTTP = append(out.HTTP, e.http)
 	}
+
 	if d := l.GetDefaultFilterChain(); d != nil {
 		dp := resource.Join(p, "default_filter_chain")
 		if d.GetFilterChainMatch() != nil {
@@ -69,6 +70,17 @@ func (c *converter) listener(p string, l *listenerv3.Listener) Listener {
 	}
 	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {
 		c.fail(resource.Join(p, "filter_chains"), "a listener needs at least one filter chain")
+	}
+	if l.GetTrafficDirection() == corev3.TrafficDirection_OUTBOUND {
+		// Envoy names an outbound listener's server spans "egress <host>".
+		for i := range out.HTTP {
+			if t := out.HTTP[i].Tracing; t != nil {
+				t.Operation = "egress"
+			}
+		}
+		if d := out.DefaultHTTP; d != nil && d.Tracing != nil {
+			d.Tracing.Operation = "egress"
+		}
 	}
 	return out
 }
@@ -216,6 +228,9 @@ func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) 
 		h.Upgrades = append(h.Upgrades, t)
 	}
 	h.Filters = c.httpFilters(resource.Join(p, "http_filters"), m.GetHttpFilters())
+	if t := m.GetTracing(); t != nil {
+		h.Tracing = c.tracingConfig(resource.Join(p, "tracing"), t)
+	}
 	for i, al := range m.GetAccessLog() {
 		ap := resource.Join(resource.Index(resource.Join(p, "access_log"), i), "typed_config")
 		if log, ok := c.accessLog(ap, al.GetTypedConfig()); ok {

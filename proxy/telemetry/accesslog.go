@@ -28,6 +28,7 @@ type Entry struct {
 	Listener        string        // listener name (route_name is Route)
 	Route           string        // route_name
 	Attempts        int           // UPSTREAM_REQUEST_ATTEMPT_COUNT (log_format only, not in the JSON line)
+	TraceID         string        // trace_id (TRACE_ID): the request's trace; "" without tracing or access logs
 
 	// RequestHeaders and ResponseHeaders are the request's headers (after
 	// the connection manager's edits) and the headers sent downstream, for

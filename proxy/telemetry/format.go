@@ -64,6 +64,7 @@ const (
 	opHostname
 	opGRPCStatus
 	opAttempts
+	opTraceID
 )
 
 // commands maps Envoy's command operator names to ours; numeric marks the
@@ -90,6 +91,7 @@ var commands = map[string]struct {
 	"HOSTNAME":                               {opHostname, false},
 	"GRPC_STATUS":                            {opGRPCStatus, false},
 	"UPSTREAM_REQUEST_ATTEMPT_COUNT":         {opAttempts, true},
+	"TRACE_ID":                               {opTraceID, false},
 }
 
 // SupportedCommands lists the command operators CompileText and
@@ -461,6 +463,8 @@ func (f *Format) value(b []byte, op *operator, e *Entry) ([]byte, bool) {
 		s = op.value
 	case opGRPCStatus:
 		s = grpcStatusName(e.GRPCStatus)
+	case opTraceID:
+		s = e.TraceID
 	}
 	if s == "" {
 		return b, false

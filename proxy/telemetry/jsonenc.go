@@ -126,5 +126,10 @@ func (e *Entry) AppendJSON(b []byte) []byte {
 	b = appendJSONStringOrDash(b, e.Listener)
 	b = append(b, `,"route_name":`...)
 	b = appendJSONStringOrDash(b, e.Route)
+	if e.TraceID != "" {
+		// Only with tracing: the line is unchanged without it.
+		b = append(b, `,"trace_id":`...)
+		b = appendJSONStringOrDash(b, e.TraceID)
+	}
 	return append(b, '}', '\n')
 }
