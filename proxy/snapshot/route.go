@@ -11,6 +11,7 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
 	"github.com/outrigger-mesh/outrigger/proxy/router"
+	"github.com/outrigger-mesh/outrigger/proxy/snapshot/matchconv"
 	"github.com/outrigger-mesh/outrigger/xds/resource"
 )
 
@@ -138,67 +139,21 @@ func (c *converter) routeMatch(p string, m *routev3.RouteMatch) router.Match {
 }
 
 func (c *converter) headerMatcher(p string, h *routev3.HeaderMatcher) router.HeaderMatcher {
-	out := router.HeaderMatcher{
-		Name:                strings.ToLower(h.GetName()),
-		Invert:              h.GetInvertMatch(),
-		TreatMissingAsEmpty: h.GetTreatMissingHeaderAsEmpty(),
-	}
-	switch s := h.GetHeaderMatchSpecifier().(type) {
-	case *routev3.HeaderMatcher_StringMatch:
-		out.String = c.stringMatcher(resource.Join(p, "string_match"), s.StringMatch)
-	case *routev3.HeaderMatcher_ExactMatch:
-		out.String = &router.StringMatcher{Kind: router.StringExact, Value: s.ExactMatch}
-	case *routev3.HeaderMatcher_PrefixMatch:
-		out.String = &router.StringMatcher{Kind: router.StringPrefix, Value: s.PrefixMatch}
-	case *routev3.HeaderMatcher_SuffixMatch:
-		out.String = &router.StringMatcher{Kind: router.StringSuffix, Value: s.SuffixMatch}
-	case *routev3.HeaderMatcher_ContainsMatch:
-		out.String = &router.StringMatcher{Kind: router.StringContains, Value: s.ContainsMatch}
-	case *routev3.HeaderMatcher_SafeRegexMatch:
-		out.String = &router.StringMatcher{Kind: router.StringRegex,
-			Regex: c.fullRegex(resource.Join(p, "safe_regex_match.regex"), s.SafeRegexMatch.GetRegex())}
-	case *routev3.HeaderMatcher_PresentMatch:
-		present := s.PresentMatch
-		out.Present = &present
-	case *routev3.HeaderMatcher_RangeMatch:
-		out.Range = &router.Int64Range{Start: s.RangeMatch.GetStart(), End: s.RangeMatch.GetEnd()}
-	default:
-		// Envoy: a header matcher with no specifier asks for presence.
-		present := true
-		out.Present = &present
-	}
-	return out
+	return c.matchConv().HeaderMatcher(p, h)
 }
 
 func (c *converter) stringMatcher(p string, m *matcherv3.StringMatcher) *router.StringMatcher {
-	out := &router.StringMatcher{IgnoreCase: m.GetIgnoreCase()}
-	switch s := m.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		out.Kind, out.Value = router.StringExact, s.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		out.Kind, out.Value = router.StringPrefix, s.Prefix
-	case *matcherv3.StringMatcher_Suffix:
-		out.Kind, out.Value = router.StringSuffix, s.Suffix
-	case *matcherv3.StringMatcher_Contains:
-		out.Kind, out.Value = router.StringContains, s.Contains
-	case *matcherv3.StringMatcher_SafeRegex:
-		out.Kind = router.StringRegex
-		out.Regex = c.fullRegex(resource.Join(p, "safe_regex.regex"), s.SafeRegex.GetRegex())
-	default:
-		c.fail(p, "exact, prefix, suffix, contains or safe_regex is required")
-	}
-	return out
+	return c.matchConv().StringMatcher(p, m)
 }
 
-// fullRegex compiles an Envoy safe_regex, which must match the whole input:
-// anchoring it lets users of the result call MatchString.
 func (c *converter) fullRegex(p, expr string) *regexp.Regexp {
-	re, err := regexp.Compile(`^(?:` + expr + `)$`)
-	if err != nil {
-		c.fail(p, "invalid regex %q: %v", expr, err)
-		return nil
-	}
-	return re
+	return c.matchConv().Regex(p, expr)
+}
+
+// matchConv converts matchers with their regexes anchored, so a route's
+// regex reads as the whole-path match it is.
+func (c *converter) matchConv() matchconv.Conv {
+	return matchconv.Conv{Fail: c.fail, Anchor: true}
 }
 
 func (c *converter) forward(p string, a *routev3.RouteAction) *router.ForwardAction {

@@ -8,7 +8,6 @@ package faultxds
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/outrigger-mesh/outrigger/proxy/fault"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
+	"github.com/outrigger-mesh/outrigger/proxy/snapshot/matchconv"
 	"github.com/outrigger-mesh/outrigger/xds/resource"
 )
 
@@ -225,81 +225,34 @@ func (c *converter) fraction(p string, f *typev3.FractionalPercent) fault.Fracti
 	return out
 }
 
-// headerMatcher converts a route HeaderMatcher as proxy/snapshot does for
-// routes.
+// headerMatcher refuses the HeaderMatcher fields we do not implement (the
+// support table does not walk a fault filter's headers) and converts it
+// with proxy/snapshot's conversion.
 func (c *converter) headerMatcher(p string, h *routev3.HeaderMatcher) router.HeaderMatcher {
 	c.only(p, h, map[string]string{
 		"name": "", "string_match": "", "present_match": "", "range_match": "", "invert_match": "",
 		"treat_missing_header_as_empty": "", "exact_match": "", "prefix_match": "", "suffix_match": "",
 		"contains_match": "", "safe_regex_match": "",
 	}, nil)
-	out := router.HeaderMatcher{
-		Name:                h.GetName(),
-		Invert:              h.GetInvertMatch(),
-		TreatMissingAsEmpty: h.GetTreatMissingHeaderAsEmpty(),
-	}
 	switch s := h.GetHeaderMatchSpecifier().(type) {
 	case *routev3.HeaderMatcher_StringMatch:
-		out.String = c.stringMatcher(resource.Join(p, "string_match"), s.StringMatch)
-	case *routev3.HeaderMatcher_ExactMatch:
-		out.String = &router.StringMatcher{Kind: router.StringExact, Value: s.ExactMatch}
-	case *routev3.HeaderMatcher_PrefixMatch:
-		out.String = &router.StringMatcher{Kind: router.StringPrefix, Value: s.PrefixMatch}
-	case *routev3.HeaderMatcher_SuffixMatch:
-		out.String = &router.StringMatcher{Kind: router.StringSuffix, Value: s.SuffixMatch}
-	case *routev3.HeaderMatcher_ContainsMatch:
-		out.String = &router.StringMatcher{Kind: router.StringContains, Value: s.ContainsMatch}
+		sp := resource.Join(p, "string_match")
+		c.only(sp, s.StringMatch, map[string]string{
+			"exact": "", "prefix": "", "suffix": "", "contains": "", "safe_regex": "", "ignore_case": "",
+		}, nil)
+		if re := s.StringMatch.GetSafeRegex(); re != nil {
+			c.onlyRegex(resource.Join(sp, "safe_regex"), re)
+		}
 	case *routev3.HeaderMatcher_SafeRegexMatch:
-		out.String = &router.StringMatcher{Kind: router.StringRegex,
-			Regex: c.regex(resource.Join(p, "safe_regex_match"), s.SafeRegexMatch)}
-	case *routev3.HeaderMatcher_PresentMatch:
-		present := s.PresentMatch
-		out.Present = &present
+		c.onlyRegex(resource.Join(p, "safe_regex_match"), s.SafeRegexMatch)
 	case *routev3.HeaderMatcher_RangeMatch:
 		c.only(resource.Join(p, "range_match"), s.RangeMatch, map[string]string{"start": "", "end": ""}, nil)
-		out.Range = &router.Int64Range{Start: s.RangeMatch.GetStart(), End: s.RangeMatch.GetEnd()}
-	default:
-		// Envoy: a header matcher with no specifier asks for presence.
-		present := true
-		out.Present = &present
 	}
-	return out
+	return matchconv.Conv{Fail: c.invalid}.HeaderMatcher(p, h)
 }
 
-func (c *converter) stringMatcher(p string, m *matcherv3.StringMatcher) *router.StringMatcher {
-	c.only(p, m, map[string]string{
-		"exact": "", "prefix": "", "suffix": "", "contains": "", "safe_regex": "", "ignore_case": "",
-	}, nil)
-	out := &router.StringMatcher{IgnoreCase: m.GetIgnoreCase()}
-	switch s := m.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		out.Kind, out.Value = router.StringExact, s.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		out.Kind, out.Value = router.StringPrefix, s.Prefix
-	case *matcherv3.StringMatcher_Suffix:
-		out.Kind, out.Value = router.StringSuffix, s.Suffix
-	case *matcherv3.StringMatcher_Contains:
-		out.Kind, out.Value = router.StringContains, s.Contains
-	case *matcherv3.StringMatcher_SafeRegex:
-		out.Kind = router.StringRegex
-		out.Regex = c.regex(resource.Join(p, "safe_regex"), s.SafeRegex)
-	default:
-		if _, custom := s.(*matcherv3.StringMatcher_Custom); !custom {
-			c.invalid(p, "exact, prefix, suffix, contains or safe_regex is required")
-		}
-	}
-	return out
-}
-
-// regex compiles a RegexMatcher (RE2 syntax, Go's regexp); the filter
-// anchors it, since Envoy's safe_regex must match the whole value.
-func (c *converter) regex(p string, m *matcherv3.RegexMatcher) *regexp.Regexp {
-	// google_re2 is deprecated and says nothing: the engine is RE2 anyway.
+// onlyRegex refuses RegexMatcher fields other than regex (google_re2 is
+// deprecated and says nothing: the engine is RE2 anyway).
+func (c *converter) onlyRegex(p string, m *matcherv3.RegexMatcher) {
 	c.only(p, m, map[string]string{"regex": "", "google_re2": ""}, nil)
-	re, err := regexp.Compile(m.GetRegex())
-	if err != nil {
-		c.invalid(resource.Join(p, "regex"), "invalid regex %q: %v", m.GetRegex(), err)
-		return nil
-	}
-	return re
 }
