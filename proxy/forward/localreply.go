@@ -8,6 +8,7 @@ package forward
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -207,4 +208,30 @@ func classify(ctx, clientCtx context.Context, err error, cls Classifier) Reason 
 		}
 	}
 	return ReasonUpstreamReset
+}
+
+// WriteReply answers a request on an HTTP filter's behalf (RBAC's 403,
+// jwt_authn's 401, local_ratelimit's 429), shaped like WriteLocalReply: a
+// gRPC request gets a trailers-only response (HTTP 200, grpc-status from
+// HTTPToGRPCStatus(status), grpc-message body); anything else gets status
+// and body as text/plain. Headers the filter set on w before calling stay
+// (WWW-Authenticate, x-ratelimit-*). It returns the HTTP status written
+// and the grpc-status ("" for a plain HTTP reply).
+func WriteReply(w http.ResponseWriter, r *http.Request, status int, body string) (int, string) {
+	h := w.Header()
+	if IsGRPC(r) {
+		gs := strconv.Itoa(HTTPToGRPCStatus(status))
+		h["Content-Type"] = []string{"application/grpc"}
+		h["Grpc-Status"] = []string{gs}
+		h["Grpc-Message"] = []string{GRPCPercentEncode(body)}
+		w.WriteHeader(http.StatusOK)
+		return http.StatusOK, gs
+	}
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = io.WriteString(w, body)
+	}
+	return status, ""
 }

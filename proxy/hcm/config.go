@@ -61,9 +61,8 @@ type Config struct {
 	Tracing *tracing.Config
 
 	// Filters are the HTTP filters before the router, in their listed
-	// order: envoy.filters.http.fault and envoy.filters.http.grpc_web (the
-	// field is named for the first filter it held). Fault filters run after
-	// the route is matched and its cluster picked; see Filter.GRPCWeb for
+	// order. They run after the route is matched and its cluster picked
+	// (fault filters only on routes that forward); see Filter.GRPCWeb for
 	// where gRPC-Web translation starts.
 	Filters []Filter
 }
@@ -81,6 +80,9 @@ type Filter struct {
 	// of fault filters listed after it, of the router and of the route
 	// (no route, direct responses, redirects) are gRPC-Web.
 	GRPCWeb bool
+	// HTTP is any other filter (jwt_authn, rbac, local_ratelimit, cors),
+	// built by its package.
+	HTTP HTTPFilter
 }
 
 // AccessLog is one access-log sink: envoy.access_loggers.stdout, .stderr or

@@ -56,12 +56,21 @@ type Handler struct {
 	// Shared header values, built once (len == cap so an append copies).
 	scheme []string
 	server []string
+	// steps are the filters before the router, in order: a fault filter
+	// or an HTTPFilter each. faults are the fault filters among them.
+	steps  []step
 	faults []*fault.Filter
-	// webAt is where the grpc_web filter sits among the fault filters
-	// (it runs before faults[webAt]); -1 without one. webClassify is
-	// Deps.Classify that also knows a text-mode body that is not base64.
+	// webAt is where the grpc_web filter sits among the steps (it runs
+	// before steps[webAt]); -1 without one. webClassify is Deps.Classify
+	// that also knows a text-mode body that is not base64.
 	webAt       int
 	webClassify forward.Classifier
+}
+
+// step is one filter before the router: exactly one field is set.
+type step struct {
+	fault *fault.Filter
+	http  HTTPFilter
 }
 
 // entryPool recycles access-log entries: loggers and observers encode them
@@ -86,9 +95,13 @@ func New(cfg Config, table *router.Table, deps Deps) *Handler {
 	for _, f := range cfg.Filters {
 		switch {
 		case f.Fault != nil:
-			h.faults = append(h.faults, fault.New(f.Fault))
+			ff := fault.New(f.Fault)
+			h.faults = append(h.faults, ff)
+			h.steps = append(h.steps, step{fault: ff})
+		case f.HTTP != nil:
+			h.steps = append(h.steps, step{http: f.HTTP})
 		case f.GRPCWeb && h.webAt < 0:
-			h.webAt = len(h.faults)
+			h.webAt = len(h.steps)
 		}
 	}
 	if h.webAt >= 0 {
@@ -105,19 +118,6 @@ func New(cfg Config, table *router.Table, deps Deps) *Handler {
 	}
 	h.routes.Store(table)
 	return h
-}
-
-// FaultStats sums the fault filters' counters (Envoy's http.<prefix>.fault.*).
-func (h *Handler) FaultStats() fault.Stats {
-	var s fault.Stats
-	for _, f := range h.faults {
-		fs := f.Stats()
-		s.DelaysInjected += fs.DelaysInjected
-		s.AbortsInjected += fs.AbortsInjected
-		s.ActiveFaults += fs.ActiveFaults
-		s.FaultsOverflow += fs.FaultsOverflow
-	}
-	return s
 }
 
 // SetRoutes swaps the route table (RDS update).
@@ -227,6 +227,46 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	}
 	e.Route = route.Name
 
+	a := route.Forward
+	var name string
+	var wc *router.WeightedCluster
+	if a != nil {
+		name, wc = a.PickCluster(pickN(a.TotalWeight))
+		e.UpstreamCluster = name
+		if span != nil {
+			span.SetCluster(name)
+		}
+	}
+	faultFlag := ""
+	if len(h.steps) > 0 {
+		in := FilterInput{Route: route, VHost: vh, Cluster: name}
+		for i, f := range h.steps {
+			if webMode != 0 && i == h.webAt && web == nil {
+				web = grpcweb.Begin(w, r, webMode)
+				w = web
+			}
+			if len(h.server) > 0 {
+				w.Header()["Server"] = h.server
+			}
+			if f.http != nil {
+				if v := f.http.Decode(w, r, &in); v.Stopped() {
+					e.Status, e.ResponseFlags, e.GRPCStatus = v.Status, joinFlags(faultFlag, v.Flag), v.GRPCStatus
+					return false, web
+				}
+				continue
+			}
+			if a == nil {
+				continue // fault filters act on forwarded requests only
+			}
+			out := f.fault.Apply(w, r, name)
+			if out.Done() {
+				e.Status, e.ResponseFlags, e.GRPCStatus = out.Status, joinFlags(faultFlag, out.Flag), out.GRPCStatus
+				return false, web
+			}
+			faultFlag = joinFlags(faultFlag, out.Flag)
+		}
+	}
+
 	switch {
 	case route.Direct != nil:
 		table.EditResponse(w.Header(), vh, route, nil)
@@ -251,28 +291,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 		return false, web
 	}
 
-	a := route.Forward
-	name, wc := a.PickCluster(pickN(a.TotalWeight))
-	e.UpstreamCluster = name
-	if span != nil {
-		span.SetCluster(name)
-	}
-	faultFlag := ""
-	for i, f := range h.faults {
-		if webMode != 0 && i == h.webAt {
-			web = grpcweb.Begin(w, r, webMode)
-			w = web
-		}
-		if len(h.server) > 0 {
-			w.Header()["Server"] = h.server
-		}
-		out := f.Apply(w, r, name)
-		if out.Done() {
-			e.Status, e.ResponseFlags, e.GRPCStatus = out.Status, joinFlags(faultFlag, out.Flag), out.GRPCStatus
-			return false, web
-		}
-		faultFlag = joinFlags(faultFlag, out.Flag)
-	}
 	if webMode != 0 && web == nil {
 		web = grpcweb.Begin(w, r, webMode)
 		w = web

@@ -53,6 +53,9 @@ type chainServer struct {
 	// catchAll: a TCP chain without TLS and without any match: it takes
 	// plaintext, and TLS that no other chain takes, as it came.
 	catchAll bool
+	// filters are the chain's network filters before its HTTP connection
+	// manager or TCP proxy.
+	filters []ConnFilter
 }
 
 // takesTLS: the chain serves TLS connections (terminating or passing
@@ -126,6 +129,7 @@ func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logg
 		match:    fc.Match,
 		settings: set,
 		ln:       newChanListener(addr),
+		filters:  fc.ConnFilters,
 	}
 	var protos http.Protocols
 	switch set.Codec {
@@ -189,7 +193,7 @@ func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logg
 // newTCPChain is a chain served by a TCP handler. Its TLS config, if any,
 // is used as given: ALPN is the chain's own, not an HTTP codec's.
 func newTCPChain(fc *FilterChain) *chainServer {
-	cs := &chainServer{name: fc.Name, match: fc.Match, tcp: fc.TCP}
+	cs := &chainServer{name: fc.Name, match: fc.Match, tcp: fc.TCP, filters: fc.ConnFilters}
 	if fc.TLS != nil {
 		cs.tls = fc.TLS.Clone()
 		return cs

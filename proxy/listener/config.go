@@ -56,6 +56,31 @@ type FilterChain struct {
 	// listener that inspects TLS for its other chains, TLS connections that
 	// no other chain takes.
 	TCP TCPHandler
+
+	// ConnFilters are the network filters listed before the connection
+	// manager or the TCP proxy (envoy.filters.network.rbac,
+	// envoy.filters.network.local_ratelimit), run in order on every new
+	// connection the chain takes.
+	ConnFilters []ConnFilter
+}
+
+// ConnFilter is a network filter that decides whether a new connection is
+// served. It runs once the chain is picked and its TLS, when it
+// terminates TLS, is complete, before any byte reaches the connection
+// manager or the TCP proxy.
+type ConnFilter interface {
+	// Admit returns false to close the connection at once (the filter
+	// logs and counts its reason). It must be safe for concurrent use.
+	Admit(info *ConnInfo) bool
+}
+
+// ConnInfo describes a new connection to the network filters.
+type ConnInfo struct {
+	Local, Remote net.Addr
+	// TLS is the terminated TLS session (its PeerCertificates verified
+	// when the chain asks for client certificates); nil for plaintext and
+	// for TLS passed through.
+	TLS *tls.ConnectionState
 }
 
 // TCPHandler serves whole connections: Envoy's tcp_proxy network filter

@@ -42,6 +42,9 @@ func (l *Listener) dispatch(c *trackedConn) {
 			l.rejectNoChain(c, "plaintext")
 			return
 		}
+		if !l.admit(cs, c, nil) {
+			return
+		}
 		if cs.tcp != nil {
 			l.serveTCP(cs, c)
 			return
@@ -154,7 +157,9 @@ func (l *Listener) serveTLS(c *trackedConn) {
 	cancel()
 	if err != nil && rec != nil && rec.passthrough && errors.Is(err, errPassthrough) {
 		c.peeked = rec.recorded
-		l.serveTCP(picked, c)
+		if l.admit(picked, c, nil) {
+			l.serveTCP(picked, c)
+		}
 		return
 	}
 	if err != nil {
@@ -167,6 +172,12 @@ func (l *Listener) serveTLS(c *trackedConn) {
 		_ = tc.Close()
 		return
 	}
+	if len(picked.filters) > 0 {
+		st := tc.ConnectionState()
+		if !l.admit(picked, tc, &st) {
+			return
+		}
+	}
 	if picked.tcp != nil {
 		l.serveTCP(picked, tc)
 		return
@@ -178,6 +189,23 @@ func (l *Listener) serveTLS(c *trackedConn) {
 		return
 	}
 	l.serveH1(picked, tc)
+}
+
+// admit runs the chain's network filters on a new connection and closes
+// it when one refuses it.
+func (l *Listener) admit(cs *chainServer, c net.Conn, st *tls.ConnectionState) bool {
+	if len(cs.filters) == 0 {
+		return true
+	}
+	info := ConnInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr(), TLS: st}
+	for _, f := range cs.filters {
+		if !f.Admit(&info) {
+			l.stats.cxFiltered.Add(1)
+			_ = c.Close()
+			return false
+		}
+	}
+	return true
 }
 
 func (l *Listener) deliver(cs *chainServer, c net.Conn) {

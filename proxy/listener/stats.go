@@ -13,6 +13,7 @@ type stats struct {
 	tlsHandshakeErrs  atomic.Uint64
 	acceptErrors      atomic.Uint64
 	tcpConns          atomic.Uint64
+	cxFiltered        atomic.Uint64
 }
 
 // Stats is a point-in-time copy of a listener's counters, named after
@@ -41,6 +42,9 @@ type Stats struct {
 	// TCPConns counts connections handed to a TCP handler (the TCP proxy
 	// counts its own in detail).
 	TCPConns uint64
+	// CxFiltered counts connections a network filter refused (RBAC,
+	// local rate limit; each filter counts its own reasons too).
+	CxFiltered uint64
 }
 
 // Stats returns the listener's counters.
@@ -56,5 +60,6 @@ func (l *Listener) Stats() Stats {
 		TLSHandshakeErrors:   s.tlsHandshakeErrs.Load(),
 		AcceptErrors:         s.acceptErrors.Load(),
 		TCPConns:             s.tcpConns.Load(),
+		CxFiltered:           s.cxFiltered.Load(),
 	}
 }

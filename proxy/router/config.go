@@ -25,6 +25,9 @@ type VirtualHost struct {
 	Domains []string
 	Routes  []Route
 	Headers HeaderEdits // applied after the route's
+	// PerFilter is the typed_per_filter_config, by HTTP filter name, each
+	// converted by the filter's package (see hcm.FilterInput.PerRoute).
+	PerFilter map[string]any
 }
 
 // Route is one match and what to do when it hits. Exactly one of Forward,
@@ -36,6 +39,9 @@ type Route struct {
 	Direct   *DirectResponse
 	Redirect *Redirect
 	Headers  HeaderEdits
+	// PerFilter is the route's typed_per_filter_config, by HTTP filter
+	// name; it overrides the virtual host's entry of the same name.
+	PerFilter map[string]any
 }
 
 // Match is a route's request predicate. Exactly one path specifier is set

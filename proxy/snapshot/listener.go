@@ -111,16 +111,20 @@ func (c *converter) chain(p string, fc *listenerv3.FilterChain) (listener.Filter
 
 	filters := fc.GetFilters()
 	fp := resource.Join(p, "filters")
-	if len(filters) != 1 {
-		c.fail(fp, "exactly one network filter, the HTTP connection manager or the TCP proxy, is supported; got %d", len(filters))
+	if len(filters) == 0 {
+		c.fail(fp, "the HTTP connection manager or the TCP proxy is required, last")
 		return out, hcm.Config{}, false
 	}
-	fp = resource.Index(fp, 0)
-	if isTCPProxy(filters[0].GetTypedConfig()) {
-		return c.tcpChain(p, fp, fc, out)
+	for i, f := range filters[:len(filters)-1] {
+		out.ConnFilters = c.connFilter(resource.Index(fp, i), f, out.ConnFilters)
+	}
+	terminal := filters[len(filters)-1]
+	fp = resource.Index(fp, len(filters)-1)
+	if isTCPProxy(terminal.GetTypedConfig()) {
+		return c.tcpChain(p, fp, fc, terminal, out)
 	}
 	var mgr hcmv3.HttpConnectionManager
-	if !c.unpack(resource.Join(fp, "typed_config"), filters[0].GetTypedConfig(), &mgr) {
+	if !c.unpack(resource.Join(fp, "typed_config"), terminal.GetTypedConfig(), &mgr) {
 		return out, hcm.Config{}, false
 	}
 	if mgr.GetCodecType() == hcmv3.HttpConnectionManager_HTTP3 {
@@ -331,4 +335,26 @@ func orEmpty(s []string) []string {
 		return []string{""}
 	}
 	return s
+}
+
+// connFilter converts a network filter listed before the chain's last
+// (the connection manager or the TCP proxy) and appends it to out.
+func (c *converter) connFilter(fp string, f *listenerv3.Filter, out []listener.ConnFilter) []listener.ConnFilter {
+	tp := resource.Join(fp, "typed_config")
+	a := f.GetTypedConfig()
+	var cf listener.ConnFilter
+	switch strings.TrimPrefix(a.GetTypeUrl(), resource.TypeURLPrefix) {
+	case string(resource.NetworkRBAC):
+		cf = c.rbacNetworkFilter(tp, a)
+	case string(resource.NetworkLocalRateLimit):
+		cf = c.localRateLimitNetworkFilter(tp, a)
+	case string(resource.HTTPConnectionManager), string(resource.TCPProxy):
+		c.fail(fp, "the %s filter must be the chain's last", f.GetName())
+	default:
+		c.fail(tp, "%s is not supported yet before the connection manager or the TCP proxy", a.GetTypeUrl())
+	}
+	if cf != nil {
+		out = append(out, cf)
+	}
+	return out
 }

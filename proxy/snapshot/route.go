@@ -53,6 +53,7 @@ func (c *converter) routeTable(p string, rc *routev3.RouteConfiguration) *router
 			Name: vh.GetName(),
 			Headers: c.headerEdits(vp, vh.GetRequestHeadersToAdd(), vh.GetRequestHeadersToRemove(),
 				vh.GetResponseHeadersToAdd(), vh.GetResponseHeadersToRemove()),
+			PerFilter: c.perFilterConfig(resource.Join(vp, "typed_per_filter_config"), vh.GetTypedPerFilterConfig()),
 		}
 		for j, d := range vh.GetDomains() {
 			dp := resource.Index(resource.Join(vp, "domains"), j)
@@ -81,6 +82,7 @@ func (c *converter) routeEntry(p string, r *routev3.Route, vh *vhostDefaults) ro
 		Match: c.routeMatch(resource.Join(p, "match"), r.GetMatch()),
 		Headers: c.headerEdits(p, r.GetRequestHeadersToAdd(), r.GetRequestHeadersToRemove(),
 			r.GetResponseHeadersToAdd(), r.GetResponseHeadersToRemove()),
+		PerFilter: c.perFilterConfig(resource.Join(p, "typed_per_filter_config"), r.GetTypedPerFilterConfig()),
 	}
 	switch {
 	case r.GetRoute() != nil:

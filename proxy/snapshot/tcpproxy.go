@@ -26,10 +26,10 @@ func tcpChainHTTP() hcm.Config { return hcm.Config{Routes: &router.Config{}} }
 // proxy. Its TLS, when it has a transport_socket, is terminated with the
 // context's own ALPN list; without one, a chain matching on TLS properties
 // passes TLS through.
-func (c *converter) tcpChain(p, fp string, fc *listenerv3.FilterChain, out listener.FilterChain) (listener.FilterChain, hcm.Config, bool) {
+func (c *converter) tcpChain(p, fp string, fc *listenerv3.FilterChain, f *listenerv3.Filter, out listener.FilterChain) (listener.FilterChain, hcm.Config, bool) {
 	tp := resource.Join(fp, "typed_config")
 	var m tcpproxyv3.TcpProxy
-	if !c.unpack(tp, fc.GetFilters()[0].GetTypedConfig(), &m) {
+	if !c.unpack(tp, f.GetTypedConfig(), &m) {
 		return out, hcm.Config{}, false
 	}
 	cfg := c.tcpProxy(tp, &m)

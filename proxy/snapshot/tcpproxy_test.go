@@ -126,7 +126,7 @@ func TestTCPProxyRefused(t *testing.T) {
 		unsupported                bool
 	}{
 		{"two filters", `{"filters": [` + tcpFilter(`, "cluster": "a"`) + `, ` + hcm + `]}`,
-			"listeners[0].filter_chains[0].filters", "exactly one network filter", false},
+			"listeners[0].filter_chains[0].filters[0]", "must be the chain's last", false},
 		{"unknown cluster", `{"filters": [` + tcpFilter(`, "cluster": "zz"`) + `]}`,
 			"listeners[0].filter_chains[0].filters[0].typed_config.cluster", `cluster "zz" is not defined`, false},
 		{"unknown weighted cluster", `{"filters": [` + tcpFilter(`, "weightedClusters": {"clusters": [{"name": "a", "weight": 1}, {"name": "zz", "weight": 1}]}`) + `]}`,

@@ -83,7 +83,8 @@ const (
 
 // Extensions are the typed extensions we support: the core's, then each
 // feature file's (table_*.go).
-var Extensions = slices.Concat(coreExtensions, tcpProxyExtensions, grpcWebExtensions, http3Extensions, accessLogExtensions, tracingExtensions)
+var Extensions = slices.Concat(coreExtensions, tcpProxyExtensions, grpcWebExtensions, http3Extensions, accessLogExtensions, tracingExtensions,
+	sdsExtensions, rbacExtensions, jwtExtensions, rateLimitExtensions, corsExtensions)
 
 var coreExtensions = []Extension{
 	{"envoy.filters.network.http_connection_manager", HTTPConnectionManager, "Listener filter_chains[].filters[].typed_config"},
@@ -125,7 +126,8 @@ func note(f Field, n string) Field { f.Note = n; return f }
 
 // Messages is the support table: every message type we look inside, with
 // the fields we implement or ignore. A set field not listed is rejected.
-var Messages = mergeMessages(coreMessages, tcpProxyMessages, grpcWebMessages, http3Messages, accessLogMessages, tracingMessages)
+var Messages = mergeMessages(coreMessages, tcpProxyMessages, grpcWebMessages, http3Messages, accessLogMessages, tracingMessages,
+	sdsMessages, rbacMessages, jwtMessages, rateLimitMessages, corsMessages)
 
 // coreMessages is the table of the HTTP proxy core; feature files
 // (table_*.go) add their own messages and, for messages listed here, the
