@@ -788,7 +788,7 @@ var wellKnown = map[protoreflect.FullName]bool{
 
 // mergeMessages concatenates tables, merging the field rules of messages
 // listed more than once into the first entry (a later rule for the same
-// field wins).
+// field wins, except that the types allowed in an Any field add up).
 func mergeMessages(tables ...[]Message) []Message {
 	var out []Message
 	at := map[protoreflect.FullName]int{}
@@ -803,7 +803,23 @@ func mergeMessages(tables ...[]Message) []Message {
 			if out[i].Fields == nil {
 				out[i].Fields = map[string]Field{}
 			}
-			maps.Copy(out[i].Fields, m.Fields)
+			for name, f := range m.Fields {
+				// An Any field's allowed types add up across features, so
+				// each lists only its own.
+				if prev, ok := out[i].Fields[name]; ok && len(prev.Types) > 0 && len(f.Types) > 0 {
+					types := slices.Clone(prev.Types)
+					for _, t := range f.Types {
+						if !slices.Contains(types, t) {
+							types = append(types, t)
+						}
+					}
+					f.Types = types
+					if f.Note == "" {
+						f.Note = prev.Note
+					}
+				}
+				out[i].Fields[name] = f
+			}
 		}
 	}
 	return out
