@@ -7,6 +7,7 @@ package hcm
 
 import (
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
+	"net/netip"
 	"time"
 
 	"github.com/outrigger-mesh/outrigger/proxy/fault"
@@ -29,6 +30,11 @@ type Config struct {
 	XFFNumTrustedHops uint32
 	// SkipXFFAppend: skip_xff_append.
 	SkipXFFAppend bool
+	// InternalAddresses: internal_address_config.cidr_ranges. With
+	// UseRemoteAddress, a peer in them is internal (x-envoy-internal:
+	// true); any other is external and its x-envoy-* steering headers are
+	// removed (x-envoy-external-address set).
+	InternalAddresses []netip.Prefix
 	// GenerateRequestID (default true): set x-request-id when absent.
 	GenerateRequestID bool
 	// PreserveExternalRequestID: keep an x-request-id from an untrusted
@@ -53,6 +59,10 @@ type Config struct {
 	// ServerHeaderPassThrough: PASS_THROUGH keeps the upstream's server
 	// header.
 	ServerHeaderPassThrough bool
+
+	// ClientCert: forward_client_cert_details and
+	// set_current_client_cert_details (x-forwarded-client-cert).
+	ClientCert ClientCert
 
 	AccessLogs []AccessLog
 

@@ -1,9 +1,11 @@
 package hcm
 
 import (
+	"crypto/x509"
 	"errors"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,6 +47,10 @@ type Deps struct {
 	// Tracer starts a server span per request and a client span per
 	// upstream attempt (Config.Tracing made it); nil: no tracing.
 	Tracer *tracing.Tracer
+	// LocalCertificate returns the certificate this listener presents
+	// (nil when it has none): its URI SANs are the By of the
+	// x-forwarded-client-cert elements it adds.
+	LocalCertificate func() *x509.Certificate
 }
 
 // Handler is one connection manager's request path. Its route table can be
@@ -208,6 +214,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	}
 	forward.PrepareRequestHeaders(hdr, upgrade)
 	h.forwardedFor(r)
+	h.clientCert(r)
 	e.RequestID = h.requestID(hdr)
 
 	table := h.routes.Load()
@@ -405,18 +412,73 @@ func (h *Handler) forwardedFor(r *http.Request) {
 		return
 	}
 	hdr["X-Forwarded-Proto"] = h.scheme
-	if h.cfg.SkipXFFAppend {
-		return
-	}
 	ip, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		ip = r.RemoteAddr
+	}
+	if h.internal(ip) {
+		hdr["X-Envoy-Internal"] = trueValue
+	} else {
+		// Envoy's sanitizing of an external request: nothing a client
+		// outside the mesh says in these headers is believed.
+		for _, k := range externalSanitized {
+			delete(hdr, k)
+		}
+		hdr["X-Envoy-External-Address"] = []string{ip}
+	}
+	if h.cfg.SkipXFFAppend {
+		return
 	}
 	if prior := hdr["X-Forwarded-For"]; len(prior) > 0 {
 		hdr["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
 	} else {
 		hdr["X-Forwarded-For"] = []string{ip}
 	}
+}
+
+// internal says whether a peer address is in internal_address_config's
+// CIDR ranges (none by default: every client is external, as in current
+// Envoy).
+func (h *Handler) internal(ip string) bool {
+	if len(h.cfg.InternalAddresses) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range h.cfg.InternalAddresses {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+var trueValue = []string{"true"}
+
+// externalSanitized are the request headers Envoy removes from an
+// external request at the edge (use_remote_address): they steer routing,
+// retries, timeouts and tracing, or claim an identity. x-forwarded-for,
+// x-forwarded-proto, x-request-id and x-forwarded-client-cert have rules
+// of their own.
+var externalSanitized = []string{
+	"X-Envoy-Decorator-Operation",
+	"X-Envoy-Downstream-Service-Cluster",
+	"X-Envoy-Downstream-Service-Node",
+	"X-Envoy-Expected-Rq-Timeout-Ms",
+	"X-Envoy-External-Address",
+	"X-Envoy-Force-Trace",
+	"X-Envoy-Internal",
+	"X-Envoy-Ip-Tags",
+	"X-Envoy-Max-Retries",
+	"X-Envoy-Retry-Grpc-On",
+	"X-Envoy-Retry-On",
+	"X-Envoy-Upstream-Alt-Stat-Name",
+	"X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms",
+	"X-Envoy-Upstream-Rq-Timeout-Alt-Response",
+	"X-Envoy-Upstream-Rq-Timeout-Ms",
 }
 
 // ClientAddress is the client's address as the connection manager sees it:

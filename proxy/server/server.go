@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -430,7 +431,7 @@ func (s *Server) buildListener(sl *snapshot.Listener, snap *snapshot.Snapshot) (
 	ll := &liveListener{name: cfg.Name, fingerprint: sl.Fingerprint, address: cfg.Address, quic: sl.QUIC != nil}
 	stats := s.metrics.Listener(cfg.Name)
 	build := func(fc *listener.FilterChain, hc *hcm.Config) error {
-		h, err := s.buildHCM(cfg.Name, fc.TLS != nil, hc, snap, stats)
+		h, err := s.buildHCM(cfg.Name, fc.TLS, hc, snap, stats)
 		if err != nil {
 			return fmt.Errorf("listener %q chain %q: %w", cfg.Name, fc.Name, err)
 		}
@@ -504,7 +505,7 @@ func (s *Server) buildTCP(lname string, fc *listener.FilterChain) error {
 	return nil
 }
 
-func (s *Server) buildHCM(lname string, tls bool, hc *hcm.Config, snap *snapshot.Snapshot, stats *telemetry.ListenerStats) (*hcm.Handler, error) {
+func (s *Server) buildHCM(lname string, tlsCfg *tls.Config, hc *hcm.Config, snap *snapshot.Snapshot, stats *telemetry.ListenerStats) (*hcm.Handler, error) {
 	rc := hc.Routes
 	if rc == nil && hc.RDSName != "" {
 		rc = snap.Routes[hc.RDSName]
@@ -533,8 +534,10 @@ func (s *Server) buildHCM(lname string, tls bool, hc *hcm.Config, snap *snapshot
 		Logs:     logs,
 		Observer: listenerObserver{stats},
 		Listener: lname,
-		TLS:      tls,
+		TLS:      tlsCfg != nil,
 		Tracer:   tracer,
+
+		LocalCertificate: localCertificate(tlsCfg),
 	}), nil
 }
 

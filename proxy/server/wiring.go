@@ -1,11 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/outrigger-mesh/outrigger/proxy/cluster"
 	"github.com/outrigger-mesh/outrigger/proxy/forward"
@@ -159,4 +163,63 @@ func (s *Server) upstreamCounts() []telemetry.UpstreamCounts {
 		}
 	}
 	return out
+}
+
+// localCertificate returns what a chain's TLS config presents, for the By
+// of x-forwarded-client-cert: its first static certificate, or the one its
+// GetCertificate / GetConfigForClient returns now (certificates from SDS
+// rotate), parsed once per certificate. nil without TLS.
+func localCertificate(cfg *tls.Config) func() *x509.Certificate {
+	if cfg == nil {
+		return nil
+	}
+	var last atomic.Pointer[parsedCert]
+	return func() *x509.Certificate {
+		cert := currentCertificate(cfg)
+		if cert == nil || len(cert.Certificate) == 0 {
+			return nil
+		}
+		if cert.Leaf != nil {
+			return cert.Leaf
+		}
+		der := cert.Certificate[0]
+		if p := last.Load(); p != nil && bytes.Equal(p.der, der) {
+			return p.leaf
+		}
+		leaf, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil
+		}
+		last.Store(&parsedCert{der: der, leaf: leaf})
+		return leaf
+	}
+}
+
+type parsedCert struct {
+	der  []byte
+	leaf *x509.Certificate
+}
+
+func currentCertificate(cfg *tls.Config) *tls.Certificate {
+	for range 2 { // GetConfigForClient returns a config that has them
+		switch {
+		case len(cfg.Certificates) > 0:
+			return &cfg.Certificates[0]
+		case cfg.GetCertificate != nil:
+			c, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+			if err != nil {
+				return nil
+			}
+			return c
+		case cfg.GetConfigForClient != nil:
+			next, err := cfg.GetConfigForClient(&tls.ClientHelloInfo{})
+			if err != nil || next == nil {
+				return nil
+			}
+			cfg = next
+		default:
+			return nil
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -231,6 +232,25 @@ func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) 
 		}
 		h.Upgrades = append(h.Upgrades, t)
 	}
+	h.ClientCert = clientCert(m)
+	for i, r := range m.GetInternalAddressConfig().GetCidrRanges() {
+		rp := resource.Index(resource.Join(p, "internal_address_config.cidr_ranges"), i)
+		a, err := netip.ParseAddr(r.GetAddressPrefix())
+		if err != nil {
+			c.fail(resource.Join(rp, "address_prefix"), "%q is not an IP address", r.GetAddressPrefix())
+			continue
+		}
+		bits := int(r.GetPrefixLen().GetValue())
+		if r.GetPrefixLen() == nil {
+			bits = a.BitLen()
+		}
+		pfx, err := a.Prefix(bits)
+		if err != nil {
+			c.fail(resource.Join(rp, "prefix_len"), "%d does not fit %s", bits, a)
+			continue
+		}
+		h.InternalAddresses = append(h.InternalAddresses, pfx)
+	}
 	h.Filters = c.httpFilters(resource.Join(p, "http_filters"), m.GetHttpFilters())
 	if t := m.GetTracing(); t != nil {
 		h.Tracing = c.tracingConfig(resource.Join(p, "tracing"), t)
@@ -357,4 +377,25 @@ func (c *converter) connFilter(fp string, f *listenerv3.Filter, out []listener.C
 		out = append(out, cf)
 	}
 	return out
+}
+
+// clientCert converts forward_client_cert_details and
+// set_current_client_cert_details (subject defaults to false, as in Envoy).
+func clientCert(m *hcmv3.HttpConnectionManager) hcm.ClientCert {
+	cc := hcm.ClientCert{}
+	switch m.GetForwardClientCertDetails() {
+	case hcmv3.HttpConnectionManager_FORWARD_ONLY:
+		cc.Mode = hcm.ClientCertForwardOnly
+	case hcmv3.HttpConnectionManager_APPEND_FORWARD:
+		cc.Mode = hcm.ClientCertAppendForward
+	case hcmv3.HttpConnectionManager_SANITIZE_SET:
+		cc.Mode = hcm.ClientCertSanitizeSet
+	case hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
+		cc.Mode = hcm.ClientCertAlwaysForwardOnly
+	}
+	if d := m.GetSetCurrentClientCertDetails(); d != nil {
+		cc.Subject = d.GetSubject().GetValue()
+		cc.Cert, cc.Chain, cc.DNS, cc.URI = d.GetCert(), d.GetChain(), d.GetDns(), d.GetUri()
+	}
+	return cc
 }
