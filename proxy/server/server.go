@@ -90,6 +90,8 @@ type liveListener struct {
 	quic        bool           // l is an HTTP/3 listener (a quicListener)
 	handlers    []*hcm.Handler // the HTTP chains' (TCP proxy chains have none)
 	rds         []string       // each handler's RDS name, "" for an inline table
+	// connFilters are the chains' network filters, for their counters.
+	connFilters []listener.ConnFilter
 }
 
 // boundListener is a listener the server runs: a TCP *listener.Listener
@@ -446,6 +448,7 @@ func (s *Server) buildListener(sl *snapshot.Listener, snap *snapshot.Snapshot) (
 	}
 	for i := range cfg.FilterChains {
 		fc := &cfg.FilterChains[i]
+		ll.connFilters = append(ll.connFilters, fc.ConnFilters...)
 		if fc.TCPProxy != nil {
 			if err := s.buildTCP(cfg.Name, fc); err != nil {
 				return nil, cfg, err
@@ -461,6 +464,7 @@ func (s *Server) buildListener(sl *snapshot.Listener, snap *snapshot.Snapshot) (
 	}
 	if cfg.DefaultChain != nil {
 		dc := *cfg.DefaultChain
+		ll.connFilters = append(ll.connFilters, dc.ConnFilters...)
 		switch {
 		case dc.TCPProxy != nil:
 			if err := s.buildTCP(cfg.Name, &dc); err != nil {

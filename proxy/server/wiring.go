@@ -13,6 +13,7 @@ import (
 
 	"github.com/outrigger-mesh/outrigger/proxy/cluster"
 	"github.com/outrigger-mesh/outrigger/proxy/forward"
+	"github.com/outrigger-mesh/outrigger/proxy/hcm"
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
 	"github.com/outrigger-mesh/outrigger/proxy/tracing"
 	"github.com/outrigger-mesh/outrigger/proxy/transport"
@@ -117,9 +118,11 @@ func (s *Server) downstreamCounts() []telemetry.DownstreamCounts {
 			CxTotal:             st.DownstreamCxTotal,
 			CxActive:            st.DownstreamCxActive,
 			CxRejected:          st.DownstreamCxRejected,
+			CxFiltered:          st.CxFiltered,
 			RqSmugglingRejected: st.RqSmugglingRejected,
 			RqHeadersTooLarge:   st.RqHeadersTooLarge,
 			RqHeaderTimeouts:    st.RqHeaderTimeouts,
+			Filters:             ll.filterStats(),
 		})
 	}
 	return out
@@ -222,4 +225,30 @@ func currentCertificate(cfg *tls.Config) *tls.Certificate {
 		}
 	}
 	return nil
+}
+
+// filterStats sums a listener's filter counters by statistic name: its
+// connection managers' HTTP filters and its chains' network filters.
+func (ll *liveListener) filterStats() map[string]uint64 {
+	var out map[string]uint64
+	add := func(m map[string]uint64) {
+		if len(m) == 0 {
+			return
+		}
+		if out == nil {
+			out = map[string]uint64{}
+		}
+		for k, v := range m {
+			out[k] += v
+		}
+	}
+	for _, h := range ll.handlers {
+		add(h.FilterStats())
+	}
+	for _, f := range ll.connFilters {
+		if r, ok := f.(hcm.StatsReporter); ok {
+			add(r.Stats())
+		}
+	}
+	return out
 }

@@ -41,7 +41,8 @@ func TestMetricsExposition(t *testing.T) {
 	l.RecordRequest(0, time.Millisecond) // nothing sent: no class, duration observed
 
 	m.SetSources(func() []DownstreamCounts {
-		return []DownstreamCounts{{Listener: "ingress", CxTotal: 2, CxActive: 1, RqSmugglingRejected: 3, RqHeadersTooLarge: 4}}
+		return []DownstreamCounts{{Listener: "ingress", CxTotal: 2, CxActive: 1, RqSmugglingRejected: 3, RqHeadersTooLarge: 4,
+			CxFiltered: 5, Filters: map[string]uint64{"rbac.denied": 6, "fault.active_faults": 7}}}
 	}, func() []UpstreamCounts {
 		return []UpstreamCounts{{Cluster: "backend", RqTotal: 3, RqActive: 1, Rq5xx: 1, RqReset: 1, CxTotal: 2, CxActive: -1, CxConnectFail: 1}}
 	})
@@ -51,6 +52,9 @@ func TestMetricsExposition(t *testing.T) {
 	m.ConfigUpdate(true)
 
 	text := scrape(t, m)
+	if strings.Contains(text, "active_faults") {
+		t.Error("a gauge among the filter counters was exported as a counter")
+	}
 	want := []string{
 		`outrigger_downstream_rq_total{code_class="2xx",listener="ingress"} 2`,
 		`outrigger_downstream_rq_total{code_class="5xx",listener="ingress"} 1`,
@@ -65,6 +69,8 @@ func TestMetricsExposition(t *testing.T) {
 		`outrigger_downstream_rq_rejected_total{listener="ingress",reason="framing"} 3`,
 		`outrigger_downstream_rq_rejected_total{listener="ingress",reason="headers_too_large"} 4`,
 		`outrigger_downstream_cx_rejected_total{listener="ingress"} 0`,
+		`outrigger_downstream_cx_filtered_total{listener="ingress"} 5`,
+		`outrigger_listener_filter_total{listener="ingress",stat="rbac.denied"} 6`,
 		`outrigger_upstream_rq_total{cluster="backend"} 3`,
 		`outrigger_upstream_rq_5xx_total{cluster="backend"} 1`,
 		`outrigger_upstream_rq_error_total{cluster="backend",kind="reset"} 1`,

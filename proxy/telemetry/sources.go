@@ -1,6 +1,9 @@
 package telemetry
 
 import (
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +19,10 @@ type DownstreamCounts struct {
 	RqSmugglingRejected uint64 // 400 for ambiguous HTTP/1.1 framing
 	RqHeadersTooLarge   uint64 // 431
 	RqHeaderTimeouts    uint64 // request_headers_timeout
+	CxFiltered          uint64 // closed by a network filter (RBAC, rate limit)
+	// Filters are the HTTP and network filters' counters by Envoy's
+	// statistic name (rbac.denied, fault.aborts_injected, ...).
+	Filters map[string]uint64
 }
 
 // UpstreamCounts are one cluster's counters, as the cluster keeps them.
@@ -65,6 +72,8 @@ var (
 	descDownCx         = desc("downstream_cx_total", "Downstream connections accepted.", "listener")
 	descDownCxActive   = desc("downstream_cx_active", "Downstream connections open.", "listener")
 	descDownCxRejected = desc("downstream_cx_rejected_total", "Downstream connections closed because no filter chain matched.", "listener")
+	descDownCxFiltered = desc("downstream_cx_filtered_total", "Downstream connections closed by a network filter (RBAC, local rate limit).", "listener")
+	descFilterStat     = desc("listener_filter_total", "Filter counters by Envoy statistic name (rbac.denied, jwt_authn.allowed, fault.aborts_injected, ...), summed over the listener's chains.", "listener", "stat")
 	descDownRqRejected = desc("downstream_rq_rejected_total", "Downstream requests refused by the listener, by reason.", "listener", "reason")
 
 	descUpRq       = desc("upstream_rq_total", "Upstream requests sent.", "cluster")
@@ -99,7 +108,7 @@ type sourceCollector struct {
 }
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDownCx, descDownCxActive, descDownCxRejected, descDownRqRejected,
+	for _, d := range []*prometheus.Desc{descDownCx, descDownCxActive, descDownCxRejected, descDownCxFiltered, descFilterStat, descDownRqRejected,
 		descUpRq, descUpRqActive, descUpRq5xx, descUpRqErr, descUpCx, descUpCxActive, descUpCxFail,
 		descUpRetry, descUpRetrySuccess, descUpRetryOverflow, descUpPendingOver, descUpCxOverflow,
 		descEjActive, descEjEnforced, descEjOverflow, descHCAttempt, descHCSuccess, descHCFailure, descHCHealthy} {
@@ -122,6 +131,13 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descDownCx, d.CxTotal, d.Listener)
 			gauge(descDownCxActive, d.CxActive, d.Listener)
 			counter(descDownCxRejected, d.CxRejected, d.Listener)
+			counter(descDownCxFiltered, d.CxFiltered, d.Listener)
+			for _, name := range slices.Sorted(maps.Keys(d.Filters)) {
+				if strings.HasSuffix(name, "active_faults") {
+					continue // a gauge, not a count
+				}
+				counter(descFilterStat, d.Filters[name], d.Listener, name)
+			}
 			counter(descDownRqRejected, d.RqSmugglingRejected, d.Listener, "framing")
 			counter(descDownRqRejected, d.RqHeadersTooLarge, d.Listener, "headers_too_large")
 			counter(descDownRqRejected, d.RqHeaderTimeouts, d.Listener, "header_timeout")
