@@ -204,7 +204,8 @@ func TestHandler(t *testing.T) {
 		Version: "7", Error: "bad listener", Time: time.Now()}
 	status := func() server.Status {
 		return server.Status{Ready: true, MeshIndex: 42, LastNACKs: []server.NACK{nack},
-			Nodes: []server.NodeStatus{{ID: "web-1-sidecar-proxy", Kind: "sidecar", Acked: map[string]string{"listener": "6"}, LastNACK: &nack}}}
+			Nodes: []server.NodeStatus{{ID: "web-1-sidecar-proxy", Kind: "sidecar", Type: "envoy", UserAgent: "envoy",
+				UserAgentVersion: "1.36.2", Mode: "delta", Acked: map[string]string{"listener": "6"}, LastNACK: &nack}}}
 	}
 	d := New(Options{Catalog: cat, Status: status, Refresh: time.Nanosecond, ScrapeTimeout: 2 * time.Second})
 	srv := httptest.NewServer(d.Handler())
@@ -213,6 +214,9 @@ func TestHandler(t *testing.T) {
 	st := getState(t, srv.URL)
 	if !st.Ready || st.MeshIndex != 42 || len(st.Proxies) != 1 || len(st.NACKs) != 1 || st.Proxies[0].LastNACK.Error != "bad listener" {
 		t.Errorf("xDS status not carried: %+v", st)
+	}
+	if p := st.Proxies[0]; p.UserAgent != "envoy" || p.UserAgentVersion != "1.36.2" || p.Mode != "delta" || p.Type != "envoy" {
+		t.Errorf("proxy user agent and xDS mode not carried: %+v", p)
 	}
 	var names []string
 	for _, s := range st.Services {

@@ -193,6 +193,14 @@ func TestDashboard(t *testing.T) {
 			len(p.Instances) == 1 && p.Instances[0].Health == api.HealthPassing
 	})
 
+	// Each proxy shows its user agent and xDS mode (our sidecars, state of
+	// the world).
+	for _, n := range dashboardState(t, base(web)).Proxies {
+		if n.Type != "outrigger" || n.UserAgent != "outrigger" || n.Mode != "sotw" {
+			t.Errorf("proxy %s: type %q, user agent %q, xDS mode %q; want outrigger, outrigger, sotw", n.ID, n.Type, n.UserAgent, n.Mode)
+		}
+	}
+
 	// Traffic through the sidecars shows as a rate and percentiles at
 	// payments (its sidecar's inbound listener).
 	stop := make(chan struct{})
@@ -275,6 +283,9 @@ func browse(t *testing.T, url, want string) {
 	dom := string(run("--dump-dom", url+"/"))
 	if !strings.Contains(dom, "<b>"+want+"</b>") || !strings.Contains(dom, "<b>payments</b>") {
 		t.Fatalf("the page in Chromium does not list %q and payments:\n%s", want, dom)
+	}
+	if !strings.Contains(dom, `<td class="agent">outrigger`) || !strings.Contains(dom, `<td class="mode">sotw</td>`) {
+		t.Errorf("the page in Chromium does not show the proxies' user agent and xDS mode:\n%s", dom)
 	}
 	shot := filepath.Join(t.TempDir(), "dashboard.png")
 	run("--screenshot="+shot, url+"/")

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -19,6 +20,10 @@ const proxylessAgentPrefix = "gRPC"
 // maxNACKs is how many recent NACKs Status keeps (all nodes together).
 const maxNACKs = 32
 
+// maxAgentLen bounds the user agent name and version kept per node (they
+// are the client's words, shown in the debug endpoint and the dashboard).
+const maxAgentLen = 128
+
 // node is one connected xDS client (all its streams together).
 type node struct {
 	id      string
@@ -26,9 +31,29 @@ type node struct {
 	streams int
 	since   time.Time
 	group   *group // nil until it has a configuration
-	// acked is the last version the node ACKed, per type.
+	// service is the proxy's destination service in Consul, else the
+	// node's cluster.
+	service string
+	// agent is the client's kind, mode the xDS variant of its first stream,
+	// agentName and agentVersion its node.user_agent_*.
+	agent                   agentIndex
+	mode                    modeIndex
+	agentName, agentVersion string
+	// acked is the last version the node ACKed, per type; ackedAt when.
 	acked    [numTypes]string
+	ackedAt  [numTypes]time.Time
 	lastNACK *NACK
+	nacks    [numTypes]*NACK // the last NACK per type
+	// pending is, per type, the version an Update handed the node while it
+	// was connected and when that Update started; the ACK of that version
+	// observes the push latency.
+	pending [numTypes]pendingPush
+}
+
+// pendingPush is a change on its way to a node.
+type pendingPush struct {
+	version string
+	since   time.Time
 }
 
 // streamKey names a stream: the state-of-the-world and delta servers
@@ -115,16 +140,24 @@ func (s *Server) open(k streamKey) {
 func (s *Server) close(k streamKey) {
 	defer s.metrics.streams.Dec() // after the state is gone
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := s.streams[k]
 	delete(s.streams, k)
 	if st == nil || st.node == nil {
+		s.mu.Unlock()
 		return
 	}
 	n := st.node
-	if n.streams--; n.streams == 0 {
+	n.streams--
+	gone := n.streams == 0
+	if gone {
 		s.cacheFor(n.kind).ClearSnapshot(n.id)
 		delete(s.nodes, n.id)
+		s.metrics.connected[n.agent][n.mode].Dec()
+	}
+	s.mu.Unlock()
+	if gone {
+		s.log.Info("xDS client disconnected", "node", n.id, "type", n.agent.String(),
+			"connected_for", time.Since(n.since).Round(time.Millisecond))
 	}
 }
 
@@ -148,11 +181,17 @@ func (s *Server) request(k streamKey, n *corev3.Node, typeURL, nonce, version st
 		return "", status.Errorf(codes.Internal, "xds stream %d is not open", k.id)
 	}
 	if st.node == nil {
-		if err := s.identify(st, n); err != nil {
+		nd, err := s.identify(st, n, k.delta)
+		if err != nil {
 			s.mu.Unlock()
 			s.metrics.rejectedStream.Inc()
 			s.log.Info("xDS stream refused", "node", n.GetId(), "user_agent", n.GetUserAgentName(), "error", status.Convert(err).Message())
 			return "", err
+		}
+		if nd != nil {
+			defer s.log.Info("xDS client connected", "node", nd.id, "kind", nd.kind, "service", nd.service,
+				"type", nd.agent.String(), "user_agent", nd.agentName, "user_agent_version", nd.agentVersion,
+				"mode", nd.mode.String())
 		}
 	}
 	if nonce == "" {
@@ -165,18 +204,31 @@ func (s *Server) request(k streamKey, n *corev3.Node, typeURL, nonce, version st
 	if last.nonce == nonce {
 		answered = last.version
 	}
+	now := time.Now()
 	if detail == nil {
 		if version == "" {
 			version = answered
 		}
-		nd.acked[t] = version
+		nd.acked[t], nd.ackedAt[t] = version, now
+		p := nd.pending[t]
+		pushed := p.version != "" && p.version == version
+		if pushed {
+			nd.pending[t] = pendingPush{}
+		}
 		s.mu.Unlock()
 		s.metrics.acks[t].Inc()
+		if pushed {
+			s.metrics.pushLatency[t].Observe(now.Sub(p.since).Seconds())
+		}
 		return "", nil
 	}
 	nack := NACK{Node: nd.id, Type: typeURL, Version: answered, Accepted: version, Nonce: nonce,
-		Error: detail.GetMessage(), Time: time.Now()}
+		Error: detail.GetMessage(), Time: now}
 	nd.lastNACK = &nack
+	nd.nacks[t] = &nack
+	if nd.pending[t].version == answered {
+		nd.pending[t] = pendingPush{} // this change will not be ACKed
+	}
 	if len(s.nacks) == maxNACKs {
 		s.nacks = append(s.nacks[:0], s.nacks[1:]...)
 	}
@@ -190,36 +242,50 @@ func (s *Server) request(k streamKey, n *corev3.Node, typeURL, nonce, version st
 
 // identify binds a stream to its node (mu held): a registered connect-proxy
 // by its service ID, else a proxyless gRPC client, else an error that ends
-// the stream. A node's first stream gets its configuration.
-func (s *Server) identify(st *stream, n *corev3.Node) error {
+// the stream. A node's first stream gets its configuration. It returns the
+// node when the stream is its first (a client just connected), to be
+// logged once mu is released.
+func (s *Server) identify(st *stream, n *corev3.Node, delta bool) (connected *node, err error) {
 	id := n.GetId()
 	if id == "" {
-		return status.Error(codes.InvalidArgument,
+		return nil, status.Error(codes.InvalidArgument,
 			"xDS node.id is empty: set it to the sidecar proxy's Consul service ID")
 	}
 	if s.mesh == nil {
-		return status.Errorf(codes.Unavailable,
+		return nil, status.Errorf(codes.Unavailable,
 			"node %q: the control plane has not read the mesh from Consul yet; retry", id)
 	}
 	nd := s.nodes[id]
 	if nd == nil {
 		kind := kindProxy
-		if _, registered := s.mesh.Proxies[id]; !registered {
+		service := n.GetCluster()
+		if p, registered := s.mesh.Proxies[id]; registered {
+			if p != nil && p.ServiceProxy != nil && p.ServiceProxy.DestinationServiceName != "" {
+				service = p.ServiceProxy.DestinationServiceName
+			}
+		} else {
 			if !strings.HasPrefix(n.GetUserAgentName(), proxylessAgentPrefix) {
-				return status.Errorf(codes.NotFound,
+				return nil, status.Errorf(codes.NotFound,
 					"node %q is not a registered connect-proxy: no Consul service of kind connect-proxy has this ID "+
 						"(register the sidecar service first, or set node.id to its service ID)", id)
 			}
 			kind = kindProxyless
 		}
-		nd = &node{id: id, kind: kind, since: time.Now()}
+		mode := modeSotW
+		if delta {
+			mode = modeDelta
+		}
+		nd = &node{id: id, kind: kind, since: time.Now(), service: service, agent: agentOf(n), mode: mode,
+			agentName: truncate(n.GetUserAgentName()), agentVersion: truncate(agentVersion(n))}
 		s.nodes[id] = nd
+		s.metrics.connected[nd.agent][nd.mode].Inc()
+		connected = nd
 	}
 	st.node = nd
 	if nd.streams++; nd.streams == 1 {
 		s.apply(nd, s.groupOf(nd))
 	}
-	return nil
+	return connected, nil
 }
 
 // response records what a stream was sent, to name the version an ACK or
@@ -232,4 +298,39 @@ func (s *Server) response(k streamKey, typeURL, nonce, version string) {
 		st.sent[t] = sent{nonce: nonce, version: version}
 	}
 	s.mu.Unlock()
+}
+
+// agentOf tells the client's kind by its node.user_agent_name.
+func agentOf(n *corev3.Node) agentIndex {
+	switch ua := n.GetUserAgentName(); {
+	case ua == "outrigger":
+		return agentOutrigger
+	case ua == "envoy":
+		return agentEnvoy
+	case strings.HasPrefix(ua, proxylessAgentPrefix):
+		return agentGRPC
+	}
+	return agentOther
+}
+
+// agentVersion is node.user_agent_version, else Envoy's
+// user_agent_build_version as "major.minor.patch".
+func agentVersion(n *corev3.Node) string {
+	if v := n.GetUserAgentVersion(); v != "" {
+		return v
+	}
+	if b := n.GetUserAgentBuildVersion(); b != nil && b.GetVersion() != nil {
+		v := b.GetVersion()
+		return fmt.Sprintf("%d.%d.%d", v.GetMajorNumber(), v.GetMinorNumber(), v.GetPatch())
+	}
+	return ""
+}
+
+// truncate bounds a client-chosen string kept per node (a rune cut in
+// two is dropped).
+func truncate(s string) string {
+	if len(s) > maxAgentLen {
+		return strings.ToValidUTF8(s[:maxAgentLen], "")
+	}
+	return s
 }

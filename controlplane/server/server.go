@@ -220,6 +220,16 @@ func (s *Server) SetConsulUp(up bool) {
 	}
 }
 
+// ConsulWatchError counts a failed Consul query of the given watch kind,
+// one of ConsulWatches; anything else counts as "other".
+func (s *Server) ConsulWatchError(watch string) {
+	c, ok := s.metrics.consulErrs[watch]
+	if !ok {
+		c = s.metrics.consulErrs["other"]
+	}
+	c.Inc()
+}
+
 // Ready reports whether a mesh has been given to Update.
 func (s *Server) Ready() bool {
 	s.mu.Lock()

@@ -40,10 +40,17 @@ type GroupStatus struct {
 
 // NodeStatus is one connected xDS client.
 type NodeStatus struct {
-	ID             string    `json:"id"`
-	Kind           string    `json:"kind"`
-	Streams        int       `json:"streams"`
-	ConnectedSince time.Time `json:"connected_since"`
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Type is the client's kind by its user agent: outrigger, envoy, grpc
+	// or other; UserAgent and UserAgentVersion are its node.user_agent_*
+	// as sent; Mode the xDS variant of its first stream, sotw or delta.
+	Type             string    `json:"type"`
+	UserAgent        string    `json:"user_agent"`
+	UserAgentVersion string    `json:"user_agent_version"`
+	Mode             string    `json:"xds_mode"`
+	Streams          int       `json:"streams"`
+	ConnectedSince   time.Time `json:"connected_since"`
 	// Group is the key of the configuration it is served, "" while it has
 	// none (its translation never succeeded).
 	Group string `json:"group"`
@@ -89,7 +96,8 @@ func (s *Server) Status() Status {
 	connected := map[*group]int{}
 	for _, id := range slices.Sorted(maps.Keys(s.nodes)) {
 		n := s.nodes[id]
-		ns := NodeStatus{ID: n.id, Kind: n.kind, Streams: n.streams, ConnectedSince: n.since,
+		ns := NodeStatus{ID: n.id, Kind: n.kind, Type: n.agent.String(), UserAgent: n.agentName,
+			UserAgentVersion: n.agentVersion, Mode: n.mode.String(), Streams: n.streams, ConnectedSince: n.since,
 			Served: versions(n.group), Acked: map[string]string{}}
 		if n.group != nil {
 			ns.Group = n.group.key
@@ -125,6 +133,69 @@ func versions(g *group) map[string]string {
 	}
 	for _, slot := range slots {
 		out[slot.kind] = g.snap.Resources[slot.index].Version
+	}
+	return out
+}
+
+// ProxyStatus is one connected xDS client as GET /debug/proxies shows it.
+type ProxyStatus struct {
+	// ID is node.id; Service the proxy's destination service in Consul
+	// (node.cluster for a proxyless client).
+	ID      string `json:"id"`
+	Service string `json:"service"`
+	// Kind is proxy (a registered connect-proxy) or proxyless; Type the
+	// client by its user agent: outrigger, envoy, grpc or other.
+	Kind             string `json:"kind"`
+	Type             string `json:"type"`
+	UserAgent        string `json:"user_agent"`
+	UserAgentVersion string `json:"user_agent_version"`
+	// Mode is the xDS variant of its first stream: sotw or delta.
+	Mode           string    `json:"xds_mode"`
+	Streams        int       `json:"streams"`
+	ConnectedSince time.Time `json:"connected_since"`
+	// Resources are its per-type state, by type URL, for the types it was
+	// served, ACKed or NACKed.
+	Resources map[string]ResourceStatus `json:"resources"`
+}
+
+// ResourceStatus is one client's state for one resource type.
+type ResourceStatus struct {
+	// Served is the version it is served now, Acked the version it last
+	// accepted and AckedAt when ("" and zero before its first ACK).
+	Served  string    `json:"served,omitempty"`
+	Acked   string    `json:"acked"`
+	AckedAt time.Time `json:"acked_at,omitzero"`
+	// LastNACK is its last rejection of this type, kept after later ACKs.
+	LastNACK *NACK `json:"last_nack,omitempty"`
+}
+
+// Proxies lists the connected xDS clients by ID.
+func (s *Server) Proxies() []ProxyStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ProxyStatus, 0, len(s.nodes))
+	for _, id := range slices.Sorted(maps.Keys(s.nodes)) {
+		n := s.nodes[id]
+		ps := ProxyStatus{ID: n.id, Service: n.service, Kind: n.kind, Type: n.agent.String(), UserAgent: n.agentName,
+			UserAgentVersion: n.agentVersion, Mode: n.mode.String(), Streams: n.streams, ConnectedSince: n.since,
+			Resources: map[string]ResourceStatus{}}
+		served := map[typeIndex]string{}
+		if n.group != nil {
+			for _, slot := range slots {
+				served[typeOf(slot.typeURL)] = n.group.snap.Resources[slot.index].Version
+			}
+		}
+		for t := range typeOther {
+			rs := ResourceStatus{Served: served[t], Acked: n.acked[t], AckedAt: n.ackedAt[t]}
+			if nack := n.nacks[t]; nack != nil {
+				c := *nack
+				rs.LastNACK = &c
+			}
+			if rs != (ResourceStatus{}) {
+				ps.Resources[typeURLs[t]] = rs
+			}
+		}
+		out = append(out, ps)
 	}
 	return out
 }

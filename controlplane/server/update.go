@@ -24,12 +24,15 @@ const (
 // configuration until it disconnects. Update is meant to be called by the
 // watcher's publish; calls are serialized.
 func (s *Server) Update(m *model.Mesh) {
+	// The watcher calls Update as soon as Consul answered with a change, so
+	// its start (before waiting for an Update in progress) stands for the
+	// change in the push latency.
+	start := time.Now()
 	if m == nil {
 		return
 	}
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
-	start := time.Now()
 
 	proxyFn, proxylessFn := s.translateProxy, s.translateProxyless
 	if s.perMesh {
@@ -79,6 +82,7 @@ func (s *Server) Update(m *model.Mesh) {
 		g := s.groupOf(n)
 		if g != nil && g != n.group {
 			changed++
+			n.expect(g, start)
 			s.apply(n, g)
 		}
 	}
@@ -139,4 +143,17 @@ func (s *Server) groupOf(n *node) *group {
 		return s.groups[key]
 	}
 	return n.group
+}
+
+// expect records, per type whose version differs between the node's
+// configuration and g, that g's version is on its way since start (mu
+// held). A type that did not change keeps what was pending.
+func (n *node) expect(g *group, start time.Time) {
+	for _, slot := range slots {
+		v := g.snap.Resources[slot.index].Version
+		if v == "" || n.group != nil && n.group.snap.Resources[slot.index].Version == v {
+			continue
+		}
+		n.pending[typeOf(slot.typeURL)] = pendingPush{version: v, since: start}
+	}
 }

@@ -14,11 +14,21 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/propagation"
+	sdkresource "go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
@@ -532,5 +542,208 @@ func TestTracingOTLPHTTP(t *testing.T) {
 	}
 	if _, ok := paths.Load("/v1/traces application/x-protobuf"); !ok {
 		t.Errorf("the collector was not POSTed protobuf at /v1/traces")
+	}
+}
+
+// grpcApp is a grpc-go server running the interop TestService behind
+// otelgrpc's server stats handler, exporting its spans as service
+// grpc-app to the collector at colAddr with the W3C propagator. shutdown
+// flushes its spans.
+func grpcApp(t *testing.T, colAddr string) (addr string, shutdown func()) {
+	t.Helper()
+	ctx := context.Background()
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(colAddr), otlptracegrpc.WithInsecure())
+	must(t, err)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp),
+		sdktrace.WithResource(sdkresource.NewSchemaless(attribute.String("service.name", "grpc-app"))))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	s := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(propagation.TraceContext{}))))
+	testpb.RegisterTestServiceServer(s, testService{})
+	go s.Serve(l)
+	var once sync.Once
+	shutdown = func() {
+		once.Do(func() {
+			s.Stop()
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(sctx); err != nil {
+				t.Errorf("grpc-app tracer shutdown: %v", err)
+			}
+		})
+	}
+	t.Cleanup(shutdown)
+	return l.Addr().String(), shutdown
+}
+
+// TestTracingTwoProxiesAndGRPCApp chains a gRPC client -> proxy A ->
+// proxy B -> a grpc-go app instrumented with otelgrpc, all three exporting
+// to one collector, and checks that the five spans of a call form one
+// trace, each the parent of the next (the app's server span a child of
+// B's client span, through the traceparent B sends), with the attributes
+// each side sets; a failing call shows as an error at the app.
+func TestTracingTwoProxiesAndGRPCApp(t *testing.T) {
+	col, colAddr := startCollector(t)
+	app, stopApp := grpcApp(t, colAddr)
+	grpcRoute := func(cluster string) string {
+		return fmt.Sprintf(`              - name: all
+                domains: ["*"]
+                routes:
+                - match: {prefix: "/", grpc: {}}
+                  route: {cluster: %s, timeout: 0s}
+`, cluster)
+	}
+	otlp := fmt.Sprintf("{google_grpc: {target_uri: %q, stat_prefix: otel}}", colAddr)
+	pb := startProxy(t, bs{
+		HCMExtra:     tracingHCM("proxy-b", otlp, ""),
+		VirtualHosts: grpcRoute("app"),
+		Clusters:     staticCluster("app", h2cOptions, app),
+	}.String())
+	pa := startProxy(t, bs{
+		HCMExtra:     tracingHCM("proxy-a", otlp, "            random_sampling: {value: 100}\n"),
+		VirtualHosts: grpcRoute("b"),
+		Clusters:     staticCluster("b", h2cOptions, pb.addr["ingress"]),
+	}.String())
+
+	client := grpcClient(t, pa.addr["ingress"])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := client.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 3}); err != nil {
+		t.Fatalf("UnaryCall through two proxies: %v", err)
+	}
+	_, err := client.EmptyCall(ctx, &testpb.Empty{})
+	must(t, err)
+	_, err = client.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.Internal), Message: "boom"}})
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("failing call: %v, want Internal", err)
+	}
+	pa.stop(t) // flushes
+	pb.stop(t)
+	stopApp()
+
+	spans := col.all()
+	dump := func() string {
+		var sb strings.Builder
+		for _, s := range spans {
+			p, _ := attr(s.Span, "url.path")
+			fmt.Fprintf(&sb, "  %s %v %q path=%q trace=%s span=%s parent=%s\n", s.service, s.GetKind(), s.GetName(), p,
+				hexID(s.GetTraceId()), hexID(s.GetSpanId()), hexID(s.GetParentSpanId()))
+		}
+		return sb.String()
+	}
+	const unary = "/grpc.testing.TestService/UnaryCall"
+	// The proxies' spans of one call, in trace order; the first UnaryCall
+	// is the one whose trace holds an app span without error.
+	proxySpans := func(service string, kind tracepb.Span_SpanKind, path string) []*tracepb.Span {
+		var out []*tracepb.Span
+		for _, s := range spans {
+			if p, _ := attr(s.Span, "url.path"); s.service == service && s.GetKind() == kind && p == path {
+				out = append(out, s.Span)
+			}
+		}
+		return out
+	}
+	var appOK, appFail *tracepb.Span
+	for _, s := range spans {
+		if s.service != "grpc-app" {
+			continue
+		}
+		if s.GetKind() != tracepb.Span_SPAN_KIND_SERVER {
+			t.Errorf("app span %q of kind %v, want server", s.GetName(), s.GetKind())
+		}
+		if s.GetName() == strings.TrimPrefix(unary, "/") {
+			if s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
+				appFail = s.Span
+			} else {
+				appOK = s.Span
+			}
+		}
+	}
+	if appOK == nil || appFail == nil {
+		t.Fatalf("the app exported no server span for the good and the failing UnaryCall; spans:\n%s", dump())
+	}
+	trace := hexID(appOK.GetTraceId())
+	inTrace := func(ss []*tracepb.Span) *tracepb.Span {
+		t.Helper()
+		var found *tracepb.Span
+		for _, s := range ss {
+			if hexID(s.GetTraceId()) == trace {
+				if found != nil {
+					t.Fatalf("two spans of one kind in trace %s; spans:\n%s", trace, dump())
+				}
+				found = s
+			}
+		}
+		if found == nil {
+			t.Fatalf("no span in trace %s; spans:\n%s", trace, dump())
+		}
+		return found
+	}
+	srv, cli := tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT
+	sa, ca := inTrace(proxySpans("proxy-a", srv, unary)), inTrace(proxySpans("proxy-a", cli, unary))
+	sb, cb := inTrace(proxySpans("proxy-b", srv, unary)), inTrace(proxySpans("proxy-b", cli, unary))
+	if len(sa.GetParentSpanId()) != 0 {
+		t.Errorf("A's server span has a parent: the client sent no context")
+	}
+	for _, link := range []struct {
+		what          string
+		child, parent *tracepb.Span
+	}{
+		{"A client <- A server", ca, sa}, {"B server <- A client", sb, ca},
+		{"B client <- B server", cb, sb}, {"app server <- B client", appOK, cb},
+	} {
+		if hexID(link.child.GetParentSpanId()) != hexID(link.parent.GetSpanId()) {
+			t.Errorf("%s: parent %s, want %s; spans:\n%s", link.what, hexID(link.child.GetParentSpanId()),
+				hexID(link.parent.GetSpanId()), dump())
+		}
+	}
+	// The failing call is another trace with the same shape at the end.
+	failB := proxySpans("proxy-b", cli, unary)
+	linked := false
+	for _, s := range failB {
+		linked = linked || (hexID(s.GetTraceId()) == hexID(appFail.GetTraceId()) && hexID(s.GetSpanId()) == hexID(appFail.GetParentSpanId()))
+	}
+	if !linked || hexID(appFail.GetTraceId()) == trace {
+		t.Errorf("the failing call's app span is not a child of a B client span in its own trace; spans:\n%s", dump())
+	}
+
+	// Attributes: HTTP semantics at the proxies (gRPC is HTTP/2 POST),
+	// RPC semantics at the app.
+	for _, c := range []struct {
+		what string
+		span *tracepb.Span
+		want map[string]string
+	}{
+		{"A server", sa, map[string]string{"http.request.method": "POST", "url.path": unary, "http.response.status_code": "200",
+			"network.protocol.version": "2", "upstream_cluster": "b", "upstream_address": pb.addr["ingress"]}},
+		{"A client", ca, map[string]string{"http.request.method": "POST", "upstream_cluster": "b", "http.response.status_code": "200"}},
+		{"B server", sb, map[string]string{"url.path": unary, "network.protocol.version": "2", "upstream_cluster": "app"}},
+		{"B client", cb, map[string]string{"upstream_cluster": "app", "upstream_address": app, "http.response.status_code": "200"}},
+		{"app", appOK, map[string]string{"rpc.system.name": "grpc", "rpc.method": "grpc.testing.TestService/UnaryCall",
+			"rpc.response.status_code": "OK"}},
+		{"failing app", appFail, map[string]string{"rpc.response.status_code": "INTERNAL"}},
+	} {
+		for key, want := range c.want {
+			if got, _ := attr(c.span, key); got != want {
+				t.Errorf("%s span %s = %q, want %q", c.what, key, got, want)
+			}
+		}
+	}
+	if sa.GetName() != "ingress" || ca.GetName() != "router b egress" || cb.GetName() != "router app egress" {
+		t.Errorf("span names %q, %q, %q", sa.GetName(), ca.GetName(), cb.GetName())
+	}
+	// Every service exported something for EmptyCall too: three hops each time.
+	for _, service := range []string{"proxy-a", "proxy-b", "grpc-app"} {
+		n := 0
+		for _, s := range spans {
+			p, _ := attr(s.Span, "url.path")
+			if s.service == service && (strings.HasSuffix(s.GetName(), "EmptyCall") || strings.HasSuffix(p, "EmptyCall")) {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s exported no span for EmptyCall", service)
+		}
 	}
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -19,6 +21,72 @@ func newConsulClient(addr string) (*api.Client, error) {
 		return nil, fmt.Errorf("consul at %s: %w", addr, err)
 	}
 	return c, nil
+}
+
+// newWatcherClient is newConsulClient whose failed queries are counted by
+// q (a unix-socket address is not counted: the Consul client builds its own
+// transport for it).
+func newWatcherClient(addr string, q *queryErrors) (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	cfg.Address = addr
+	hc, err := api.NewHttpClient(cfg.Transport, cfg.TLSConfig)
+	if err != nil {
+		return nil, fmt.Errorf("consul at %s: %w", addr, err)
+	}
+	q.next = hc.Transport
+	hc.Transport = q
+	cfg.HttpClient = hc
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul at %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// queryErrors is the watcher's HTTP transport: it counts each query that
+// failed (no answer, or an error status) by its watch kind, through count
+// once the xDS server that keeps the metric exists. A query cancelled by
+// its caller (a watch stopped, the watcher ending) is no failure.
+type queryErrors struct {
+	next  http.RoundTripper
+	count atomic.Pointer[func(watch string)]
+}
+
+// RoundTrip implements http.RoundTripper.
+func (q *queryErrors) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := q.next.RoundTrip(r)
+	failed := err == nil && resp.StatusCode >= http.StatusBadRequest ||
+		err != nil && !errors.Is(r.Context().Err(), context.Canceled)
+	if failed {
+		if count := q.count.Load(); count != nil {
+			(*count)(watchKind(r.URL.Path))
+		}
+	}
+	return resp, err
+}
+
+// countInto directs the counts to f.
+func (q *queryErrors) countInto(f func(watch string)) { q.count.Store(&f) }
+
+// perNameQueries are the Consul queries with a service name at the end of
+// their path; the name is left out of the watch kind.
+var perNameQueries = []string{"catalog/service", "health/service", "health/connect", "agent/connect/ca/leaf"}
+
+// watchKind names the watch of a Consul API path as the watcher names it,
+// without per-service names: /v1/health/connect/web is "health/connect",
+// /v1/config/service-router "config/service-router".
+func watchKind(path string) string {
+	p := strings.TrimPrefix(path, "/v1/")
+	for _, q := range perNameQueries {
+		if strings.HasPrefix(p, q+"/") {
+			return q
+		}
+	}
+	if kind, ok := strings.CutPrefix(p, "config/"); ok {
+		kind, _, _ = strings.Cut(kind, "/")
+		return "config/" + kind
+	}
+	return p
 }
 
 // consulLookup finds sidecars in Consul: first among the agent's own

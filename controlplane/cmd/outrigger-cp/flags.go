@@ -27,7 +27,8 @@ Usage:
 Flags:
   -consul-addr HOST:PORT   Consul HTTP API (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500)
   -xds-addr HOST:PORT      xDS gRPC listen address (default 127.0.0.1:18000)
-  -http-addr HOST:PORT     /metrics, /healthz, /readyz, /debug/status (default 127.0.0.1:19000)
+  -http-addr HOST:PORT     /metrics, /healthz, /readyz, /debug/status, /debug/proxies (default 127.0.0.1:19000)
+  -pprof                   also serve Go's profiler (net/http/pprof) at /debug/pprof/ on -http-addr (default off)
   -dashboard-addr IP:PORT  serve the live dashboard (web page) here; off when empty (default off;
                            give a loopback address such as 127.0.0.1:19002 unless it is meant to be reachable)
   -log-level LEVEL         trace, debug, info, warn, error (default info)
@@ -54,6 +55,7 @@ type options struct {
 	xdsAddr    string
 	httpAddr   string
 	dashAddr   string // the dashboard's listen address, "" for none
+	pprof      bool   // mount net/http/pprof on the HTTP address
 	logLevel   hclog.Level
 	logJSON    bool
 	version    bool
@@ -107,6 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.xdsAddr, "xds-addr", defaultXDSAddr, "")
 	fs.StringVar(&o.httpAddr, "http-addr", defaultHTTPAddr, "")
 	fs.StringVar(&o.dashAddr, "dashboard-addr", "", "")
+	fs.BoolVar(&o.pprof, "pprof", false, "")
 	level := fs.String("log-level", "info", "")
 	format := fs.String("log-format", "text", "")
 	fs.BoolVar(&o.version, "version", false, "")

@@ -69,7 +69,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Error("cannot listen for HTTP", "address", o.httpAddr, "error", err)
 		return 1
 	}
-	var dash *dashboardConfig
+	cfg := serveConfig{pprof: o.pprof, queryErrors: &queryErrors{}}
+	// The watcher has its own client, so that only its queries are counted
+	// as watch errors (the dashboard's catalog reads are not).
+	watchClient, err := newWatcherClient(o.consulAddr, cfg.queryErrors)
+	if err != nil {
+		logger.Error("cannot start", "error", err)
+		return 1
+	}
 	if o.dashAddr != "" {
 		dashLis, err := net.Listen("tcp", o.dashAddr)
 		if err != nil {
@@ -78,13 +85,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			logger.Error("cannot listen for the dashboard", "address", o.dashAddr, "error", err)
 			return 1
 		}
-		dash = &dashboardConfig{lis: dashLis, catalog: dashboard.ConsulCatalog(client)}
+		cfg.dash = &dashboardConfig{lis: dashLis, catalog: dashboard.ConsulCatalog(client)}
 		logger.Info("dashboard", "url", "http://"+dashLis.Addr().String()+"/")
 	}
 	logger.Info("starting", "version", version, "consul", o.consulAddr,
-		"xds", xdsLis.Addr().String(), "http", httpLis.Addr().String())
-	w := consul.NewWatcher(client, consul.Options{Logger: logger.Named("consul")})
-	if err := serve(ctx, logger, w, xdsLis, httpLis, dash); err != nil {
+		"xds", xdsLis.Addr().String(), "http", httpLis.Addr().String(), "pprof", o.pprof)
+	w := consul.NewWatcher(watchClient, consul.Options{Logger: logger.Named("consul")})
+	if err := serve(ctx, logger, w, xdsLis, httpLis, cfg); err != nil {
 		logger.Error("stopped", "error", err)
 		return 1
 	}

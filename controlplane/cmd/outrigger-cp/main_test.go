@@ -29,6 +29,8 @@ func TestParseFlags(t *testing.T) {
 			want: options{consulAddr: defaultConsulAddr, xdsAddr: ":18001", httpAddr: ":19002", logLevel: hclog.Debug, logJSON: true, version: true}},
 		{name: "dashboard", args: []string{"-dashboard-addr", "127.0.0.1:19002"},
 			want: options{consulAddr: defaultConsulAddr, xdsAddr: defaultXDSAddr, httpAddr: defaultHTTPAddr, dashAddr: "127.0.0.1:19002", logLevel: hclog.Info}},
+		{name: "pprof", args: []string{"-pprof"},
+			want: options{consulAddr: defaultConsulAddr, xdsAddr: defaultXDSAddr, httpAddr: defaultHTTPAddr, pprof: true, logLevel: hclog.Info}},
 		{name: "bad level", args: []string{"-log-level", "loud"}, wantErr: `-log-level "loud"`},
 		{name: "bad format", args: []string{"-log-format", "xml"}, wantErr: `-log-format "xml"`},
 		{name: "unknown flag", args: []string{"-frobnicate"}, wantErr: "frobnicate"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -42,15 +43,29 @@ type dashboardConfig struct {
 	catalog dashboard.Catalog
 }
 
+// serveConfig is what serve runs besides xDS and the HTTP endpoints.
+type serveConfig struct {
+	// dash serves the dashboard when not nil.
+	dash *dashboardConfig
+	// pprof mounts net/http/pprof on the HTTP address.
+	pprof bool
+	// queryErrors, when not nil, is the watcher's transport: its failed
+	// queries are counted in the server's metrics.
+	queryErrors *queryErrors
+}
+
 // serve runs the watcher into the xDS server, serves xDS on xdsLis, the
-// HTTP endpoints on httpLis and the dashboard when dash is not nil, and
-// stops everything when ctx ends or any part fails. It returns nil after a
-// stop caused by ctx.
-func serve(ctx context.Context, logger hclog.Logger, src meshSource, xdsLis, httpLis net.Listener, dash *dashboardConfig) error {
+// HTTP endpoints on httpLis and what cfg adds, and stops everything when
+// ctx ends or any part fails. It returns nil after a stop caused by ctx.
+func serve(ctx context.Context, logger hclog.Logger, src meshSource, xdsLis, httpLis net.Listener, cfg serveConfig) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := server.New(server.Options{Logger: logger.Named("xds"), Registry: reg})
-	httpSrv := &http.Server{Handler: handler(srv, reg), ReadHeaderTimeout: 5 * time.Second}
+	if cfg.queryErrors != nil {
+		cfg.queryErrors.countInto(srv.ConsulWatchError)
+	}
+	dash := cfg.dash
+	httpSrv := &http.Server{Handler: handler(srv, reg, cfg.pprof), ReadHeaderTimeout: 5 * time.Second}
 	servers := []*http.Server{httpSrv}
 	listeners := []net.Listener{httpLis}
 	if dash != nil {
@@ -130,9 +145,19 @@ func serve(ctx context.Context, logger hclog.Logger, src meshSource, xdsLis, htt
 }
 
 // handler serves /metrics, /healthz, /readyz (200 once the first mesh was
-// translated) and /debug/status (the server's Status as JSON).
-func handler(srv *server.Server, gatherer prometheus.Gatherer) http.Handler {
+// translated), /debug/status (the server's Status as JSON), /debug/proxies
+// (the connected clients as JSON) and, with withPprof, Go's profiler under
+// /debug/pprof/.
+func handler(srv *server.Server, gatherer prometheus.Gatherer, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -145,12 +170,21 @@ func handler(srv *server.Server, gatherer prometheus.Gatherer) http.Handler {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.HandleFunc("GET /debug/status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(srv.Status()); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
+		writeJSON(w, srv.Status())
+	})
+	mux.HandleFunc("GET /debug/proxies", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, srv.Proxies())
 	})
 	return mux
+}
+
+// writeJSON answers v as indented JSON.
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(b, '\n'))
 }

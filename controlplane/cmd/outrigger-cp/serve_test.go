@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,7 +131,7 @@ func TestServe(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}), src, xdsLis, httpLis, nil)
+		done <- serve(ctx, hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}), src, xdsLis, httpLis, serveConfig{})
 	}()
 	base := "http://" + httpLis.Addr().String()
 
@@ -139,6 +143,15 @@ func TestServe(t *testing.T) {
 	}
 	if st := debugStatus(t, base); st.Ready {
 		t.Error("status ready before any mesh")
+	}
+	if code, body := get(t, base+"/debug/proxies"); code != http.StatusOK || strings.TrimSpace(body) != "[]" {
+		t.Errorf("/debug/proxies with nothing connected: %d %q", code, body)
+	}
+	// Without -pprof there is no profiler.
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/heap"} {
+		if code, _ := get(t, base+path); code != http.StatusNotFound {
+			t.Errorf("%s without -pprof: %d, want 404", path, code)
+		}
 	}
 
 	src.up.Store(true)
@@ -209,7 +222,7 @@ func TestServeStopsOnWatcherFailure(t *testing.T) {
 		{"returned", &fakeSource{early: true}, "consul watcher: stopped on its own"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := serve(context.Background(), hclog.NewNullLogger(), tc.src, listen(t), listen(t), nil)
+			err := serve(context.Background(), hclog.NewNullLogger(), tc.src, listen(t), listen(t), serveConfig{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("serve: %v, want %q", err, tc.want)
 			}
@@ -221,14 +234,122 @@ func TestServeStopsOnListenerFailure(t *testing.T) {
 	xdsLis, httpLis := listen(t), listen(t)
 	httpLis.Close()
 	src := &fakeSource{meshes: make(chan *model.Mesh)}
-	err := serve(context.Background(), hclog.NewNullLogger(), src, xdsLis, httpLis, nil)
+	err := serve(context.Background(), hclog.NewNullLogger(), src, xdsLis, httpLis, serveConfig{})
 	if err == nil || !strings.Contains(err.Error(), "http server on "+httpLis.Addr().String()) {
 		t.Errorf("serve: %v", err)
 	}
 	xdsLis2, httpLis2 := listen(t), listen(t)
 	xdsLis2.Close()
-	err = serve(context.Background(), hclog.NewNullLogger(), src, xdsLis2, httpLis2, nil)
+	err = serve(context.Background(), hclog.NewNullLogger(), src, xdsLis2, httpLis2, serveConfig{})
 	if err == nil || !strings.Contains(err.Error(), "xds server on "+xdsLis2.Addr().String()) {
 		t.Errorf("serve: %v", err)
+	}
+}
+
+func TestServePprof(t *testing.T) {
+	src := &fakeSource{meshes: make(chan *model.Mesh)}
+	httpLis := listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, hclog.NewNullLogger(), src, listen(t), httpLis, serveConfig{pprof: true}) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	base := "http://" + httpLis.Addr().String()
+	if code, body := get(t, base+"/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/: %d %.200q", code, body)
+	}
+	if code, body := get(t, base+"/debug/pprof/cmdline"); code != http.StatusOK || body == "" {
+		t.Errorf("/debug/pprof/cmdline: %d %q", code, body)
+	}
+	if code, body := get(t, base+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("/debug/pprof/goroutine: %d %.200q", code, body)
+	}
+	// The other endpoints are still there.
+	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz with -pprof: %d", code)
+	}
+}
+
+func TestWatchKind(t *testing.T) {
+	for path, want := range map[string]string{
+		"/v1/catalog/services":          "catalog/services",
+		"/v1/catalog/service/web":       "catalog/service",
+		"/v1/health/service/web":        "health/service",
+		"/v1/health/connect/api":        "health/connect",
+		"/v1/config/service-router":     "config/service-router",
+		"/v1/config/service-router/web": "config/service-router",
+		"/v1/connect/ca/roots":          "connect/ca/roots",
+		"/v1/agent/connect/ca/leaf/web": "agent/connect/ca/leaf",
+		"/v1/agent/self":                "agent/self",
+		"/v1/status/leader":             "status/leader",
+	} {
+		if got := watchKind(path); got != want {
+			t.Errorf("watchKind(%q) = %q, want %q", path, got, want)
+		}
+		if !slices.Contains(server.ConsulWatches, want) {
+			t.Errorf("%q is not a watch the server counts", want)
+		}
+	}
+}
+
+// TestQueryErrors counts failed queries through the transport: error
+// statuses and unreachable servers count, a cancelled query does not.
+func TestQueryErrors(t *testing.T) {
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/health/connect/web":
+			http.Error(w, "No cluster leader", http.StatusInternalServerError)
+		case "/v1/catalog/services":
+			<-r.Context().Done()
+		default:
+			fmt.Fprint(w, "[]")
+		}
+	}))
+	defer fake.Close()
+	q := &queryErrors{}
+	var mu sync.Mutex
+	counts := map[string]int{}
+	q.countInto(func(w string) {
+		mu.Lock()
+		counts[w]++
+		mu.Unlock()
+	})
+	c, err := newWatcherClient(fake.Listener.Addr().String(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Health().Connect("web", "", true, nil); err == nil {
+		t.Error("a 500 answered without an error")
+	}
+	if _, _, err := c.Catalog().Service("web", "", nil); err != nil {
+		t.Errorf("a good query: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		cancel()
+	}()
+	if _, _, err := c.Catalog().Services((&api.QueryOptions{}).WithContext(ctx)); err == nil {
+		t.Error("a cancelled query answered")
+	}
+	closed := listen(t)
+	addr := closed.Addr().String()
+	closed.Close()
+	dead, err := newWatcherClient(addr, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dead.Catalog().Services(nil); err == nil {
+		t.Error("a closed port answered")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := map[string]int{"health/connect": 1, "catalog/services": 1}; !maps.Equal(counts, want) {
+		t.Errorf("counted %v, want %v (the 500 and the closed port, not the good or the cancelled query)", counts, want)
+	}
+	if _, err := newWatcherClient("unix:///nonexistent/sock", &queryErrors{}); err != nil {
+		t.Errorf("a unix address: %v", err)
 	}
 }
