@@ -2,6 +2,7 @@ package hcm
 
 import (
 	"net/http"
+	"net/netip"
 
 	"github.com/outrigger-mesh/outrigger/proxy/router"
 )
@@ -32,6 +33,11 @@ type FilterInput struct {
 	// Cluster is the upstream cluster picked for the request; "" for a
 	// direct response or a redirect.
 	Cluster string
+	// ClientAddress is the client's IP as the connection manager sees it
+	// (Envoy's downstream remote address): the peer with
+	// use_remote_address, else the x-forwarded-for entry
+	// xff_num_trusted_hops from the right.
+	ClientAddress netip.Addr
 }
 
 // PerRoute is the typed_per_filter_config entry named name (the filter's

@@ -246,7 +246,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	}
 	faultFlag := ""
 	if len(h.steps) > 0 {
-		in := FilterInput{Route: route, VHost: vh, Cluster: name}
+		in := FilterInput{Route: route, VHost: vh, Cluster: name, ClientAddress: hostAddr(e.ClientAddress)}
 		for i, f := range h.steps {
 			if webMode != 0 && i == h.webAt && web == nil {
 				web = grpcweb.Begin(w, r, webMode)
@@ -457,6 +457,15 @@ func (h *Handler) internal(ip string) bool {
 }
 
 var trueValue = []string{"true"}
+
+// hostAddr parses "ip" or "ip:port"; the zero Addr when it is neither.
+func hostAddr(s string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap()
+	}
+	a, _ := netip.ParseAddr(s)
+	return a.Unmap()
+}
 
 // externalSanitized are the request headers Envoy removes from an
 // external request at the edge (use_remote_address): they steer routing,

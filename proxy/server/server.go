@@ -432,6 +432,7 @@ func (s *Server) buildListener(sl *snapshot.Listener, snap *snapshot.Snapshot) (
 	cfg.FilterChains = append([]listener.FilterChain(nil), cfg.FilterChains...)
 	ll := &liveListener{name: cfg.Name, fingerprint: sl.Fingerprint, address: cfg.Address, quic: sl.QUIC != nil}
 	stats := s.metrics.Listener(cfg.Name)
+	setFilterLoggers(s.log, cfg.Name, cfg.FilterChains, sl)
 	build := func(fc *listener.FilterChain, hc *hcm.Config) error {
 		h, err := s.buildHCM(cfg.Name, fc.TLS, hc, snap, stats)
 		if err != nil {

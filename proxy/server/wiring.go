@@ -11,9 +11,13 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/outrigger-mesh/outrigger/proxy/cluster"
 	"github.com/outrigger-mesh/outrigger/proxy/forward"
 	"github.com/outrigger-mesh/outrigger/proxy/hcm"
+	"github.com/outrigger-mesh/outrigger/proxy/listener"
+	"github.com/outrigger-mesh/outrigger/proxy/snapshot"
 	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
 	"github.com/outrigger-mesh/outrigger/proxy/tracing"
 	"github.com/outrigger-mesh/outrigger/proxy/transport"
@@ -251,4 +255,39 @@ func (ll *liveListener) filterStats() map[string]uint64 {
 		}
 	}
 	return out
+}
+
+// loggedFilter is a filter that logs (RBAC denials with both identities,
+// JWT failures, ...) once given the proxy's logger.
+type loggedFilter interface{ SetLogger(hclog.Logger) }
+
+// setFilterLoggers hands every filter of a listener that logs a logger
+// named for its kind and scoped to the listener.
+func setFilterLoggers(log hclog.Logger, lname string, chains []listener.FilterChain, sl *snapshot.Listener) {
+	set := func(f any) {
+		if lf, ok := f.(loggedFilter); ok {
+			lf.SetLogger(log.Named("filter").With("listener", lname))
+		}
+	}
+	for _, fc := range chains {
+		for _, f := range fc.ConnFilters {
+			set(f)
+		}
+	}
+	if sl.Config.DefaultChain != nil {
+		for _, f := range sl.Config.DefaultChain.ConnFilters {
+			set(f)
+		}
+	}
+	hcms := append([]hcm.Config(nil), sl.HTTP...)
+	if sl.DefaultHTTP != nil {
+		hcms = append(hcms, *sl.DefaultHTTP)
+	}
+	for _, h := range hcms {
+		for _, f := range h.Filters {
+			if f.HTTP != nil {
+				set(f.HTTP)
+			}
+		}
+	}
 }
