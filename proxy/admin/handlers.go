@@ -38,6 +38,7 @@ func newHandler(b Backend, logger hclog.Logger) *handler {
 	for _, e := range []*endpoint{
 		{path: "/", help: "this list of endpoints", serve: h.serveIndex},
 		{path: "/ready", help: "200 LIVE once serving; 503 PRE_INITIALIZING or DRAINING otherwise", serve: h.serveReady},
+		{path: "/stats", help: "metrics as text, one name{labels}: value per line (?filter=REGEX, ?usedonly)", serve: h.serveStats},
 		{path: "/stats/prometheus", help: "metrics in the Prometheus text format", serve: metrics.ServeHTTP},
 		{path: "/config_dump", help: "the configuration in force, as JSON", serve: h.serveConfigDump},
 		{path: "/clusters", help: "upstream clusters and their hosts", serve: h.serveClusters},
@@ -122,6 +123,12 @@ func (h *handler) serveConfigDump(w http.ResponseWriter, _ *http.Request) {
 	dump, err := h.b.ConfigDump()
 	if err != nil {
 		h.logger.Error("config dump failed", "error", err)
+		writeText(w, http.StatusInternalServerError, "config dump failed: "+err.Error()+"\n")
+		return
+	}
+	// Private keys never leave the proxy, whatever the backend dumped.
+	if dump, err = redactSecrets(dump); err != nil {
+		h.logger.Error("config dump is not JSON; not served", "error", err)
 		writeText(w, http.StatusInternalServerError, "config dump failed: "+err.Error()+"\n")
 		return
 	}

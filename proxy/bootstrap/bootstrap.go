@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -141,10 +142,15 @@ func FromProto(bs *bootstrapv3.Bootstrap) (*Bootstrap, error) {
 	opts := snapshot.Options{
 		AllowMissingRoutes:   out.ADS != nil,
 		AllowMissingClusters: out.ADS != nil && out.ADS.CDS,
+		StaticSecrets:        bs.GetStaticResources().GetSecrets(),
 	}
 	static, err := snapshot.BuildWith(opts, bs.GetStaticResources().GetListeners(), nil, clusters)
 	if err != nil {
 		return nil, resource.Prefix(err, "static_resources")
+	}
+	if out.ADS == nil && len(static.ADSSecretNames) > 0 {
+		return nil, &resource.InvalidError{Fields: []resource.FieldError{{Path: "dynamic_resources.ads_config",
+			Reason: fmt.Sprintf("is required: secrets %s use sds_config.ads", strings.Join(static.ADSSecretNames, ", "))}}}
 	}
 	out.Static = static
 	return out, nil
@@ -154,6 +160,14 @@ func FromProto(bs *bootstrapv3.Bootstrap) (*Bootstrap, error) {
 // over envoy_grpc; here the pieces must fit together.
 func ads(dr *bootstrapv3.Bootstrap_DynamicResources, clusters []*clusterv3.Cluster, fail func(string, string, ...any)) *ADS {
 	out := &ADS{LDS: dr.GetLdsConfig() != nil, CDS: dr.GetCdsConfig() != nil}
+	// ConfigSource also carries path_config_source (for SDS files); LDS
+	// and CDS come over ADS only.
+	if dr.GetLdsConfig().GetPathConfigSource() != nil {
+		fail("dynamic_resources.lds_config.path_config_source", "is not supported: listeners come over ads")
+	}
+	if dr.GetCdsConfig().GetPathConfigSource() != nil {
+		fail("dynamic_resources.cds_config.path_config_source", "is not supported: clusters come over ads")
+	}
 	src := dr.GetAdsConfig()
 	if src == nil {
 		fail("dynamic_resources.ads_config", "is required: lds_config, cds_config and rds use ads")

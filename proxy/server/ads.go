@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/outrigger-mesh/outrigger/proxy/cluster"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
+	"github.com/outrigger-mesh/outrigger/proxy/secret"
 	"github.com/outrigger-mesh/outrigger/proxy/snapshot"
 	"github.com/outrigger-mesh/outrigger/xds/client"
 	"github.com/outrigger-mesh/outrigger/xds/resource"
@@ -71,9 +74,10 @@ func (s *Server) runADS(ctx context.Context) error {
 		LDS:                 ads.LDS,
 		CDS:                 ads.CDS,
 		StaticRoutes:        s.staticRDSNames(),
+		StaticSecrets:       s.staticSDSNames(),
 		InitialFetchTimeout: timeout,
 		Logger:              s.log.Named("xds"),
-	}, &adsTarget{s: s})
+	}, &adsTarget{s: s, secrets: s.secretStore()})
 	s.ads.Store(c) // the admin API reads its Status
 	go func() {
 		select {
@@ -123,6 +127,26 @@ func (s *Server) staticRDSNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// staticSDSNames are the SDS secrets static listeners and clusters expect
+// over ADS.
+func (s *Server) staticSDSNames() []string {
+	if st := s.opts.Bootstrap.Static; st != nil {
+		return st.ADSSecretNames
+	}
+	return nil
+}
+
+// secretStore is the store every snapshot of the server reads its secrets
+// from: the static snapshot's, so that static and dynamic TLS contexts
+// share it.
+func (s *Server) secretStore() *secret.Store {
+	if st := s.opts.Bootstrap.Static; st != nil && st.Secrets != nil {
+		st.Secrets.SetLogger(s.log.Named("secret"))
+		return st.Secrets
+	}
+	return secret.NewStore(secret.Options{Logger: s.log.Named("secret")})
 }
 
 // dialADS opens the gRPC connection to the xDS server: the static cluster
@@ -179,7 +203,10 @@ func (s *Server) dialADS() (*grpc.ClientConn, error) {
 }
 
 // adsTarget is the proxy as the xDS client sees it.
-type adsTarget struct{ s *Server }
+type adsTarget struct {
+	s       *Server
+	secrets *secret.Store // shared by every snapshot it builds
+}
 
 // Check validates one resource the way Apply will use it: the proto's own
 // rules, our support table, and the conversion to the building blocks.
@@ -224,6 +251,8 @@ func (t *adsTarget) check(typeURL string, m proto.Message) error {
 		}
 	case *endpointv3.ClusterLoadAssignment:
 		_, err = snapshot.ConvertEndpoints(r)
+	case *tlsv3.Secret:
+		_, err = snapshot.ConvertSecret(r)
 	default:
 		return fmt.Errorf("resource type %s is not supported", typeURL)
 	}
@@ -231,10 +260,14 @@ func (t *adsTarget) check(typeURL string, m proto.Message) error {
 }
 
 // Apply merges the dynamic resources with the static ones and puts the
-// result in force.
+// result in force. Secrets go into the server's store as the snapshot is
+// built, before its listeners and clusters: a secret update reaches the
+// TLS contexts in force at once, for new handshakes.
 func (t *adsTarget) Apply(r *client.Resources) error {
-	dyn, err := snapshot.BuildResources(snapshot.Options{AllowMissingRoutes: true, AllowMissingClusters: true},
-		r.Listeners, r.Routes, r.Clusters, r.Endpoints)
+	dyn, err := snapshot.BuildResources(snapshot.Options{
+		AllowMissingRoutes: true, AllowMissingClusters: true,
+		Secrets: t.secrets, ADSSecrets: r.Secrets,
+	}, r.Listeners, r.Routes, r.Clusters, r.Endpoints)
 	if err != nil {
 		return err
 	}
@@ -250,14 +283,16 @@ func (t *adsTarget) Apply(r *client.Resources) error {
 }
 
 func mergeSnapshots(static, dyn *snapshot.Snapshot) *snapshot.Snapshot {
-	out := &snapshot.Snapshot{Routes: map[string]*router.Config{}}
+	out := &snapshot.Snapshot{Routes: map[string]*router.Config{}, Secrets: dyn.Secrets}
 	if static != nil {
+		out.ADSSecretNames = append(out.ADSSecretNames, static.ADSSecretNames...)
 		out.Listeners = append(out.Listeners, static.Listeners...)
 		out.Clusters = append(out.Clusters, static.Clusters...)
 		for n, rc := range static.Routes {
 			out.Routes[n] = rc
 		}
 	}
+	out.ADSSecretNames = slices.Compact(slices.Sorted(slices.Values(append(out.ADSSecretNames, dyn.ADSSecretNames...))))
 	out.Listeners = append(out.Listeners, dyn.Listeners...)
 	out.Clusters = append(out.Clusters, dyn.Clusters...)
 	for n, rc := range dyn.Routes {

@@ -158,6 +158,10 @@ func New(o Options) (*Server, error) {
 		}
 		s.admin = a
 	}
+	if b.Static != nil && b.Static.Secrets != nil {
+		// File-sourced secrets log reload problems through it.
+		b.Static.Secrets.SetLogger(o.Logger.Named("secret"))
+	}
 	if b.Static != nil {
 		if err := s.Apply(b.Static); err != nil {
 			s.closeAll()

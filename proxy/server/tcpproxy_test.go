@@ -369,7 +369,7 @@ func TestTCPProxyConfigErrors(t *testing.T) {
 		{"unsupported field", tcpBootstrap("", cl, tcpChain("echo", "", "", "          downstream_idle_timeout: 1s\n")),
 			"typed_config.downstream_idle_timeout"},
 		{"second network filter", tcpBootstrap("", cl, tcpChain("echo", "", "", "")+hcmFilter),
-			"filter_chains[0].filters: exactly one network filter"},
+			"filter_chains[0].filters[0]: the envoy.filters.network.tcp_proxy filter must be the chain's last"},
 		{"weighted cluster unknown", tcpBootstrap("", cl, strings.Replace(tcpChain("echo", "", "", ""), "          cluster: echo\n",
 			"          weighted_clusters:\n            clusters:\n            - {name: echo, weight: 1}\n            - {name: other, weight: 2}\n", 1)),
 			`weighted_clusters.clusters[1].name: cluster "other" is not defined`},

@@ -14,11 +14,13 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/outrigger-mesh/outrigger/proxy/cluster"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
+	"github.com/outrigger-mesh/outrigger/proxy/secret"
 	"github.com/outrigger-mesh/outrigger/xds/resource"
 )
 
@@ -30,6 +32,20 @@ type Options struct {
 	// AllowMissingClusters accepts routes naming clusters not among the
 	// clusters.
 	AllowMissingClusters bool
+
+	// Secrets is the store the snapshot's TLS contexts read their secrets
+	// from (Snapshot.Secrets); nil makes a new one. Successive snapshots
+	// of one proxy share its store, so that a secret update reaches the
+	// listeners and clusters in force.
+	Secrets *secret.Store
+	// StaticSecrets are static_resources.secrets, referenced by name
+	// without sds_config. They are validated, converted and put in force
+	// in Secrets (secret.SourceStatic) when the build succeeds.
+	StaticSecrets []*tlsv3.Secret
+	// ADSSecrets are the Secrets received over ADS (secret.SourceADS), put
+	// in force the same way; one with only its name (given up on, or
+	// removed by the server) makes that secret unavailable.
+	ADSSecrets []*tlsv3.Secret
 }
 
 // Build validates (ValidateAll, then the support table) and converts one
@@ -79,12 +95,28 @@ func BuildResources(opts Options, listeners []*listenerv3.Listener, routes []*ro
 			return nil, err
 		}
 	}
+	for i, sec := range opts.StaticSecrets {
+		if err := check(resource.Index("secrets", i), sec); err != nil {
+			return nil, err
+		}
+	}
+	for i, sec := range opts.ADSSecrets {
+		if sec.GetType() == nil {
+			continue // a placeholder for a missing secret
+		}
+		if err := check(resource.Index("secrets", i), sec); err != nil {
+			return nil, err
+		}
+	}
 	if len(unsupported) > 0 {
 		return nil, &resource.UnsupportedError{Fields: unsupported}
 	}
 
-	c := &converter{}
-	s := &Snapshot{Routes: make(map[string]*router.Config, len(routes))}
+	c := newConverter(opts)
+	c.checkStatic = true
+	c.convertSecrets("secrets", secret.SourceStatic, opts.StaticSecrets)
+	c.convertSecrets("secrets", secret.SourceADS, opts.ADSSecrets)
+	s := &Snapshot{Routes: make(map[string]*router.Config, len(routes)), Secrets: c.store()}
 	listenerAt := map[string]string{}
 	for i, l := range listeners {
 		p := resource.Index("listeners", i)
@@ -152,37 +184,53 @@ func BuildResources(opts Options, listeners []*listenerv3.Listener, routes []*ro
 	if err := c.err(); err != nil {
 		return nil, err
 	}
+	s.ADSSecretNames = sortedNames(c.adsSecrets)
+	for k, sec := range c.pendingSecrets {
+		c.store().Set(k, sec)
+	}
 	return s, nil
 }
 
 // ConvertListener converts one Listener that passed resource.Validate.
-// Error paths are relative to the listener.
+// Error paths are relative to the listener. Its TLS contexts read a
+// scratch secret store: static secrets are not looked up.
 func ConvertListener(l *listenerv3.Listener) (Listener, error) {
-	c := &converter{}
+	c := newConverter(Options{})
 	out := c.listener("", l)
 	return out, c.err()
 }
 
 // ConvertRoute converts one RouteConfiguration that passed resource.Validate.
 func ConvertRoute(r *routev3.RouteConfiguration) (*router.Config, error) {
-	c := &converter{}
+	c := newConverter(Options{})
 	out := c.route("", r)
 	return out, c.err()
 }
 
-// ConvertCluster converts one Cluster that passed resource.Validate.
+// ConvertCluster converts one Cluster that passed resource.Validate, like
+// ConvertListener.
 func ConvertCluster(cl *clusterv3.Cluster) (cluster.Config, error) {
-	c := &converter{}
+	c := newConverter(Options{})
 	out := c.cluster("", cl)
 	return out, c.err()
 }
 
 // converter gathers every problem of a conversion with its path, and the
-// references to check once everything is converted.
+// references to check once everything is converted. Its zero value
+// converts with a scratch secret store.
 type converter struct {
 	errs        []resource.FieldError
 	clusterRefs []reference
 	routeRefs   []reference
+
+	secretStore    *secret.Store                 // nil until needed: store()
+	checkStatic    bool                          // static secret references must resolve
+	pendingSecrets map[secret.Key]*secret.Secret // converted, in force once the build succeeds
+	adsSecrets     map[string]bool               // names of the secrets expected over ADS
+}
+
+func newConverter(o Options) *converter {
+	return &converter{secretStore: o.Secrets}
 }
 
 type reference struct{ path, name string }

@@ -47,6 +47,9 @@ func (c *converter) cluster(p string, cl *clusterv3.Cluster) cluster.Config {
 	if cl.GetEdsClusterConfig() != nil && out.Discovery != cluster.EDS {
 		c.fail(resource.Join(p, "eds_cluster_config"), "is only for clusters of type EDS")
 	}
+	if cl.GetEdsClusterConfig().GetEdsConfig().GetPathConfigSource() != nil {
+		c.fail(resource.Join(p, "eds_cluster_config.eds_config.path_config_source"), "is not supported: endpoints come over ads")
+	}
 	switch cl.GetDnsLookupFamily() {
 	case clusterv3.Cluster_V4_ONLY:
 		out.DNSFamily = cluster.DNSV4Only

@@ -218,6 +218,9 @@ func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) 
 		h.Routes = c.route(resource.Join(p, "route_config"), m.GetRouteConfig())
 	case m.GetRds() != nil:
 		h.RDSName = m.GetRds().GetRouteConfigName()
+		if m.GetRds().GetConfigSource().GetPathConfigSource() != nil {
+			c.fail(resource.Join(p, "rds.config_source.path_config_source"), "is not supported: routes come over ads")
+		}
 		c.routeRefs = append(c.routeRefs, reference{path: resource.Join(p, "rds.route_config_name"), name: h.RDSName})
 	default:
 		c.fail(p, "route_config or rds is required")

@@ -1,5 +1,5 @@
 // Package snapshot converts validated Envoy resources (Listener,
-// RouteConfiguration, Cluster) into the plain configs of the building blocks
+// RouteConfiguration, Cluster, Secret) into the plain configs of the building blocks
 // and bundles them into one immutable Snapshot that the server swaps in
 // atomically. It is the only package under proxy/ besides proxy/bootstrap
 // that sees Envoy protos.
@@ -11,6 +11,7 @@ import (
 	"github.com/outrigger-mesh/outrigger/proxy/hcm"
 	"github.com/outrigger-mesh/outrigger/proxy/listener"
 	"github.com/outrigger-mesh/outrigger/proxy/router"
+	"github.com/outrigger-mesh/outrigger/proxy/secret"
 )
 
 // Snapshot is one complete, consistent configuration.
@@ -21,6 +22,12 @@ type Snapshot struct {
 	// their hcm.Config.
 	Routes   map[string]*router.Config
 	Clusters []cluster.Config
+	// Secrets is the store the TLS contexts of the listeners and clusters
+	// read their SDS secrets from, per handshake.
+	Secrets *secret.Store
+	// ADSSecretNames are the secrets the listeners and clusters expect
+	// over ADS (sds_config.ads), sorted.
+	ADSSecretNames []string
 }
 
 // Listener is a listener.Config whose chains' Handler fields are still nil,

@@ -8,12 +8,13 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 )
 
 // assemble builds the set Apply gets from the accepted state: every listener
-// and cluster, and the routes and assignments they need (empty ones for
-// names given up on), sorted by name.
+// and cluster, and the routes, assignments and secrets they need (empty
+// ones for names given up on), sorted by name.
 func (c *Client) assemble() *Resources {
 	res := &Resources{Versions: make(map[string]string)}
 	for _, st := range c.types {
@@ -43,6 +44,14 @@ func (c *Client) assemble() *Resources {
 			res.Endpoints = append(res.Endpoints, &endpointv3.ClusterLoadAssignment{ClusterName: name})
 		}
 	}
+	secrets := c.types[kindSecret]
+	for _, name := range slices.Sorted(maps.Keys(secrets.wanted)) {
+		if e, ok := secrets.entries[name]; ok {
+			res.Secrets = append(res.Secrets, e.msg.(*tlsv3.Secret))
+		} else {
+			res.Secrets = append(res.Secrets, &tlsv3.Secret{Name: name})
+		}
+	}
 	return res
 }
 
@@ -51,7 +60,8 @@ func (c *Client) assemble() *Resources {
 // the proxy (Status reports it).
 func sameResources(a, b *Resources) bool {
 	return sameList(a.Listeners, b.Listeners) && sameList(a.Routes, b.Routes) &&
-		sameList(a.Clusters, b.Clusters) && sameList(a.Endpoints, b.Endpoints)
+		sameList(a.Clusters, b.Clusters) && sameList(a.Endpoints, b.Endpoints) &&
+		sameList(a.Secrets, b.Secrets)
 }
 
 func sameList[M proto.Message](a, b []M) bool {

@@ -3,14 +3,16 @@
 // and EDS names derived from what arrives, ACK/NACK with error detail,
 // warming, initial_fetch_timeout and reconnection with jittered backoff.
 // The last accepted set stays in force through a dropped stream or a NACK.
+// Secrets (SDS) are subscribed by name like routes and assignments: the
+// ones that listeners and clusters reference with sds_config.ads.
 //
 // One goroutine (Run's) owns all state: it reads events from the stream's
 // receiving goroutine, sends requests, checks and stores resources, and
 // calls the Target. Warming is all-or-nothing: Apply sees a set only once
 // every RDS route its listeners name and every EDS assignment its clusters
 // name has arrived, or has been given up on after InitialFetchTimeout (then
-// it is present but empty). While a new resource warms, the set in force
-// stays the one Apply last accepted.
+// it is present but empty); likewise every secret they reference. While a
+// new resource warms, the set in force stays the one Apply last accepted.
 package client
 
 import (
@@ -27,23 +29,28 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
 // Resources is one complete, warmed set of dynamic resources, each list
-// sorted by name, with the version_info last accepted per type URL. A route
-// or assignment that was given up on (initial fetch timeout) or that the
-// server removed while still referenced is present and empty: a
-// RouteConfiguration with only its name, a ClusterLoadAssignment with only
-// its cluster_name. The messages are shared with the client: do not modify.
+// sorted by name, with the version_info last accepted per type URL. A
+// route, assignment or secret that was given up on (initial fetch timeout)
+// or that the server removed while still referenced is present and empty:
+// a RouteConfiguration with only its name, a ClusterLoadAssignment with
+// only its cluster_name, a Secret with only its name. The messages are
+// shared with the client: do not modify.
 type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
-	Versions  map[string]string
+	// Secrets are the SDS secrets the listeners and clusters (and
+	// Config.StaticSecrets) reference with sds_config.ads.
+	Secrets  []*tlsv3.Secret
+	Versions map[string]string
 }
 
 // Target is what the client drives (the proxy).
@@ -72,6 +79,9 @@ type Config struct {
 	// StaticEndpoints are EDS names (service_name, else cluster name)
 	// referenced by static EDS clusters.
 	StaticEndpoints []string
+	// StaticSecrets are SDS secret names that static listeners and
+	// clusters expect over ADS.
+	StaticSecrets []string
 	// InitialFetchTimeout bounds warming per resource (Envoy's default 15 s);
 	// a resource still missing then is treated as empty. 0 means the default;
 	// a negative value waits forever (Envoy's 0s).
@@ -160,8 +170,8 @@ func (c *Config) validate(t Target) error {
 		return errors.New("xds client: no gRPC connection")
 	case c.Node == nil || c.Node.GetId() == "":
 		return errors.New("xds client: node id is required")
-	case !c.LDS && !c.CDS && len(c.StaticRoutes) == 0 && len(c.StaticEndpoints) == 0:
-		return errors.New("xds client: nothing to subscribe to (no LDS, CDS, static routes or endpoints)")
+	case !c.LDS && !c.CDS && len(c.StaticRoutes) == 0 && len(c.StaticEndpoints) == 0 && len(c.StaticSecrets) == 0:
+		return errors.New("xds client: nothing to subscribe to (no LDS, CDS, static routes, endpoints or secrets)")
 	case c.BackoffBase < 0 || c.BackoffMax < 0:
 		return fmt.Errorf("xds client: negative backoff (base %s, max %s)", c.BackoffBase, c.BackoffMax)
 	case c.BackoffBase > c.BackoffMax:
@@ -175,6 +185,11 @@ func (c *Config) validate(t Target) error {
 	for _, n := range c.StaticEndpoints {
 		if n == "" {
 			return errors.New("xds client: empty static endpoints name")
+		}
+	}
+	for _, n := range c.StaticSecrets {
+		if n == "" {
+			return errors.New("xds client: empty static secret name")
 		}
 	}
 	return nil

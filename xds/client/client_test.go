@@ -482,6 +482,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "base above max", mutate: func(c *client.Config) { c.BackoffBase = time.Minute }, want: "exceeds max"},
 		{name: "empty static route", mutate: func(c *client.Config) { c.StaticRoutes = []string{""} }, want: "empty static route"},
 		{name: "empty static endpoints", mutate: func(c *client.Config) { c.StaticEndpoints = []string{""} }, want: "empty static endpoints"},
+		{name: "empty static secret", mutate: func(c *client.Config) { c.StaticSecrets = []string{""} }, want: "empty static secret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	quicv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/quic/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -84,6 +86,8 @@ func decodeBody(k kind, a *anypb.Any) (*entry, string, error) {
 		m = new(clusterv3.Cluster)
 	case kindEndpoint:
 		m = new(endpointv3.ClusterLoadAssignment)
+	case kindSecret:
+		m = new(tlsv3.Secret)
 	}
 	if err := anypb.UnmarshalTo(a, m, proto.UnmarshalOptions{}); err != nil {
 		return nil, "", fmt.Errorf("decode %s: %w", kindNoun[k], err)
@@ -97,8 +101,12 @@ func decodeBody(k kind, a *anypb.Any) (*entry, string, error) {
 	switch r := m.(type) {
 	case *listenerv3.Listener:
 		e.refs, err = listenerRoutes(r)
+		if err == nil {
+			e.secrets, err = listenerSecrets(r)
+		}
 	case *clusterv3.Cluster:
 		e.refs = clusterEndpoints(r)
+		e.secrets, err = clusterSecrets(r)
 	}
 	if err != nil {
 		return nil, name, fmt.Errorf("%s %q: %w", kindNoun[k], name, err)
@@ -116,6 +124,8 @@ func nameOf(m proto.Message) string {
 		return r.GetName()
 	case *endpointv3.ClusterLoadAssignment:
 		return r.GetClusterName()
+	case *tlsv3.Secret:
+		return r.GetName()
 	}
 	return ""
 }
@@ -196,4 +206,89 @@ func joinErrors(errs []error) string {
 		b.WriteString(err.Error())
 	}
 	return b.String()
+}
+
+// listenerSecrets returns the names of the SDS secrets the listener's TLS
+// contexts (filter chains, default chain; TLS or QUIC) expect over ADS,
+// sorted.
+func listenerSecrets(l *listenerv3.Listener) ([]string, error) {
+	var names []string
+	chain := func(path string, fc *listenerv3.FilterChain) error {
+		a := fc.GetTransportSocket().GetTypedConfig()
+		if a == nil {
+			return nil
+		}
+		var common *tlsv3.CommonTlsContext
+		switch {
+		case a.MessageIs((*tlsv3.DownstreamTlsContext)(nil)):
+			d := new(tlsv3.DownstreamTlsContext)
+			if err := anypb.UnmarshalTo(a, d, proto.UnmarshalOptions{}); err != nil {
+				return fmt.Errorf("%s.transport_socket: decode DownstreamTlsContext: %w", path, err)
+			}
+			common = d.GetCommonTlsContext()
+		case a.MessageIs((*quicv3.QuicDownstreamTransport)(nil)):
+			q := new(quicv3.QuicDownstreamTransport)
+			if err := anypb.UnmarshalTo(a, q, proto.UnmarshalOptions{}); err != nil {
+				return fmt.Errorf("%s.transport_socket: decode QuicDownstreamTransport: %w", path, err)
+			}
+			common = q.GetDownstreamTlsContext().GetCommonTlsContext()
+		}
+		names = adsSecretNames(common, names)
+		return nil
+	}
+	for i, fc := range l.GetFilterChains() {
+		if err := chain(fmt.Sprintf("filter_chains[%d]", i), fc); err != nil {
+			return nil, err
+		}
+	}
+	if fc := l.GetDefaultFilterChain(); fc != nil {
+		if err := chain("default_filter_chain", fc); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+// clusterSecrets returns the names of the SDS secrets the cluster's TLS
+// context (TLS or QUIC) expects over ADS, sorted.
+func clusterSecrets(c *clusterv3.Cluster) ([]string, error) {
+	a := c.GetTransportSocket().GetTypedConfig()
+	if a == nil {
+		return nil, nil
+	}
+	var common *tlsv3.CommonTlsContext
+	switch {
+	case a.MessageIs((*tlsv3.UpstreamTlsContext)(nil)):
+		u := new(tlsv3.UpstreamTlsContext)
+		if err := anypb.UnmarshalTo(a, u, proto.UnmarshalOptions{}); err != nil {
+			return nil, fmt.Errorf("transport_socket: decode UpstreamTlsContext: %w", err)
+		}
+		common = u.GetCommonTlsContext()
+	case a.MessageIs((*quicv3.QuicUpstreamTransport)(nil)):
+		q := new(quicv3.QuicUpstreamTransport)
+		if err := anypb.UnmarshalTo(a, q, proto.UnmarshalOptions{}); err != nil {
+			return nil, fmt.Errorf("transport_socket: decode QuicUpstreamTransport: %w", err)
+		}
+		common = q.GetUpstreamTlsContext().GetCommonTlsContext()
+	}
+	names := adsSecretNames(common, nil)
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+// adsSecretNames appends the names of common's SDS references whose
+// sds_config is ads.
+func adsSecretNames(common *tlsv3.CommonTlsContext, names []string) []string {
+	add := func(ref *tlsv3.SdsSecretConfig) {
+		if ref.GetSdsConfig().GetAds() != nil && ref.GetName() != "" {
+			names = append(names, ref.GetName())
+		}
+	}
+	for _, ref := range common.GetTlsCertificateSdsSecretConfigs() {
+		add(ref)
+	}
+	add(common.GetValidationContextSdsSecretConfig())
+	add(common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig())
+	return names
 }

@@ -254,9 +254,9 @@ func TestSotwResponsesByHand(t *testing.T) {
 			wantNack: `listener "L1": default_filter_chain.filters[0].typed_config: decode http_connection_manager`,
 		},
 		{
-			name: "unknown type", typeURL: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+			name: "unknown type", typeURL: "type.googleapis.com/envoy.service.runtime.v3.Runtime",
 			resources: func(t *testing.T) []*anypb.Any { return nil },
-			wantNack:  `type "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret" is not subscribed`,
+			wantNack:  `type "type.googleapis.com/envoy.service.runtime.v3.Runtime" is not subscribed`,
 		},
 		{
 			name: "known type not subscribed", typeURL: resource.ClusterType,

@@ -9,8 +9,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// kind is one of the four resource types, in the order Envoy subscribes:
-// clusters and their endpoints before listeners and their routes.
+// kind is one of the five resource types, in the order Envoy subscribes:
+// clusters and their endpoints before listeners and their routes, then
+// the secrets both reference.
 type kind int
 
 const (
@@ -18,6 +19,7 @@ const (
 	kindEndpoint
 	kindListener
 	kindRoute
+	kindSecret
 	numKinds
 )
 
@@ -26,6 +28,7 @@ var kindURL = [numKinds]string{
 	kindEndpoint: resource.EndpointType,
 	kindListener: resource.ListenerType,
 	kindRoute:    resource.RouteType,
+	kindSecret:   resource.SecretType,
 }
 
 var kindNoun = [numKinds]string{
@@ -33,7 +36,12 @@ var kindNoun = [numKinds]string{
 	kindEndpoint: "cluster load assignment",
 	kindListener: "listener",
 	kindRoute:    "route configuration",
+	kindSecret:   "secret",
 }
+
+// derived are the non-wildcard kinds, whose names come from what the
+// others reference.
+var derived = []kind{kindRoute, kindEndpoint, kindSecret}
 
 func kindOf(typeURL string) (kind, bool) {
 	for k, u := range kindURL {
@@ -49,6 +57,7 @@ type entry struct {
 	msg     proto.Message
 	version string   // delta's per-resource version
 	refs    []string // listener: RDS names; cluster: its EDS name
+	secrets []string // listener, cluster: the SDS secrets it expects over ADS
 }
 
 // want is the warming state of one name a non-wildcard type needs.
@@ -111,6 +120,8 @@ func newTypeState(k kind, cfg *Config) *typeState {
 		st.enabled = cfg.LDS || len(cfg.StaticRoutes) > 0
 	case kindEndpoint:
 		st.enabled = cfg.CDS || len(cfg.StaticEndpoints) > 0
+	case kindSecret:
+		st.enabled = cfg.LDS || cfg.CDS || len(cfg.StaticSecrets) > 0
 	}
 	return st
 }
@@ -228,6 +239,18 @@ func (c *Client) wantedNames(k kind) map[string]bool {
 		static, from = c.cfg.StaticRoutes, c.types[kindListener]
 	case kindEndpoint:
 		static, from = c.cfg.StaticEndpoints, c.types[kindCluster]
+	case kindSecret:
+		for _, n := range c.cfg.StaticSecrets {
+			names[n] = true
+		}
+		for _, from := range []*typeState{c.types[kindListener], c.types[kindCluster]} {
+			for _, e := range from.entries {
+				for _, n := range e.secrets {
+					names[n] = true
+				}
+			}
+		}
+		return names
 	default:
 		return names
 	}
@@ -242,11 +265,11 @@ func (c *Client) wantedNames(k kind) map[string]bool {
 	return names
 }
 
-// refreshWanted recomputes the names RDS and EDS need: new ones start
-// warming at now, ones no longer needed are forgotten (their resources are
-// dropped by pruneAndSubscribe).
+// refreshWanted recomputes the names RDS, EDS and SDS need: new ones
+// start warming at now, ones no longer needed are forgotten (their
+// resources are dropped by pruneAndSubscribe).
 func (c *Client) refreshWanted(now time.Time) {
-	for _, k := range []kind{kindRoute, kindEndpoint} {
+	for _, k := range derived {
 		st := c.types[k]
 		names := c.wantedNames(k)
 		for n := range names {
@@ -263,9 +286,9 @@ func (c *Client) refreshWanted(now time.Time) {
 }
 
 // pruneAndSubscribe drops resources no longer needed and tells the server
-// about changed RDS/EDS names.
+// about changed RDS/EDS/SDS names.
 func (c *Client) pruneAndSubscribe(now time.Time) {
-	for _, k := range []kind{kindEndpoint, kindRoute} {
+	for _, k := range []kind{kindEndpoint, kindRoute, kindSecret} {
 		st := c.types[k]
 		for n := range st.entries {
 			if _, ok := st.wanted[n]; !ok {
@@ -311,6 +334,6 @@ func (c *Client) maybeApply() error {
 	}
 	c.last = res
 	c.log.Info("applied", "listeners", len(res.Listeners), "routes", len(res.Routes),
-		"clusters", len(res.Clusters), "endpoints", len(res.Endpoints))
+		"clusters", len(res.Clusters), "endpoints", len(res.Endpoints), "secrets", len(res.Secrets))
 	return nil
 }

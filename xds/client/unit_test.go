@@ -9,6 +9,12 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	quicv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/quic/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 func TestBackoffIsFullJitterBounded(t *testing.T) {
@@ -120,5 +126,67 @@ func TestNegativeInitialFetchTimeoutWaitsForever(t *testing.T) {
 	}
 	if c.complete() {
 		t.Fatal("complete without listeners and C1's assignment")
+	}
+}
+
+func TestSecretNamesDecodeErrors(t *testing.T) {
+	broken := func(typeURL string) *corev3.TransportSocket {
+		return &corev3.TransportSocket{ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: &anypb.Any{TypeUrl: typeURL, Value: []byte{0xff}}}}
+	}
+	const tlsPrefix = "type.googleapis.com/envoy.extensions.transport_sockets."
+	for _, tt := range []struct {
+		name, want string
+		err        func() error
+	}{
+		{"downstream TLS", "filter_chains[0].transport_socket: decode DownstreamTlsContext", func() error {
+			_, err := listenerSecrets(&listenerv3.Listener{FilterChains: []*listenerv3.FilterChain{{TransportSocket: broken(tlsPrefix + "tls.v3.DownstreamTlsContext")}}})
+			return err
+		}},
+		{"downstream QUIC in the default chain", "default_filter_chain.transport_socket: decode QuicDownstreamTransport", func() error {
+			_, err := listenerSecrets(&listenerv3.Listener{DefaultFilterChain: &listenerv3.FilterChain{TransportSocket: broken(tlsPrefix + "quic.v3.QuicDownstreamTransport")}})
+			return err
+		}},
+		{"upstream TLS", "transport_socket: decode UpstreamTlsContext", func() error {
+			_, err := clusterSecrets(&clusterv3.Cluster{TransportSocket: broken(tlsPrefix + "tls.v3.UpstreamTlsContext")})
+			return err
+		}},
+		{"upstream QUIC", "transport_socket: decode QuicUpstreamTransport", func() error {
+			_, err := clusterSecrets(&clusterv3.Cluster{TransportSocket: broken(tlsPrefix + "quic.v3.QuicUpstreamTransport")})
+			return err
+		}},
+	} {
+		if err := tt.err(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	// Through decodeBody, the listener is named.
+	l := &listenerv3.Listener{Name: "L", FilterChains: []*listenerv3.FilterChain{{TransportSocket: broken(tlsPrefix + "tls.v3.DownstreamTlsContext")}}}
+	a, _ := anypb.New(l)
+	if _, _, err := decodeBody(kindListener, a); err == nil || !strings.Contains(err.Error(), `listener "L": filter_chains[0]`) {
+		t.Errorf("decodeBody: %v", err)
+	}
+	c := &clusterv3.Cluster{Name: "C", TransportSocket: broken(tlsPrefix + "tls.v3.UpstreamTlsContext")}
+	a, _ = anypb.New(c)
+	if _, _, err := decodeBody(kindCluster, a); err == nil || !strings.Contains(err.Error(), `cluster "C": transport_socket`) {
+		t.Errorf("decodeBody: %v", err)
+	}
+}
+
+func TestSecretNamesOfQUIC(t *testing.T) {
+	common := &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{
+		{Name: "q", SdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}},
+		{Name: "file", SdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{PathConfigSource: &corev3.PathConfigSource{Path: "/x"}}}},
+	}}
+	ts := func(m proto.Message) *corev3.TransportSocket {
+		a, _ := anypb.New(m)
+		return &corev3.TransportSocket{ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
+	}
+	l := &listenerv3.Listener{FilterChains: []*listenerv3.FilterChain{{TransportSocket: ts(&quicv3.QuicDownstreamTransport{DownstreamTlsContext: &tlsv3.DownstreamTlsContext{CommonTlsContext: common}})}}}
+	if got, err := listenerSecrets(l); err != nil || strings.Join(got, ",") != "q" {
+		t.Errorf("QUIC listener: %v, %v", got, err)
+	}
+	c := &clusterv3.Cluster{TransportSocket: ts(&quicv3.QuicUpstreamTransport{UpstreamTlsContext: &tlsv3.UpstreamTlsContext{CommonTlsContext: common}})}
+	if got, err := clusterSecrets(c); err != nil || strings.Join(got, ",") != "q" {
+		t.Errorf("QUIC cluster: %v, %v", got, err)
 	}
 }

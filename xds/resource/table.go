@@ -265,7 +265,7 @@ var coreMessages = []Message{
 		"stat_prefix":                     ignored,
 		"rds":                             supported,
 		"route_config":                    supported,
-		"http_filters":                    note(supported, "envoy.filters.http.fault (any number), then envoy.filters.http.router, last"),
+		"http_filters":                    note(supported, "the HTTP filters listed under typed extensions (any number, any order), then envoy.filters.http.router, last"),
 		"common_http_protocol_options":    supported,
 		"http_protocol_options":           supported,
 		"http2_protocol_options":          supported,

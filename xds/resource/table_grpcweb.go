@@ -16,9 +16,6 @@ var (
 		{"envoy.filters.http.grpc_web", GRPCWeb, "HttpConnectionManager http_filters[].typed_config (before the router; no settings; see docs/grpc-web.md)"},
 	}
 	grpcWebMessages = []Message{
-		{"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", map[string]Field{
-			"http_filters": note(supported, "envoy.filters.http.fault and envoy.filters.http.grpc_web (any number, any order), then envoy.filters.http.router, last"),
-		}},
 		{"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", map[string]Field{
 			"typed_config": anyOf(RouterFilter, HTTPFault, GRPCWeb),
 		}},
