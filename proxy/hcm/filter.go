@@ -25,6 +25,12 @@ type HTTPFilter interface {
 	Decode(w http.ResponseWriter, r *http.Request, in *FilterInput) Verdict
 }
 
+// ClusterUser is an HTTPFilter that sends requests of its own through
+// clusters (jwt_authn fetches remote JWKS): New hands it Deps.Clusters.
+type ClusterUser interface {
+	UseClusters(Clusters)
+}
+
 // FilterInput is what an HTTPFilter learns about a request besides the
 // request itself.
 type FilterInput struct {

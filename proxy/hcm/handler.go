@@ -105,6 +105,9 @@ func New(cfg Config, table *router.Table, deps Deps) *Handler {
 			h.faults = append(h.faults, ff)
 			h.steps = append(h.steps, step{fault: ff})
 		case f.HTTP != nil:
+			if u, ok := f.HTTP.(ClusterUser); ok && deps.Clusters != nil {
+				u.UseClusters(deps.Clusters)
+			}
 			h.steps = append(h.steps, step{http: f.HTTP})
 		case f.GRPCWeb && h.webAt < 0:
 			h.webAt = len(h.steps)
