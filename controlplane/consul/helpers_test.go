@@ -143,7 +143,13 @@ func (r *recorder) last() *model.Mesh {
 // waitLimit.
 func (r *recorder) waitFor(desc string, cond func(*model.Mesh) bool) *model.Mesh {
 	r.t.Helper()
-	deadline := time.NewTimer(waitLimit)
+	return r.waitWithin(waitLimit, desc, cond)
+}
+
+// waitWithin is waitFor with its own limit.
+func (r *recorder) waitWithin(limit time.Duration, desc string, cond func(*model.Mesh) bool) *model.Mesh {
+	r.t.Helper()
+	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	for {
 		if m := r.last(); m != nil && cond(m) {
@@ -152,7 +158,7 @@ func (r *recorder) waitFor(desc string, cond func(*model.Mesh) bool) *model.Mesh
 		select {
 		case <-r.wake:
 		case <-deadline.C:
-			r.t.Fatalf("no published mesh %s within %v; last: %s", desc, waitLimit, describe(r.last()))
+			r.t.Fatalf("no published mesh %s within %v; last: %s", desc, limit, describe(r.last()))
 		}
 	}
 }

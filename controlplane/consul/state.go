@@ -23,12 +23,17 @@ type state struct {
 
 	maxIndex        uint64
 	datacenter      string
+	defaultAllow    bool
 	trustDomain     string
+	roots           *api.CARootList
+	rootsIndex      uint64
 	servicesFetched bool
 	names           map[string]*nameState
 	// entries by kind, then name.
 	entries map[string]map[string]api.ConfigEntry
 	subsets map[subsetKey]*subsetState
+	// leaves by service name: one per service with a sidecar proxy.
+	leaves map[string]*leafState
 }
 
 // nameState is one catalog service name.
@@ -82,6 +87,7 @@ func newState() state {
 		names:   map[string]*nameState{},
 		entries: map[string]map[string]api.ConfigEntry{},
 		subsets: map[subsetKey]*subsetState{},
+		leaves:  map[string]*leafState{},
 	}
 }
 
@@ -100,13 +106,9 @@ func (s *state) pendingNames() []string {
 // startTopLevel starts the watches that exist whatever Consul holds.
 // Callers hold w.mu.
 func (w *Watcher) startTopLevel() {
-	startWatch(w, &watch{name: "agent/self", once: true}, w.fetchDatacenter, func(dc string) bool {
-		changed := w.st.datacenter != dc
-		w.st.datacenter = dc
-		return changed
-	})
+	startWatch(w, &watch{name: "agent/self", once: true}, w.fetchSelf, w.applySelf)
 	startWatch(w, &watch{name: "catalog/services", backbone: true}, w.client.Catalog().Services, w.applyServices)
-	for _, kind := range append(slices.Clone(serviceEntryKinds), api.ProxyDefaults) {
+	for _, kind := range append(slices.Clone(serviceEntryKinds), api.ProxyDefaults, api.ServiceIntentions) {
 		fetch := func(q *api.QueryOptions) ([]api.ConfigEntry, *api.QueryMeta, error) {
 			return w.client.ConfigEntries().List(kind, q)
 		}
@@ -114,24 +116,7 @@ func (w *Watcher) startTopLevel() {
 			return w.applyEntries(kind, list)
 		})
 	}
-	startWatch(w, &watch{name: "connect/ca/roots"}, w.client.Connect().CARoots, func(roots *api.CARootList) bool {
-		td := ""
-		if roots != nil {
-			td = roots.TrustDomain
-		}
-		changed := w.st.trustDomain != td
-		w.st.trustDomain = td
-		return changed
-	})
-}
-
-// fetchDatacenter reads the agent's datacenter from /v1/agent/self (what
-// Agent().Self() reads, but with the query's context so it can be
-// cancelled).
-func (w *Watcher) fetchDatacenter(q *api.QueryOptions) (string, *api.QueryMeta, error) {
-	var self struct{ Config struct{ Datacenter string } }
-	meta, err := w.client.Raw().Query("/v1/agent/self", &self, (&api.QueryOptions{}).WithContext(q.Context()))
-	return self.Config.Datacenter, meta, err
+	startWatch(w, &watch{name: "agent/connect/ca/roots"}, w.fetchRoots, w.applyRoots)
 }
 
 // applyServices starts a watch for each new name and stops those of names
@@ -160,6 +145,9 @@ func (w *Watcher) applyServices(names map[string][]string) bool {
 		delete(w.st.names, name)
 		changed = true
 	}
+	if w.reconcileLeaves() {
+		changed = true
+	}
 	return changed
 }
 
@@ -183,6 +171,9 @@ func (w *Watcher) applyCatalog(name string, ns *nameState, entries []*catalogEnt
 		w.stopWatch(ns.health)
 		w.stopWatch(ns.connect)
 		ns.health, ns.connect, ns.instances, ns.sidecars = nil, nil, nil, nil
+		changed = true
+	}
+	if w.reconcileLeaves() {
 		changed = true
 	}
 	return changed
@@ -271,11 +262,26 @@ func (w *Watcher) reconcileSubsets() {
 // mutated. Callers hold w.mu.
 func (s *state) build() *model.Mesh {
 	m := &model.Mesh{
-		Index:       s.maxIndex,
-		Datacenter:  s.datacenter,
-		TrustDomain: s.trustDomain,
-		Proxies:     map[string]*api.CatalogService{},
-		Services:    map[string]*model.Service{},
+		Index:                 s.maxIndex,
+		Datacenter:            s.datacenter,
+		TrustDomain:           s.trustDomain,
+		Proxies:               map[string]*api.CatalogService{},
+		Services:              map[string]*model.Service{},
+		Roots:                 s.roots,
+		RootsIndex:            s.rootsIndex,
+		Leaves:                map[string]*api.LeafCert{},
+		Intentions:            map[string]*api.ServiceIntentionsConfigEntry{},
+		IntentionDefaultAllow: s.defaultAllow,
+	}
+	for service, ls := range s.leaves {
+		if ls.cert != nil {
+			m.Leaves[service] = ls.cert
+		}
+	}
+	for name, e := range s.entries[api.ServiceIntentions] {
+		if e, ok := e.(*api.ServiceIntentionsConfigEntry); ok {
+			m.Intentions[name] = e
+		}
 	}
 	// Names in order, entries by node: when two nodes register a proxy
 	// with the same ID, the first node's wins, deterministically.

@@ -3,7 +3,11 @@ package consul
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -362,5 +366,68 @@ func TestWarnsOnceAboutManyConnections(t *testing.T) {
 	}
 	if n := logs.count("many concurrent blocking queries"); n != 1 {
 		t.Errorf("connection warning logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+func TestLeafApplyKeepsGoodCertificate(t *testing.T) {
+	ls := &leafState{}
+	good := &api.LeafCert{SerialNumber: "1", CertPEM: "cert", PrivateKeyPEM: "key"}
+	if !ls.apply(good) || ls.cert != good {
+		t.Fatal("first certificate not stored")
+	}
+	for _, bad := range []*api.LeafCert{nil, {SerialNumber: "2"}, {SerialNumber: "3", CertPEM: "cert"}, {SerialNumber: "4", PrivateKeyPEM: "key"}} {
+		if ls.apply(bad) || ls.cert != good {
+			t.Errorf("answer %+v replaced the good certificate", bad)
+		}
+	}
+	if ls.apply(&api.LeafCert{SerialNumber: "1", CertPEM: "cert", PrivateKeyPEM: "key"}) {
+		t.Error("an equal certificate counted as a change")
+	}
+	if !ls.apply(&api.LeafCert{SerialNumber: "5", CertPEM: "cert2", PrivateKeyPEM: "key2"}) || ls.cert.SerialNumber != "5" {
+		t.Error("a renewed certificate was not stored")
+	}
+}
+
+// TestAgentSelfDefaultPolicy reads the ACL default policy the way a
+// Consul agent with ACLs on reports it (the dev agent of the integration
+// tests only has "allow"), and warns when it cannot.
+func TestAgentSelfDefaultPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		allow      bool
+		warns      bool
+	}{
+		{"allow", `{"Config":{"Datacenter":"dc9"},"DebugConfig":{"ACLResolverSettings":{"ACLDefaultPolicy":"allow"}}}`, true, false},
+		{"deny", `{"Config":{"Datacenter":"dc9"},"DebugConfig":{"ACLResolverSettings":{"ACLDefaultPolicy":"deny"}}}`, false, false},
+		{"missing", `{"Config":{"Datacenter":"dc9"}}`, false, true},
+		{"unknown", `{"Config":{"Datacenter":"dc9"},"DebugConfig":{"ACLResolverSettings":{"ACLDefaultPolicy":"extend-cache"}}}`, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/v1/agent/self" {
+					http.NotFound(w, r)
+					return
+				}
+				_, _ = io.WriteString(w, tc.body)
+			}))
+			defer srv.Close()
+			c, _ := newClient(t, strings.TrimPrefix(srv.URL, "http://"))
+			log, logs := newTestLogger(t)
+			w := NewWatcher(c, testOptions(log))
+			self, _, err := w.fetchSelf((&api.QueryOptions{}).WithContext(context.Background()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.mu.Lock()
+			changed := w.applySelf(self)
+			st := w.st
+			w.mu.Unlock()
+			if !changed || st.datacenter != "dc9" || st.defaultAllow != tc.allow {
+				t.Errorf("changed %v, datacenter %q, default allow %v; want dc9 and %v", changed, st.datacenter, st.defaultAllow, tc.allow)
+			}
+			if warned := logs.count("cannot read the agent's ACL default policy") == 1; warned != tc.warns {
+				t.Errorf("warned %v, want %v:\n%s", warned, tc.warns, logs.String())
+			}
+		})
 	}
 }

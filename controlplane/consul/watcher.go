@@ -5,7 +5,8 @@
 //
 // Watches, and what they fill in the Mesh:
 //
-//	agent/self (once)                    Datacenter
+//	agent/self (once)                    Datacenter; IntentionDefaultAllow from
+//	                                     DebugConfig.ACLResolverSettings.ACLDefaultPolicy
 //	catalog/services                     the set of names; one catalog/service/<name> watch per name
 //	catalog/service/<name>               Proxies (connect-proxy entries, by service ID); non-proxy names
 //	                                     get the two health watches below
@@ -14,8 +15,19 @@
 //	config/<kind> for service-defaults, service-router, service-splitter, service-resolver
 //	                                     Services[name].Defaults/Router/Splitter/Resolver
 //	config/proxy-defaults                ProxyDefaults (the "global" entry)
+//	config/service-intentions            Intentions, by destination name
 //	health/connect/<name>?passing&filter one per service-resolver subset with a Filter: Services[name].Subsets
-//	connect/ca/roots                     TrustDomain
+//	agent/connect/ca/roots               Roots, RootsIndex, TrustDomain
+//	agent/connect/ca/leaf/<service>      one per service with a registered sidecar proxy: Leaves[service]
+//
+// The Connect CA watches go through the local agent, which caches roots and
+// leaves and re-signs leaves itself (before expiry, and after a roots change
+// within a random spread of up to 30 s): a blocking query answers as soon as
+// it has a new one, so a rotation reaches the Mesh within the debounce. A
+// failed query keeps the last certificate; a leaf is dropped only when its
+// service has no sidecar proxy left. With ACLs on, the watcher's token
+// needs agent:read (agent/self) and service:write on every service with a
+// sidecar (a leaf is the service's identity).
 //
 // A name that only has config entries (a virtual service reached through a
 // router, splitter or resolver redirect) still gets a Services entry, with
@@ -23,10 +35,11 @@
 // connect-native services are ordinary (non-proxy) names here.
 //
 // Every watch is one goroutine holding one HTTP connection for its blocking
-// query: 8 + 1 per name + 2 per non-proxy service + 1 per filtered subset.
+// query: 9 + 1 per name + 2 per non-proxy service + 1 per filtered subset +
+// 1 per service with a sidecar.
 // Consul refuses connections from one address beyond its
 // limits.http_max_conns_per_client (200 by default), so a mesh of more than
-// about 60 services needs that limit raised; the watcher warns when it gets
+// about 45 services needs that limit raised; the watcher warns when it gets
 // close.
 package consul
 

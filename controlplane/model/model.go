@@ -25,6 +25,30 @@ type Mesh struct {
 	Services map[string]*Service
 	// ProxyDefaults is the global proxy-defaults entry, nil when none.
 	ProxyDefaults *api.ProxyConfigEntry
+
+	// Roots is the Connect CA's trust bundle (/v1/agent/connect/ca/roots):
+	// every root Consul still trusts, the active one and, during a
+	// rotation, the previous ones. Nil until known. Its TrustDomain is
+	// also in TrustDomain.
+	Roots *api.CARootList
+	// RootsIndex is the Consul index of the Roots answer.
+	RootsIndex uint64
+	// Leaves holds, by service name, the leaf certificate (and private key)
+	// Consul issued for each service that has at least one registered
+	// sidecar proxy (/v1/agent/connect/ca/leaf/<service>); its ModifyIndex
+	// is the Consul index of the answer. A service is absent until its
+	// first leaf is known; a leaf stays after a failed refresh (a Consul
+	// outage) until Consul gives a new one.
+	Leaves map[string]*api.LeafCert
+	// Intentions are the service-intentions config entries by destination
+	// name; the entry named "*" applies to every destination.
+	Intentions map[string]*api.ServiceIntentionsConfigEntry
+	// IntentionDefaultAllow is what happens to a connection no intention
+	// matches: Consul's agent takes it from its ACL default policy
+	// (acl.default_policy, "allow" unless set, so true in dev mode and
+	// whenever ACLs are off; false with default_policy "deny"). False
+	// (deny) until the agent's configuration has been read.
+	IntentionDefaultAllow bool
 }
 
 // Service is one Consul service and the config entries that name it.

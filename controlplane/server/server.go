@@ -53,6 +53,9 @@ type Options struct {
 	Translate func(*model.Mesh, string) (*translate.Resources, error)
 	// Proxyless builds the proxyless gRPC set (default translate.Proxyless).
 	Proxyless func(*model.Mesh) (*translate.Resources, error)
+	// Translation tunes the default translation (Plaintext turns mesh
+	// mTLS and intentions off); unused with Translate or Proxyless.
+	Translation translate.Options
 }
 
 // gRPC server settings. Envoy's xDS connection keepalive is usually 30 s or
@@ -88,6 +91,7 @@ var stopTimeout = 5 * time.Second
 type Server struct {
 	log                hclog.Logger
 	perMesh            bool // translate through one translate.Translator per Update
+	translation        translate.Options
 	translateProxy     func(*model.Mesh, string) (*translate.Resources, error)
 	translateProxyless func(*model.Mesh) (*translate.Resources, error)
 	metrics            *metrics
@@ -145,6 +149,7 @@ func New(o Options) *Server {
 	}
 	s := &Server{
 		perMesh:            perMesh,
+		translation:        o.Translation,
 		log:                o.Logger,
 		translateProxy:     o.Translate,
 		translateProxyless: o.Proxyless,

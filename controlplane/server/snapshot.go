@@ -5,12 +5,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -20,13 +23,14 @@ import (
 	"github.com/outrigger-mesh/outrigger/controlplane/translate"
 )
 
-// The four resource types a translation produces, in the order the
-// snapshot's content is hashed.
+// The resource types a translation produces, in the order the snapshot's
+// content is hashed.
 const (
 	slotListener = iota
 	slotRoute
 	slotCluster
 	slotEndpoint
+	slotSecret
 	numSlots
 )
 
@@ -39,6 +43,7 @@ var slots = [numSlots]struct {
 	{resource.RouteType, "route", types.Route},
 	{resource.ClusterType, "cluster", types.Cluster},
 	{resource.EndpointType, "endpoint", types.Endpoint},
+	{resource.SecretType, "secret", types.Secret},
 }
 
 // item is one validated resource with its content hash.
@@ -127,6 +132,9 @@ func (b *builder) content(kind string, res *translate.Resources) (*content, erro
 	for _, r := range res.Endpoints {
 		lists[slotEndpoint] = append(lists[slotEndpoint], r)
 	}
+	for _, r := range res.Secrets {
+		lists[slotSecret] = append(lists[slotSecret], r)
+	}
 	c := &content{}
 	var keyed strings.Builder
 	keyed.WriteString(kind)
@@ -194,14 +202,17 @@ func (c *content) snapshot() *cache.Snapshot {
 }
 
 // checkReferences requires the route configurations to be exactly those the
-// listeners name over RDS (in filter chains and API listeners alike) and the
-// endpoints exactly those the EDS clusters name. Either mismatch would leave
-// a client warming forever or holding config nothing uses; go-control-plane's
-// Snapshot.Consistent does the same but does not look into API listeners,
-// which proxyless gRPC clients use.
+// listeners name over RDS (in filter chains and API listeners alike), the
+// endpoints exactly those the EDS clusters name, and the secrets exactly
+// those the listeners' and clusters' TLS transport sockets name over SDS.
+// Any mismatch would leave a client warming forever or holding config
+// nothing uses; go-control-plane's Snapshot.Consistent does the same for
+// routes and endpoints but does not look into API listeners, which
+// proxyless gRPC clients use, nor at secrets.
 func checkReferences(c *content) error {
 	var problems []error
-	routes := map[string]string{} // route name -> the listener naming it
+	routes := map[string]string{}     // route name -> the listener naming it
+	secrets := map[string]secretRef{} // secret name -> a resource naming it
 	for _, it := range c.items[slotListener] {
 		l := it.res.(*listenerv3.Listener)
 		var managers []*hcmv3.HttpConnectionManager
@@ -210,6 +221,9 @@ func checkReferences(c *content) error {
 			chains = append(slices.Clip(chains), d)
 		}
 		for _, fc := range chains {
+			if err := secretRefs(fc.GetTransportSocket(), &tlsv3.DownstreamTlsContext{}, secrets, secretRef{"listener", it.name}); err != nil {
+				problems = append(problems, fmt.Errorf("listener %q: %w", it.name, err))
+			}
 			for _, f := range fc.GetFilters() {
 				if m := resource.GetHTTPConnectionManager(f); m != nil {
 					managers = append(managers, m)
@@ -238,6 +252,9 @@ func checkReferences(c *content) error {
 	endpoints := map[string]string{} // load assignment name -> the cluster naming it
 	for _, it := range c.items[slotCluster] {
 		cl := it.res.(*clusterv3.Cluster)
+		if err := secretRefs(cl.GetTransportSocket(), &tlsv3.UpstreamTlsContext{}, secrets, secretRef{"cluster", it.name}); err != nil {
+			problems = append(problems, fmt.Errorf("cluster %q: %w", it.name, err))
+		}
 		if cl.GetType() != clusterv3.Cluster_EDS {
 			continue
 		}
@@ -248,7 +265,68 @@ func checkReferences(c *content) error {
 		endpoints[name] = it.name
 	}
 	problems = append(problems, matchRefs(endpoints, c.items[slotEndpoint], "cluster", "endpoint")...)
+	problems = append(problems, matchSecrets(secrets, c.items[slotSecret])...)
 	return errors.Join(problems...)
+}
+
+// secretRef is a listener or cluster naming a secret.
+type secretRef struct{ kind, name string }
+
+// matchSecrets is matchRefs for secrets, which listeners and clusters both
+// name.
+func matchSecrets(refs map[string]secretRef, present []item) []error {
+	var problems []error
+	have := make(map[string]bool, len(present))
+	for _, it := range present {
+		have[it.name] = true
+		if _, ok := refs[it.name]; !ok {
+			problems = append(problems, fmt.Errorf("secret %q is not referenced by any listener or cluster", it.name))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(refs)) {
+		if !have[name] {
+			problems = append(problems, fmt.Errorf("%s %q references secret %q, which is not in the configuration", refs[name].kind, refs[name].name, name))
+		}
+	}
+	return problems
+}
+
+// tlsContext is a DownstreamTlsContext or an UpstreamTlsContext.
+type tlsContext interface {
+	proto.Message
+	GetCommonTlsContext() *tlsv3.CommonTlsContext
+}
+
+// secretRefs records (name -> referrer) the SDS secrets a TLS transport
+// socket names: its certificates and its validation context, plain or
+// combined. A transport socket that is not TLS, or carries its context
+// in a form that cannot be read, names none (the latter is an error).
+// Secrets from another config source than ADS are not looked for in the
+// snapshot.
+func secretRefs(ts *corev3.TransportSocket, ctx tlsContext, refs map[string]secretRef, referrer secretRef) error {
+	a := ts.GetTypedConfig()
+	if a == nil {
+		return nil
+	}
+	want := string(ctx.ProtoReflect().Descriptor().FullName())
+	if name, _ := strings.CutPrefix(a.GetTypeUrl(), "type.googleapis.com/"); name != want {
+		return nil
+	}
+	if err := anypb.UnmarshalTo(a, ctx, proto.UnmarshalOptions{}); err != nil {
+		return fmt.Errorf("transport_socket: %w", err)
+	}
+	common := ctx.GetCommonTlsContext()
+	add := func(sds *tlsv3.SdsSecretConfig) {
+		if _, seen := refs[sds.GetName()]; !seen && sds.GetName() != "" && sds.GetSdsConfig().GetAds() != nil {
+			refs[sds.GetName()] = referrer
+		}
+	}
+	for _, sds := range common.GetTlsCertificateSdsSecretConfigs() {
+		add(sds)
+	}
+	add(common.GetValidationContextSdsSecretConfig())
+	add(common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig())
+	return nil
 }
 
 // matchRefs compares the names referenced (name -> referrer) with the

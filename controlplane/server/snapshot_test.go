@@ -138,7 +138,7 @@ func TestContentInterning(t *testing.T) {
 }
 
 func TestSnapshotFromContent(t *testing.T) {
-	c, err := newBuilder(nil).content(kindProxy, sidecar("api", 15001, 9000))
+	c, err := newBuilder(nil).content(kindProxy, mtlsSidecar("api", 15001, 9000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestSnapshotFromContent(t *testing.T) {
 			t.Errorf("%s version %q, want %q", slot.kind, got, c.versions[i])
 		}
 		vm := s.GetVersionMap(slot.typeURL)
-		if len(vm) != 1 {
+		if len(vm) != len(c.items[i]) || len(vm) == 0 {
 			t.Errorf("%s version map %v", slot.kind, vm)
 		}
 	}
@@ -164,7 +164,7 @@ func TestSnapshotFromContent(t *testing.T) {
 		t.Error("version map rebuilt")
 	}
 	cl := s.GetResources(resource.ClusterType)["api"]
-	if !proto.Equal(cl, edsCluster("api")) {
+	if !proto.Equal(cl, mtlsSidecar("api", 15001, 9000).Clusters[0]) {
 		t.Errorf("cluster: %v", cl)
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -36,7 +37,7 @@ func (s *Server) Update(m *model.Mesh) {
 
 	proxyFn, proxylessFn := s.translateProxy, s.translateProxyless
 	if s.perMesh {
-		tr := translate.New(m)
+		tr := translate.NewWithOptions(m, s.translation)
 		proxyFn = func(_ *model.Mesh, id string) (*translate.Resources, error) { return tr.Proxy(id) }
 		proxylessFn = func(*model.Mesh) (*translate.Resources, error) { return tr.Proxyless() }
 	}
@@ -48,10 +49,16 @@ func (s *Server) Update(m *model.Mesh) {
 		g, err := s.group(b, kindProxy, func() (*translate.Resources, error) { return proxyFn(m, id) }, groups)
 		if err != nil {
 			failed++
-			s.metrics.translateErrs.Inc()
 			old, had := s.proxyGroup[id]
-			s.log.Error("translation failed for a proxy; it keeps its previous configuration",
-				"proxy", id, "has_previous", had, "mesh_index", m.Index, "error", err)
+			if errors.Is(err, translate.ErrCANotReady) {
+				// Not a failure: no sidecar gets half-configured TLS.
+				s.log.Info("waiting for the Connect CA before configuring a proxy",
+					"proxy", id, "has_previous", had, "mesh_index", m.Index, "error", err)
+			} else {
+				s.metrics.translateErrs.Inc()
+				s.log.Error("translation failed for a proxy; it keeps its previous configuration",
+					"proxy", id, "has_previous", had, "mesh_index", m.Index, "error", err)
+			}
 			if had {
 				proxyGroup[id] = old
 				groups[old] = s.groups[old]

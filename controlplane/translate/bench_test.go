@@ -22,6 +22,12 @@ func benchMesh(services, instances, upstreams int) *model.Mesh {
 		Proxies:       make(map[string]*api.CatalogService, services*instances),
 		Services:      make(map[string]*model.Service, services),
 		ProxyDefaults: &api.ProxyConfigEntry{Kind: api.ProxyDefaults, Name: api.ProxyConfigGlobal, Config: map[string]any{"protocol": "http"}},
+		TrustDomain:   testTrustDomain,
+		Roots: &api.CARootList{TrustDomain: testTrustDomain, Roots: []*api.CARoot{
+			{ID: "root-1", RootCertPEM: "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n", Active: true},
+		}},
+		Leaves:                map[string]*api.LeafCert{},
+		IntentionDefaultAllow: true,
 	}
 	name := func(s int) string { return fmt.Sprintf("svc-%d", s) }
 	for s := 0; s < services; s++ {
@@ -55,6 +61,7 @@ func benchMesh(services, instances, upstreams int) *model.Mesh {
 			}
 		}
 		m.Services[svc.Name] = svc
+		m.Leaves[svc.Name] = testLeaf(svc.Name)
 	}
 	return m
 }

@@ -169,7 +169,7 @@ func TestErrors(t *testing.T) {
 		{"invalid cluster (ValidateAll)", withLB(&api.LoadBalancer{Policy: "ring_hash", RingHashConfig: &api.RingHashConfig{MaximumRingSize: 1 << 40}}),
 			`translate: cluster "api": invalid Cluster.RingHashLbConfig`, "", ""},
 		{"unencodable name", func(m *model.Mesh) { sidecarProxy(m).Upstreams[0].DestinationName = "a\xff" },
-			`translate: listener "a\xff:127.0.0.1:9191": encoding HttpConnectionManager: string field contains invalid UTF-8`, "", ""},
+			`translate: cluster "a\xff": encoding UpstreamTlsContext: string field contains invalid UTF-8`, "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -79,13 +79,14 @@ func tcpProxyFilter(statPrefix, cluster string) (*listenerv3.Filter, error) {
 	return &listenerv3.Filter{Name: tcpProxyFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: cfg}}, nil
 }
 
-// socketListener listens on host:port with one filter chain: f, which may
-// be shared with other listeners.
-func socketListener(name, host string, port int, f *listenerv3.Filter) *listenerv3.Listener {
+// socketListener listens on host:port with one filter chain of filters,
+// which may be shared with other listeners (the slice too: it is not
+// modified).
+func socketListener(name, host string, port int, filters ...*listenerv3.Filter) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:         name,
 		Address:      socketAddress(host, port),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{f}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: filters}},
 	}
 }
 

@@ -22,6 +22,24 @@ func baseMesh() *model.Mesh {
 		}},
 		Services:      map[string]*model.Service{"web": {Name: "web"}, "api": {Name: "api"}},
 		ProxyDefaults: &api.ProxyConfigEntry{Kind: api.ProxyDefaults, Name: api.ProxyConfigGlobal, Config: map[string]any{"protocol": "http"}},
+		TrustDomain:   testTrustDomain,
+		Roots: &api.CARootList{ActiveRootID: "root-1", TrustDomain: testTrustDomain, Roots: []*api.CARoot{
+			{ID: "root-1", RootCertPEM: "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n", Active: true},
+		}},
+		Leaves:                map[string]*api.LeafCert{"web": testLeaf("web")},
+		IntentionDefaultAllow: true,
+	}
+}
+
+const testTrustDomain = "11111111-2222-3333-4444-555555555555.consul"
+
+// testLeaf is a stand-in leaf certificate: the translator passes PEM on
+// without parsing it.
+func testLeaf(service string) *api.LeafCert {
+	return &api.LeafCert{
+		Service:       service,
+		CertPEM:       "-----BEGIN CERTIFICATE-----\nLEAF " + service + "\n-----END CERTIFICATE-----\n",
+		PrivateKeyPEM: "-----BEGIN EC PRIVATE KEY-----\nKEY " + service + "\n-----END EC PRIVATE KEY-----\n",
 	}
 }
 

@@ -44,6 +44,9 @@ func all(r *Resources) (labels []string, msgs []proto.Message) {
 	for _, e := range r.Endpoints {
 		labels, msgs = append(labels, "endpoints "+e.GetClusterName()), append(msgs, e)
 	}
+	for _, x := range r.Secrets {
+		labels, msgs = append(labels, "secret "+x.GetName()), append(msgs, x)
+	}
 	return labels, msgs
 }
 
@@ -162,6 +165,9 @@ func TestSidecarSnapshotsAreConsistent(t *testing.T) {
 		}
 		for _, e := range r.Endpoints {
 			res[resourcev3.EndpointType] = append(res[resourcev3.EndpointType], e)
+		}
+		for _, x := range r.Secrets {
+			res[resourcev3.SecretType] = append(res[resourcev3.SecretType], x)
 		}
 		snap, err := cachev3.NewSnapshot("1", res)
 		if err != nil {

@@ -15,6 +15,18 @@
 // cannot be translated is an *EntryError naming it; the caller keeps its
 // previous output.
 //
+// Hops between sidecars use mutual TLS with Consul's Connect CA (tls.go):
+// each sidecar gets the SDS secrets "roots" (the trust bundle) and
+// "leaf:<service>" (its service's certificate and key) with its other
+// resources; public_listener requires a client certificate chained to the
+// roots, and every upstream cluster presents the local leaf, sends Consul's
+// SNI and accepts only its target's SPIFFE ID. Until the mesh holds the
+// trust domain, the roots and the service's leaf, a sidecar's translation
+// fails with ErrCANotReady. public_listener enforces the service's
+// intentions with an RBAC filter (rbac.go). Proxyless output stays
+// plaintext: its clients dial instances, not sidecars. Options.Plaintext
+// turns all of this off.
+//
 // Of Consul's opaque proxy config, these keys apply, from the sidecar's
 // registration or, for a key it does not set, the global proxy-defaults:
 // bind_address and bind_port (where public_listener binds instead of the
@@ -53,6 +65,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/hashicorp/consul/api"
 
 	"github.com/outrigger-mesh/outrigger/controlplane/model"
@@ -76,6 +89,10 @@ type Resources struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Secrets are the SDS secrets the listeners and clusters refer to (a
+	// sidecar's leaf certificate and the trust bundle); none for
+	// proxyless clients or with mesh TLS off.
+	Secrets []*tlsv3.Secret
 }
 
 // Proxy translates the mesh for the sidecar registered with service ID id.
@@ -106,12 +123,16 @@ func Proxyless(m *model.Mesh) (*Resources, error) {
 // builder gathers one proxy's (or the proxyless set's) resources by name,
 // taking shared ones from its Translator.
 type builder struct {
-	t         *Translator
-	md        mode
+	t  *Translator
+	md mode
+	// local is the sidecar's service (empty for proxyless clients): whose
+	// leaf certificate its clusters present.
+	local     string
 	listeners map[string]checked[*listenerv3.Listener]
 	routes    map[string]checked[*routev3.RouteConfiguration]
 	clusters  map[string]checked[*clusterv3.Cluster]
 	endpoints map[string]checked[*endpointv3.ClusterLoadAssignment]
+	secrets   map[string]checked[*tlsv3.Secret]
 	bound     map[string]string // "host:port" -> listener name
 }
 
@@ -123,6 +144,7 @@ func newBuilder(t *Translator, md mode) *builder {
 		routes:    map[string]checked[*routev3.RouteConfiguration]{},
 		clusters:  map[string]checked[*clusterv3.Cluster]{},
 		endpoints: map[string]checked[*endpointv3.ClusterLoadAssignment]{},
+		secrets:   map[string]checked[*tlsv3.Secret]{},
 		bound:     map[string]string{},
 	}
 }
@@ -141,7 +163,7 @@ func (b *builder) chain(service string, s clusterSettings) (*chainEntry, error) 
 		if _, ok := b.clusters[name]; ok {
 			continue
 		}
-		c, err := b.t.clusterOf(b.md, res, s)
+		c, err := b.t.clusterOf(b.md, res, s, b.local)
 		if err != nil {
 			return nil, err
 		}
@@ -220,19 +242,40 @@ func (b *builder) inbound(id string, p *api.CatalogService) error {
 		requestTimeout = -1
 	}
 
-	protocol := b.t.m.Protocol(sp.DestinationServiceName)
+	service := sp.DestinationServiceName
+	protocol := b.t.m.Protocol(service)
 	app, err := b.t.localApp(localAppKey{localHost, sp.LocalServicePort, connectTimeout, protocol})
 	if err != nil {
 		return err
 	}
 	b.clusters[localAppName] = app
 
-	f, err := b.t.inboundFilter(inboundKey{http: isHTTP(protocol), requestTimeout: requestTimeout})
+	k := inboundKey{http: isHTTP(protocol), grpc: protocol == "grpc", requestTimeout: requestTimeout}
+	if !b.t.o.Plaintext {
+		k.service = service
+	}
+	filters, err := b.t.inboundFilters(k)
 	if err != nil {
 		return err
 	}
-	b.listeners[publicListenerName] = unchecked(socketListener(publicListenerName, host, port, f))
+	l := socketListener(publicListenerName, host, port, filters...)
+	if !b.t.o.Plaintext {
+		ts, err := b.t.inboundTLS(service)
+		if err != nil {
+			return err
+		}
+		l.FilterChains[0].TransportSocket = ts
+	}
+	b.listeners[publicListenerName] = unchecked(l)
 	return nil
+}
+
+// addSecrets adds the sidecar's SDS secrets: the trust bundle and its
+// service's leaf certificate.
+func (b *builder) addSecrets(service string) {
+	b.secrets[RootsSecretName] = b.t.secret(RootsSecretName, func() *tlsv3.Secret { return rootsSecret(b.t.m.Roots) })
+	name := LeafSecretName(service)
+	b.secrets[name] = b.t.secret(name, func() *tlsv3.Secret { return leafSecret(service, b.t.m.Leaves[service]) })
 }
 
 // upstream adds the listener of one upstream and, through its chain, the
@@ -293,6 +336,9 @@ func (b *builder) resources() (*Resources, error) {
 		Clusters:  make([]*clusterv3.Cluster, 0, len(b.clusters)),
 		Endpoints: make([]*endpointv3.ClusterLoadAssignment, 0, len(b.endpoints)),
 	}
+	if len(b.secrets) > 0 {
+		r.Secrets = make([]*tlsv3.Secret, 0, len(b.secrets))
+	}
 	for _, n := range sortedKeys(b.listeners) {
 		if err := b.listeners[n].check("listener", n); err != nil {
 			return nil, err
@@ -316,6 +362,12 @@ func (b *builder) resources() (*Resources, error) {
 			return nil, err
 		}
 		r.Endpoints = append(r.Endpoints, b.endpoints[n].res)
+	}
+	for _, n := range sortedKeys(b.secrets) {
+		if err := b.secrets[n].check("secret", n); err != nil {
+			return nil, err
+		}
+		r.Secrets = append(r.Secrets, b.secrets[n].res)
 	}
 	return r, nil
 }

@@ -48,6 +48,13 @@ var goldenCases = []goldenCase{
 	// cache, a peer's override that does not apply, and db's own config in
 	// the registration winning over both.
 	{"upstream_config", "web-sidecar-proxy"},
+	// Intentions on web and on "*", default deny: admin allowed, frontend
+	// by L7 permissions (a deny before two allows), legacy denied although
+	// "*" allows it, everyone else by web's "*"; a peer's source skipped.
+	{"intentions", "web-sidecar-proxy"},
+	// A tcp destination with default allow: the L7 intention is a deny,
+	// the exact allow is subtracted from the "*" deny.
+	{"intentions_tcp", "db-client-sidecar-proxy"},
 }
 
 func loadMesh(t *testing.T, name string) *model.Mesh {
@@ -105,6 +112,9 @@ func render(t *testing.T, r *Resources, err error) []byte {
 	}
 	for _, e := range r.Endpoints {
 		add("endpoints", e)
+	}
+	for _, x := range r.Secrets {
+		add("secrets", x)
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

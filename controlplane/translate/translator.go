@@ -8,9 +8,14 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/outrigger-mesh/outrigger/controlplane/model"
 )
@@ -34,19 +39,38 @@ import (
 // concurrently is fine.
 type Translator struct {
 	m *model.Mesh
+	o Options
 
 	chains    memo[chainKey, *chainEntry]
 	clusters  memo[clusterKey, checked[*clusterv3.Cluster]]
 	endpoints memo[targetKey, checked[*endpointv3.ClusterLoadAssignment]]
-	inbound   memo[inboundKey, *listenerv3.Filter]
+	inbound   memo[inboundKey, []*listenerv3.Filter]
+	inTLS     memo[string, *corev3.TransportSocket]
+	secrets   memo[string, checked[*tlsv3.Secret]]
 	localApps memo[localAppKey, checked[*clusterv3.Cluster]]
 	proxyless memo[struct{}, *Resources]
+}
+
+// Options change what a Translator emits. The zero value is the default:
+// mesh mTLS and intentions enforced.
+type Options struct {
+	// Plaintext turns mesh TLS off: sidecars get no certificates, their
+	// public_listener accepts plaintext and no RBAC filter, and their
+	// clusters dial plaintext. Intentions are then not enforced (without a
+	// peer certificate there is no identity to check) and the Connect CA is
+	// not needed. For a Consul whose Connect CA is off, or to debug.
+	Plaintext bool
 }
 
 // New returns a Translator for m, which must not change afterwards. A nil
 // m gives a Translator whose every call fails.
 func New(m *model.Mesh) *Translator {
 	return &Translator{m: m}
+}
+
+// NewWithOptions is New with options.
+func NewWithOptions(m *model.Mesh, o Options) *Translator {
+	return &Translator{m: m, o: o}
 }
 
 // errNoMesh is what a Translator of no mesh returns.
@@ -70,6 +94,13 @@ func (t *Translator) Proxy(id string) (*Resources, error) {
 		return nil, fmt.Errorf("translate: proxy %q has no destination service", id)
 	}
 	b := newBuilder(t, sidecarMode)
+	if !t.o.Plaintext {
+		if err := caReady(t.m, id, sp.DestinationServiceName); err != nil {
+			return nil, err
+		}
+		b.local = sp.DestinationServiceName
+		b.addSecrets(sp.DestinationServiceName)
+	}
 	if err := b.inbound(id, p); err != nil {
 		return nil, err
 	}
@@ -98,6 +129,7 @@ func (t *Translator) Proxyless() (*Resources, error) {
 		Routes:    slices.Clone(r.Routes),
 		Clusters:  slices.Clone(r.Clusters),
 		Endpoints: slices.Clone(r.Endpoints),
+		Secrets:   slices.Clone(r.Secrets),
 	}, nil
 }
 
@@ -191,11 +223,13 @@ type targetKey struct {
 	t  target
 }
 
-// clusterKey names one target's cluster: the target's resolution and the
-// settings of the upstream whose chain reached it.
+// clusterKey names one target's cluster: the target's resolution, the
+// settings of the upstream whose chain reached it and, with mesh TLS, the
+// service whose leaf certificate the cluster presents.
 type clusterKey struct {
 	targetKey
-	s clusterSettings
+	s     clusterSettings
+	local string
 }
 
 // chain compiles service's chain for md once and builds its targets.
@@ -220,12 +254,20 @@ func (t *Translator) chain(md mode, service string) (*chainEntry, error) {
 	})
 }
 
-// clusterOf builds res's cluster once per mode and upstream settings.
-func (t *Translator) clusterOf(md mode, res *resolution, s clusterSettings) (checked[*clusterv3.Cluster], error) {
-	return t.clusters.get(clusterKey{targetKey{md, res.target}, s}, func() (checked[*clusterv3.Cluster], error) {
+// clusterOf builds res's cluster once per mode, upstream settings and
+// local service (empty: a plaintext cluster).
+func (t *Translator) clusterOf(md mode, res *resolution, s clusterSettings, local string) (checked[*clusterv3.Cluster], error) {
+	return t.clusters.get(clusterKey{targetKey{md, res.target}, s, local}, func() (checked[*clusterv3.Cluster], error) {
 		c, err := edsCluster(t.m, res, md, s)
 		if err != nil {
 			return checked[*clusterv3.Cluster]{}, err
+		}
+		if local != "" {
+			ts, err := upstreamTLS(t.m, local, res)
+			if err != nil {
+				return checked[*clusterv3.Cluster]{}, fmt.Errorf("translate: cluster %q: %w", res.target.cluster(), err)
+			}
+			c.TransportSocket = ts
 		}
 		return validatedNow("cluster", res.target.cluster(), c), nil
 	})
@@ -256,38 +298,87 @@ func upstreamFilter(dest string, ch *chain) outboundFilter {
 	return outboundFilter{f: f, marshalErr: err}
 }
 
-// inboundKey is what public_listener's filter depends on.
+// inboundKey is what public_listener's filters depend on.
 type inboundKey struct {
 	http bool
+	// grpc services get no x-forwarded-client-cert (as in Consul).
+	grpc bool
 	// requestTimeout is local_request_timeout_ms, negative when unset
 	// (http only).
 	requestTimeout time.Duration
+	// service is the destination whose intentions the RBAC filter
+	// enforces; empty with mesh TLS off (no RBAC filter).
+	service string
 }
 
-// inboundFilter is public_listener's filter: an HTTP connection manager
-// routing everything to local_app, or a tcp_proxy to it.
-func (t *Translator) inboundFilter(k inboundKey) (*listenerv3.Filter, error) {
+// inboundFilters are public_listener's filters: an HTTP connection manager
+// routing everything to local_app, or a tcp_proxy to it, each behind the
+// service's RBAC filter when there is one. With mesh TLS, HTTP services
+// other than grpc also get the caller's identity in x-forwarded-client-cert,
+// as Consul sets it up: appended to what the calling sidecar forwards (its
+// outbound side sanitizes what its app sent), with the subject, URI SAN,
+// DNS SANs, certificate and chain of the peer.
+func (t *Translator) inboundFilters(k inboundKey) ([]*listenerv3.Filter, error) {
 	if !k.http {
-		k.requestTimeout = 0
+		k.requestTimeout, k.grpc = 0, false
 	}
-	return t.inbound.get(k, func() (*listenerv3.Filter, error) {
+	return t.inbound.get(k, func() ([]*listenerv3.Filter, error) {
 		if !k.http {
 			f, err := tcpProxyFilter(publicListenerName, localAppName)
 			if err != nil {
 				return nil, fmt.Errorf("translate: listener %q: %w", publicListenerName, err)
 			}
-			return f, nil
+			if k.service == "" {
+				return []*listenerv3.Filter{f}, nil
+			}
+			rbac, err := networkRBACFilter(t.m, k.service)
+			if err != nil {
+				return nil, err
+			}
+			return []*listenerv3.Filter{rbac, f}, nil
 		}
 		h, err := connectionManager(publicListenerName, "", localAppRoute(k.requestTimeout))
 		if err != nil {
 			return nil, err
 		}
+		if k.service != "" {
+			rbac, err := httpRBACFilter(t.m, k.service)
+			if err != nil {
+				return nil, err
+			}
+			h.HttpFilters = append([]*hcmv3.HttpFilter{rbac}, h.HttpFilters...)
+			if !k.grpc {
+				h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_APPEND_FORWARD
+				h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
+					Subject: wrapperspb.Bool(true), Cert: true, Chain: true, Dns: true, Uri: true,
+				}
+			}
+		}
 		f, err := hcmFilter(h)
 		if err != nil {
 			return nil, fmt.Errorf("translate: listener %q: %w", publicListenerName, err)
 		}
-		return f, nil
+		return []*listenerv3.Filter{f}, nil
 	})
+}
+
+// inboundTLS is public_listener's transport socket for service, built once.
+func (t *Translator) inboundTLS(service string) (*corev3.TransportSocket, error) {
+	return t.inTLS.get(service, func() (*corev3.TransportSocket, error) {
+		ts, err := inboundTLS(service)
+		if err != nil {
+			return nil, fmt.Errorf("translate: listener %q: %w", publicListenerName, err)
+		}
+		return ts, nil
+	})
+}
+
+// secret builds the secret name once and validates it.
+func (t *Translator) secret(name string, build func() *tlsv3.Secret) checked[*tlsv3.Secret] {
+	s, _ := t.secrets.get(name, func() (checked[*tlsv3.Secret], error) {
+		return validatedNow("secret", name, build()), nil
+	})
+	return s
 }
 
 // localAppKey is what local_app depends on.

@@ -159,10 +159,14 @@ func TestTranslatorSharesResources(t *testing.T) {
 	same("route", ar, br, "svc-1", "svc-2")
 	same("cluster", ac, bc, "svc-1", "svc-2", localAppName)
 	same("endpoints", ae, be, "svc-1", "svc-2")
-	// Different services, one upstream in common.
+	// Different services, one upstream in common: the cluster differs
+	// only in the leaf certificate it presents.
 	same("route", ar, cr, "svc-2")
-	same("cluster", ac, cc, "svc-2", localAppName)
+	same("cluster", ac, cc, localAppName)
 	same("endpoints", ae, ce, "svc-2")
+	if ac["svc-2"] == cc["svc-2"] {
+		t.Error("svc-0 and svc-1 share their svc-2 cluster, which presents the downstream's own leaf")
+	}
 	// A second call for the same proxy.
 	same("route", ar, agr, "svc-1", "svc-2")
 	same("cluster", ac, agc, "svc-1", "svc-2")

@@ -280,6 +280,7 @@ func TestUpstreamSettingsPerDownstream(t *testing.T) {
 	}
 	clone("web-2-sidecar-proxy", "web")
 	clone("admin-sidecar-proxy", "admin")
+	m.Leaves["admin"] = testLeaf("admin")
 	tr := New(m)
 	get := func(id string) *clusterv3.Cluster {
 		t.Helper()

@@ -29,6 +29,8 @@ Flags:
   -xds-addr HOST:PORT      xDS gRPC listen address (default 127.0.0.1:18000)
   -http-addr HOST:PORT     /metrics, /healthz, /readyz, /debug/status, /debug/proxies (default 127.0.0.1:19000)
   -pprof                   also serve Go's profiler (net/http/pprof) at /debug/pprof/ on -http-addr (default off)
+  -mesh-tls=false          serve sidecars plaintext: no Connect CA certificates, no mTLS, intentions not
+                           enforced (default true; for a Consul whose Connect CA is off, or to debug)
   -dashboard-addr IP:PORT  serve the live dashboard (web page) here; off when empty (default off;
                            give a loopback address such as 127.0.0.1:19002 unless it is meant to be reachable)
   -log-level LEVEL         trace, debug, info, warn, error (default info)
@@ -56,6 +58,7 @@ type options struct {
 	httpAddr   string
 	dashAddr   string // the dashboard's listen address, "" for none
 	pprof      bool   // mount net/http/pprof on the HTTP address
+	meshTLS    bool   // mTLS and intentions between sidecars (default true)
 	logLevel   hclog.Level
 	logJSON    bool
 	version    bool
@@ -110,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.httpAddr, "http-addr", defaultHTTPAddr, "")
 	fs.StringVar(&o.dashAddr, "dashboard-addr", "", "")
 	fs.BoolVar(&o.pprof, "pprof", false, "")
+	fs.BoolVar(&o.meshTLS, "mesh-tls", true, "")
 	level := fs.String("log-level", "info", "")
 	format := fs.String("log-format", "text", "")
 	fs.BoolVar(&o.version, "version", false, "")

@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Error("cannot listen for HTTP", "address", o.httpAddr, "error", err)
 		return 1
 	}
-	cfg := serveConfig{pprof: o.pprof, queryErrors: &queryErrors{}}
+	cfg := serveConfig{pprof: o.pprof, plaintext: !o.meshTLS, queryErrors: &queryErrors{}}
 	// The watcher has its own client, so that only its queries are counted
 	// as watch errors (the dashboard's catalog reads are not).
 	watchClient, err := newWatcherClient(o.consulAddr, cfg.queryErrors)

@@ -19,6 +19,7 @@ import (
 	"github.com/outrigger-mesh/outrigger/controlplane/dashboard"
 	"github.com/outrigger-mesh/outrigger/controlplane/model"
 	"github.com/outrigger-mesh/outrigger/controlplane/server"
+	"github.com/outrigger-mesh/outrigger/controlplane/translate"
 )
 
 // meshSource is what serve needs of the Consul watcher.
@@ -49,6 +50,8 @@ type serveConfig struct {
 	dash *dashboardConfig
 	// pprof mounts net/http/pprof on the HTTP address.
 	pprof bool
+	// plaintext turns mesh mTLS and intentions off (-mesh-tls=false).
+	plaintext bool
 	// queryErrors, when not nil, is the watcher's transport: its failed
 	// queries are counted in the server's metrics.
 	queryErrors *queryErrors
@@ -60,7 +63,11 @@ type serveConfig struct {
 func serve(ctx context.Context, logger hclog.Logger, src meshSource, xdsLis, httpLis net.Listener, cfg serveConfig) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := server.New(server.Options{Logger: logger.Named("xds"), Registry: reg})
+	srv := server.New(server.Options{Logger: logger.Named("xds"), Registry: reg,
+		Translation: translate.Options{Plaintext: cfg.plaintext}})
+	if cfg.plaintext {
+		logger.Warn("mesh TLS is off (-mesh-tls=false): sidecars talk plaintext and intentions are not enforced")
+	}
 	if cfg.queryErrors != nil {
 		cfg.queryErrors.countInto(srv.ConsulWatchError)
 	}
