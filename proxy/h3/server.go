@@ -11,8 +11,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +47,12 @@ type Config struct {
 	TLS *tls.Config
 	// Handler serves every request (the chain's proxy/hcm handler).
 	Handler http.Handler
+	// Chains, when set, replace TLS and Handler: filter chains picked by
+	// the client's SNI when the handshake starts, as Envoy matches
+	// filter_chain_match.server_names — an exact name first, then the
+	// longest "*.suffix" wildcard, then the chain without names (at most
+	// one). A name no chain takes fails the handshake.
+	Chains []Chain
 	// MaxRequestHeadersBytes bounds a request's HEADERS frame
 	// (max_request_headers_kb); 0 is net/http's default of 1 MiB.
 	MaxRequestHeadersBytes int
@@ -58,19 +67,64 @@ type Config struct {
 	MaxConcurrentStreams uint32
 	// EarlyData accepts 0-RTT requests
 	// (QuicDownstreamTransport.enable_early_data). Off unless set: a 0-RTT
-	// request can be replayed by an attacker.
+	// request can be replayed by an attacker, so only safe ones are served
+	// before the handshake completes; the others get 425 Too Early
+	// (RFC 8470) and the client sends them again after the handshake.
 	EarlyData bool
+}
+
+// Chain is one filter chain of an HTTP/3 listener.
+type Chain struct {
+	Name string
+	// ServerNames are the SNI names the chain takes: exact, or "*.suffix"
+	// for any name under suffix. None: the chain takes what no other does.
+	ServerNames []string
+	TLS         *tls.Config
+	Handler     http.Handler
+}
+
+// chains is cfg's chains: Chains, else the one made of TLS and Handler.
+func (cfg *Config) chains() []Chain {
+	if len(cfg.Chains) > 0 {
+		return cfg.Chains
+	}
+	return []Chain{{TLS: cfg.TLS, Handler: cfg.Handler}}
 }
 
 // Validate reports what makes cfg unusable.
 func (cfg *Config) Validate() error {
-	switch {
-	case cfg.Name == "":
+	if cfg.Name == "" {
 		return errors.New("h3: a listener needs a name")
-	case cfg.TLS == nil || (len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil && cfg.TLS.GetConfigForClient == nil):
-		return fmt.Errorf("h3: listener %q: QUIC needs TLS with a certificate", cfg.Name)
-	case cfg.Handler == nil:
-		return fmt.Errorf("h3: listener %q: no handler", cfg.Name)
+	}
+	names := map[string]string{}
+	fallback := ""
+	for i, c := range cfg.chains() {
+		what := fmt.Sprintf("h3: listener %q", cfg.Name)
+		if len(cfg.Chains) > 0 {
+			what = fmt.Sprintf("h3: listener %q chain %d (%q)", cfg.Name, i, c.Name)
+		}
+		switch {
+		case c.TLS == nil || (len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil):
+			return fmt.Errorf("%s: QUIC needs TLS with a certificate", what)
+		case c.Handler == nil:
+			return fmt.Errorf("%s: no handler", what)
+		}
+		if len(c.ServerNames) == 0 {
+			if fallback != "" {
+				return fmt.Errorf("%s: a second chain without server_names (the first is %s)", what, fallback)
+			}
+			fallback = fmt.Sprintf("chain %d", i)
+		}
+		for _, n := range c.ServerNames {
+			n = strings.ToLower(n)
+			if n == "" || n == "*." || (strings.Contains(n, "*") && !strings.HasPrefix(n, "*.")) || strings.Count(n, "*") > 1 {
+				return fmt.Errorf("%s: server name %q: want an exact name or *.suffix", what, n)
+			}
+			if prev, dup := names[n]; dup {
+				return fmt.Errorf("%s: server name %q is also taken by %s", what, n, prev)
+			}
+			names[n] = fmt.Sprintf("chain %d", i)
+		}
 	}
 	return nil
 }
@@ -78,8 +132,55 @@ func (cfg *Config) Validate() error {
 // generation is what a connection is served with: the config in force
 // when it was accepted.
 type generation struct {
-	cfg Config
-	tls *tls.Config
+	cfg    Config
+	chains []*chain
+	exact  map[string]*chain
+	// wild is the "*.suffix" chains by suffix (with its dot), longest
+	// first.
+	wild     []wildChain
+	fallback *chain
+}
+
+// chain is one Chain as served: its TLS prepared for QUIC.
+type chain struct {
+	tls     *tls.Config
+	handler http.Handler
+}
+
+type wildChain struct {
+	suffix string
+	c      *chain
+}
+
+// pick is the chain for an SNI name (lower-cased by crypto/tls), or nil.
+func (g *generation) pick(name string) *chain {
+	name = strings.ToLower(name)
+	if c, ok := g.exact[name]; ok {
+		return c
+	}
+	for _, w := range g.wild {
+		if len(name) > len(w.suffix) && strings.HasSuffix(name, w.suffix) {
+			return w.c
+		}
+	}
+	return g.fallback
+}
+
+// config is the TLS config of a handshake with hello: its chain's (or
+// what that chain's GetConfigForClient, e.g. SDS, gives), ready for QUIC.
+func (g *generation) config(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	c := g.pick(hello.ServerName)
+	if c == nil {
+		return nil, fmt.Errorf("h3: listener %q: no filter chain for server name %q", g.cfg.Name, hello.ServerName)
+	}
+	if c.tls.GetConfigForClient == nil {
+		return c.tls, nil
+	}
+	next, err := c.tls.GetConfigForClient(hello)
+	if err != nil || next == nil {
+		return c.tls, err
+	}
+	return quicTLS(next), nil
 }
 
 // Listener is one bound HTTP/3 listener. Update swaps the config new
@@ -95,6 +196,8 @@ type Listener struct {
 
 	cxTotal  atomic.Uint64
 	cxActive atomic.Int64
+	earlyOK  atomic.Uint64
+	earlyRej atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -103,6 +206,9 @@ type Listener struct {
 }
 
 type ctxKey struct{}
+
+// connKey keys the request's QUIC connection in its context.
+type connKey struct{}
 
 // New validates cfg and binds its UDP address.
 func New(cfg Config, logger hclog.Logger) (*Listener, error) {
@@ -124,8 +230,8 @@ func New(cfg Config, logger hclog.Logger) (*Listener, error) {
 	base := &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		NextProtos: []string{NextProto},
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return l.gen.Load().tls, nil
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			return l.gen.Load().config(hello)
 		},
 	}
 	qc := l.quicConfig(cfg)
@@ -148,12 +254,34 @@ func New(cfg Config, logger hclog.Logger) (*Listener, error) {
 }
 
 func newGeneration(cfg Config) *generation {
-	t := cfg.TLS.Clone()
+	g := &generation{cfg: cfg, exact: map[string]*chain{}}
+	for _, c := range cfg.chains() {
+		ch := &chain{tls: quicTLS(c.TLS), handler: c.Handler}
+		g.chains = append(g.chains, ch)
+		if len(c.ServerNames) == 0 {
+			g.fallback = ch
+		}
+		for _, n := range c.ServerNames {
+			n = strings.ToLower(n)
+			if suffix, ok := strings.CutPrefix(n, "*"); ok {
+				g.wild = append(g.wild, wildChain{suffix: suffix, c: ch})
+			} else {
+				g.exact[n] = ch
+			}
+		}
+	}
+	slices.SortStableFunc(g.wild, func(a, b wildChain) int { return len(b.suffix) - len(a.suffix) })
+	return g
+}
+
+// quicTLS clones t with what QUIC needs: ALPN h3, TLS 1.3 at least.
+func quicTLS(t *tls.Config) *tls.Config {
+	t = t.Clone()
 	t.NextProtos = []string{NextProto}
 	if t.MinVersion < tls.VersionTLS13 {
 		t.MinVersion = tls.VersionTLS13
 	}
-	return &generation{cfg: cfg, tls: t}
+	return t
 }
 
 func (l *Listener) quicConfig(cfg Config) *quic.Config {
@@ -214,15 +342,62 @@ func (l *Listener) connContext(ctx context.Context, c *quic.Conn) context.Contex
 		<-c.Context().Done()
 		l.cxActive.Add(-1)
 	}()
-	return context.WithValue(ctx, ctxKey{}, l.gen.Load())
+	ctx = context.WithValue(ctx, connKey{}, c)
+	g := l.gen.Load()
+	ch := g.pick(c.ConnectionState().TLS.ServerName)
+	if ch == nil { // the handshake let it through, so the config changed since
+		ch = g.chains[0]
+	}
+	return context.WithValue(ctx, ctxKey{}, ch)
 }
 
 func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	g, ok := r.Context().Value(ctxKey{}).(*generation)
-	if !ok {
-		g = l.gen.Load()
+	if l.early && l.tooEarly(w, r) {
+		return
 	}
-	g.cfg.Handler.ServeHTTP(w, r)
+	ch, ok := r.Context().Value(ctxKey{}).(*chain)
+	if !ok {
+		ch = l.gen.Load().chains[0]
+	}
+	ch.handler.ServeHTTP(w, r)
+}
+
+// tooEarly answers 425 Too Early to a request that is handled before its
+// connection's handshake has completed — it came in 0-RTT data, which an
+// attacker can replay — unless its method is safe (SafeEarly). quic-go
+// does not tell which packets carried a request, so the handshake state
+// when the request is handled decides; a replay can never complete the
+// handshake, and once it has completed the client's retry is served.
+func (l *Listener) tooEarly(w http.ResponseWriter, r *http.Request) bool {
+	c, ok := r.Context().Value(connKey{}).(*quic.Conn)
+	if !ok {
+		return false
+	}
+	select {
+	case <-c.HandshakeComplete():
+		return false
+	default:
+	}
+	if SafeEarly(r) {
+		l.earlyOK.Add(1)
+		return false
+	}
+	l.earlyRej.Add(1)
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Content-Length", "9")
+	w.WriteHeader(http.StatusTooEarly)
+	_, _ = io.WriteString(w, "too early")
+	return true
+}
+
+// SafeEarly reports whether r may be served from 0-RTT data: its method
+// is safe (GET, HEAD, OPTIONS, TRACE).
+func SafeEarly(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // Addr is the bound UDP address.
@@ -285,6 +460,10 @@ type Stats struct {
 	DownstreamCxTotal uint64
 	// DownstreamCxActive is the number of open QUIC connections.
 	DownstreamCxActive int64
+	// EarlyDataServed counts safe requests served before their
+	// connection's handshake completed (0-RTT); EarlyDataRejected the
+	// others, answered 425 Too Early.
+	EarlyDataServed, EarlyDataRejected uint64
 }
 
 // Stats returns the listener's counters.
@@ -292,5 +471,7 @@ func (l *Listener) Stats() Stats {
 	return Stats{
 		DownstreamCxTotal:  l.cxTotal.Load(),
 		DownstreamCxActive: l.cxActive.Load(),
+		EarlyDataServed:    l.earlyOK.Load(),
+		EarlyDataRejected:  l.earlyRej.Load(),
 	}
 }

@@ -354,6 +354,12 @@ func TestHTTP3ConfigErrors(t *testing.T) {
               - certificate_chain: {filename: %q}
                 private_key: {filename: %q}
 `, cert.certFile, cert.keyFile)
+	// chainOf is a listener's (last) filter chain; named gives a listener's
+	// first chain a server name.
+	chainOf := func(l string) string { return l[strings.Index(l, "    - transport_socket:\n"):] }
+	named := func(l, name string) string {
+		return strings.Replace(l, "    - transport_socket:\n", "    - filter_chain_match: {server_names: ["+name+"]}\n      transport_socket:\n", 1)
+	}
 	for name, tc := range map[string]struct{ yaml, want string }{
 		"codec not HTTP3": {strings.Replace(good, "codec_type: HTTP3", "codec_type: HTTP2", 1), "needs codec_type HTTP3"},
 		"TCP address":     {strings.Replace(good, ", protocol: UDP", "", 1), "needs protocol UDP"},
@@ -368,7 +374,7 @@ func TestHTTP3ConfigErrors(t *testing.T) {
               private_key: {filename: %q}
 `, cert.certFile, cert.keyFile) + good[strings.Index(good, "      filters:\n"):], "DownstreamTlsContext is not allowed here"},
 		"HTTP3 on TCP":        {bs{HCMExtra: "          codec_type: HTTP3\n", VirtualHosts: vhostAll("be", ""), Clusters: cl}.String(), "HTTP3 needs a QUIC listener"},
-		"two chains":          {strings.Replace(good, "    filter_chains:\n", "    filter_chains:\n    - filters: []\n", 1), "exactly one filter chain"},
+		"empty second chain":  {strings.Replace(good, "    filter_chains:\n", "    filter_chains:\n    - filters: []\n", 1), "exactly one network filter"},
 		"zero streams":        {quicListener(cert, "0", "        quic_protocol_options: {max_concurrent_streams: 0}\n", "", vhostAll("be", "")), "greater than or equal to 1"},
 		"unknown quic option": {quicListener(cert, "0", "        reject_new_connections: true\n", "", vhostAll("be", "")), "reject_new_connections"},
 		"no quic_options":     {strings.Replace(good, "      quic_options:\n        {}\n", "      {}\n", 1), "quic_options: is required"},
@@ -376,7 +382,16 @@ func TestHTTP3ConfigErrors(t *testing.T) {
 		"TLS 1.2 only": {strings.Replace(good, "            common_tls_context:\n",
 			"            common_tls_context:\n              tls_params: {tls_maximum_protocol_version: TLSv1_2}\n", 1), "QUIC needs TLS 1.3"},
 		"chain match": {strings.Replace(good, "    - transport_socket:\n",
-			"    - filter_chain_match: {server_names: [a.example]}\n      transport_socket:\n", 1), "is not supported on a QUIC listener"},
+			"    - filter_chain_match: {transport_protocol: quic}\n      transport_socket:\n", 1), "match on server_names only"},
+		"two chains without names": {good + chainOf(good), "filter_chains[1]: a second chain without filter_chain_match.server_names"},
+		"a name twice": {named(good, "a.example") + named(chainOf(good), "A.example"),
+			`filter_chains[1].filter_chain_match.server_names[0]: "a.example" is also a server name of filter_chains[0]`},
+		"early data differs": {named(good, "a.example") + strings.Replace(chainOf(good), "          downstream_tls_context:\n",
+			"          enable_early_data: true\n          downstream_tls_context:\n", 1), "same enable_early_data"},
+		"header limit differs": {named(good, "a.example") + strings.Replace(chainOf(good), "          codec_type: HTTP3\n",
+			"          codec_type: HTTP3\n          max_request_headers_kb: 10\n", 1), "same max_request_headers_kb"},
+		"bad wildcard": {strings.Replace(good, "    - transport_socket:\n",
+			"    - filter_chain_match: {server_names: [\"a.*.example\"]}\n      transport_socket:\n", 1), "a wildcard must be a leading"},
 		"default chain": {strings.Replace(good, "    filter_chains:\n", "    default_filter_chain: {filters: []}\n    filter_chains:\n", 1), "default_filter_chain: is not supported"},
 		"two filters": {strings.Replace(good, "      filters:\n", "      filters:\n      - name: x\n        typed_config: {\"@type\": "+
 			"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, codec_type: HTTP3, stat_prefix: x, rds: {route_config_name: x}}\n", 1),

@@ -260,6 +260,11 @@ func (s *Server) apply(snap *snapshot.Snapshot) error {
 		if sl.QUIC != nil {
 			ch.h3 = *sl.QUIC
 			ch.h3.Handler = cfg.FilterChains[0].Handler
+			// Several chains (picked by SNI): each gets its own handler.
+			ch.h3.Chains = slices.Clone(ch.h3.Chains)
+			for i := range ch.h3.Chains {
+				ch.h3.Chains[i].Handler = cfg.FilterChains[i].Handler
+			}
 		}
 		rebind := old == nil || old.address != sl.Config.Address || strings.HasSuffix(sl.Config.Address, ":0") || old.quic != next.quic
 		switch {

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"crypto/tls"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -18,12 +19,15 @@ import (
 )
 
 // quicListener converts a listener with udp_listener_config.quic_options:
-// HTTP/3 over QUIC on a UDP socket. It takes one filter chain (no match)
-// whose only network filter is the connection manager with codec_type
-// HTTP3 and whose transport_socket is envoy.transport_sockets.quic
-// (QuicDownstreamTransport). The chain lands in Config.FilterChains[0]
-// like a TCP listener's, so the server builds its handler the same way;
-// the QUIC settings go in Listener.QUIC.
+// HTTP/3 over QUIC on a UDP socket. Each filter chain has the connection
+// manager with codec_type HTTP3 as its only network filter and
+// envoy.transport_sockets.quic (QuicDownstreamTransport) as its transport
+// socket; with more than one, each matches on server_names (the client's
+// SNI) alone, and at most one has no match. The chains land in
+// Config.FilterChains like a TCP listener's, so the server builds their
+// handlers the same way; the QUIC settings go in Listener.QUIC (with
+// Chains, whose handlers the server fills in from FilterChains, when the
+// listener has several chains or names).
 func (c *converter) quicListener(p string, l *listenerv3.Listener) Listener {
 	out := Listener{Config: listener.Config{Name: l.GetName()}}
 	if l.GetName() == "" {
@@ -50,36 +54,93 @@ func (c *converter) quicListener(p string, l *listenerv3.Listener) Listener {
 		q.MaxConcurrentStreams = n.GetValue()
 	}
 	if l.GetDefaultFilterChain() != nil {
-		c.fail(resource.Join(p, "default_filter_chain"), "is not supported on a QUIC listener: give one filter chain")
+		c.fail(resource.Join(p, "default_filter_chain"), "is not supported on a QUIC listener: give a filter chain without filter_chain_match")
 	}
 	chains := l.GetFilterChains()
-	if len(chains) != 1 {
-		c.fail(resource.Join(p, "filter_chains"), "a QUIC listener takes exactly one filter chain; got %d", len(chains))
+	if len(chains) == 0 {
+		c.fail(resource.Join(p, "filter_chains"), "a QUIC listener needs a filter chain")
 		return out
 	}
-	cp := resource.Index(resource.Join(p, "filter_chains"), 0)
-	fc := chains[0]
-	if fc.GetFilterChainMatch() != nil {
-		c.fail(resource.Join(cp, "filter_chain_match"), "is not supported on a QUIC listener (one chain serves every connection)")
+	named := len(chains) > 1
+	fallback := -1
+	taken := map[string]int{}
+	for i, fc := range chains {
+		cp := resource.Index(resource.Join(p, "filter_chains"), i)
+		qc, chain, h, early, ok := c.quicChain(cp, fc)
+		if !ok {
+			return out
+		}
+		if len(qc.ServerNames) > 0 {
+			named = true
+		} else if fallback >= 0 {
+			c.fail(cp, "a second chain without filter_chain_match.server_names (filter_chains[%d] is the first): a QUIC listener picks its chain by SNI", fallback)
+		} else {
+			fallback = i
+		}
+		for k, n := range qc.ServerNames {
+			if j, dup := taken[n]; dup {
+				c.fail(resource.Index(resource.Join(cp, "filter_chain_match.server_names"), k), "%q is also a server name of filter_chains[%d]", n, j)
+			}
+			taken[n] = i
+		}
+		if i == 0 {
+			q.TLS, q.EarlyData, q.MaxRequestHeadersBytes = qc.TLS, early, chain.HTTP.MaxRequestHeadersBytes
+		} else {
+			tp := resource.Join(cp, "transport_socket.typed_config.enable_early_data")
+			if early != q.EarlyData {
+				c.fail(tp, "every chain of a QUIC listener must set the same enable_early_data (0-RTT is a property of the socket)")
+			}
+			if chain.HTTP.MaxRequestHeadersBytes != q.MaxRequestHeadersBytes {
+				c.fail(resource.Join(cp, "filters[0].typed_config.max_request_headers_kb"), "every chain of a QUIC listener must have the same max_request_headers_kb")
+			}
+		}
+		q.Chains = append(q.Chains, qc)
+		out.Config.FilterChains = append(out.Config.FilterChains, chain)
+		out.HTTP = append(out.HTTP, h)
+	}
+	if !named {
+		q.Chains = nil // one chain for every connection: TLS and Handler
+	}
+	out.QUIC = q
+	return out
+}
+
+// quicChain converts one filter chain of a QUIC listener (at path cp).
+func (c *converter) quicChain(cp string, fc *listenerv3.FilterChain) (h3.Chain, listener.FilterChain, hcm.Config, bool, bool) {
+	qc := h3.Chain{Name: fc.GetName()}
+	if m := fc.GetFilterChainMatch(); m != nil {
+		mp := resource.Join(cp, "filter_chain_match")
+		if m.GetDestinationPort() != nil || len(m.GetPrefixRanges()) > 0 || len(m.GetDirectSourcePrefixRanges()) > 0 ||
+			m.GetSourceType() != 0 || len(m.GetSourcePrefixRanges()) > 0 || len(m.GetSourcePorts()) > 0 ||
+			m.GetTransportProtocol() != "" || len(m.GetApplicationProtocols()) > 0 || m.GetAddressSuffix() != "" || m.GetSuffixLen() != nil {
+			c.fail(mp, "a QUIC listener's chains match on server_names only")
+		}
+		for i, n := range m.GetServerNames() {
+			if strings.Contains(n, "*") && (!strings.HasPrefix(n, "*.") || strings.Count(n, "*") > 1) {
+				c.fail(resource.Index(resource.Join(mp, "server_names"), i), "%q: a wildcard must be a leading \"*.\"", n)
+			}
+			qc.ServerNames = append(qc.ServerNames, strings.ToLower(n))
+		}
 	}
 	chain := listener.FilterChain{Name: fc.GetName()}
+	chain.Match.ServerNames = qc.ServerNames
 	filters := fc.GetFilters()
 	if len(filters) != 1 {
 		c.fail(resource.Join(cp, "filters"), "a QUIC listener's chain takes exactly one network filter, the HTTP connection manager; got %d", len(filters))
-		return out
+		return qc, chain, hcm.Config{}, false, false
 	}
 	fp := resource.Join(resource.Index(resource.Join(cp, "filters"), 0), "typed_config")
 	var mgr hcmv3.HttpConnectionManager
 	if !c.unpack(fp, filters[0].GetTypedConfig(), &mgr) {
-		return out
+		return qc, chain, hcm.Config{}, false, false
 	}
 	if mgr.GetCodecType() != hcmv3.HttpConnectionManager_HTTP3 {
 		c.fail(resource.Join(fp, "codec_type"), "a QUIC listener needs codec_type HTTP3, got %s", mgr.GetCodecType())
 	}
 	settings, h := c.connectionManager(fp, &mgr)
 	chain.HTTP = settings
-	q.MaxRequestHeadersBytes = settings.MaxRequestHeadersBytes
 
+	early := false
 	tp := resource.Join(cp, "transport_socket")
 	ts := fc.GetTransportSocket()
 	if ts == nil {
@@ -92,14 +153,11 @@ func (c *converter) quicListener(p string, l *listenerv3.Listener) Listener {
 			if chain.TLS != nil && chain.TLS.MaxVersion != 0 && chain.TLS.MaxVersion < tls.VersionTLS13 {
 				c.fail(resource.Join(tp, "downstream_tls_context.common_tls_context.tls_params.tls_maximum_protocol_version"), "QUIC needs TLS 1.3")
 			}
-			q.TLS = chain.TLS
-			q.EarlyData = qt.GetEnableEarlyData().GetValue()
+			qc.TLS = chain.TLS
+			early = qt.GetEnableEarlyData().GetValue()
 		}
 	}
-	out.Config.FilterChains = []listener.FilterChain{chain}
-	out.HTTP = []hcm.Config{h}
-	out.QUIC = q
-	return out
+	return qc, chain, h, early, true
 }
 
 // isQUICTransport reports whether a filter chain's transport socket is

@@ -41,7 +41,8 @@ type Listener struct {
 	HTTP        []hcm.Config
 	DefaultHTTP *hcm.Config
 	// QUIC is set for an HTTP/3 listener (udp_listener_config.quic_options):
-	// its one chain, Config.FilterChains[0], is served over QUIC with these
-	// settings; the server fills in Handler.
+	// its chains, Config.FilterChains, are served over QUIC with these
+	// settings (selected by SNI when there are several); the server fills
+	// in the handlers.
 	QUIC *h3.Config
 }

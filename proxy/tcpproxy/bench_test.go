@@ -20,7 +20,9 @@ const benchSize = 256 << 20
 //
 // "proxy" splices between the sockets; "proxy-nosplice" hides the
 // downstream's *net.TCPConn so the same proxy copies through its buffer,
-// to show what splice saves. Compare the MB/s of one run only.
+// to show what splice saves; "splice-floor" (Linux) is a bare relay of
+// blocking splice calls on locked threads, the most a user-space relay can
+// do here. Compare the MB/s of one run only.
 func BenchmarkThroughput(b *testing.B) {
 	sink := serveTCP(b, discardAndCount)
 	m := clusters(b, static("sink", sink))
@@ -30,11 +32,15 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 	spliced := startFront(b, p, nil)
 	copied := startFront(b, p, func(c *net.TCPConn) net.Conn { return struct{ net.Conn }{c} })
-	for _, bc := range []struct{ name, addr string }{
+	cases := []struct{ name, addr string }{
 		{"direct", sink},
 		{"proxy", spliced.addr},
 		{"proxy-nosplice", copied.addr},
-	} {
+	}
+	if spliceFloor != nil {
+		cases = append(cases, struct{ name, addr string }{"splice-floor", spliceFloor(b, sink)})
+	}
+	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
 			buf := make([]byte, 1<<20)
 			b.SetBytes(benchSize)
@@ -46,6 +52,9 @@ func BenchmarkThroughput(b *testing.B) {
 		})
 	}
 }
+
+// spliceFloor starts the bare splice relay to target (Linux only).
+var spliceFloor func(b *testing.B, target string) string
 
 // send writes benchSize bytes to addr, half-closes, and waits for the
 // sink's count of what it received.
