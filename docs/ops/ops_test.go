@@ -53,11 +53,13 @@ func exported(t *testing.T) (all map[string]bool, cp []string) {
 	m.Listener("public_listener")
 	m.SetSources(
 		func() []telemetry.DownstreamCounts {
-			return []telemetry.DownstreamCounts{{Listener: "public_listener"}}
+			return []telemetry.DownstreamCounts{{Listener: "public_listener", Filters: map[string]uint64{"rbac.denied": 0}}}
 		},
 		func() []telemetry.UpstreamCounts {
-			return []telemetry.UpstreamCounts{{Cluster: "web", Outlier: true, HealthChecked: true}}
+			return []telemetry.UpstreamCounts{{Cluster: "web", Outlier: true, HealthChecked: true,
+				RqTimeBuckets: make([]uint64, len(telemetry.LatencyBuckets)+1)}}
 		})
+	m.SetXDSSource(func() []telemetry.XDSType { return []telemetry.XDSType{{Type: "cluster", Version: "1"}} })
 	add(m.Registry(), "")
 
 	// The control plane, registered as outrigger-cp's serve registers it.

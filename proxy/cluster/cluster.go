@@ -122,19 +122,16 @@ func (c *Cluster) RoundTrip(req *http.Request, h *Host) (*http.Response, error) 
 	h.Stats.RqActive.Add(1)
 
 	ctx := req.Context()
-	var start time.Time
-	if c.ewma.Load() {
-		start = time.Now()
-	}
+	start := time.Now()
 	resp, err := g.tr.RoundTrip(req)
 	if err != nil {
-		c.finish(g, h, 0, err)
+		c.finish(g, h, 0, start, err)
 		return nil, err
 	}
-	if !start.IsZero() {
+	if c.ewma.Load() {
 		h.ObserveLatency(time.Since(start))
 	}
-	b := &body{rc: resp.Body, c: c, g: g, h: h, ctx: ctx, status: resp.StatusCode}
+	b := &body{rc: resp.Body, c: c, g: g, h: h, ctx: ctx, status: resp.StatusCode, start: start}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		if w, ok := resp.Body.(io.Writer); ok {
 			resp.Body = &upgradeBody{body: b, w: w}
@@ -146,7 +143,8 @@ func (c *Cluster) RoundTrip(req *http.Request, h *Host) (*http.Response, error) 
 }
 
 // finish ends one request's accounting. status is 0 when no response came.
-func (c *Cluster) finish(g *generation, h *Host, status int, err error) {
+func (c *Cluster) finish(g *generation, h *Host, status int, start time.Time, err error) {
+	c.stats.RqTime.Observe(time.Since(start))
 	c.stats.RqActive.Add(-1)
 	h.Stats.RqActive.Add(-1)
 	var kind transport.Kind
@@ -192,6 +190,7 @@ type body struct {
 	h      *Host
 	ctx    context.Context
 	status int
+	start  time.Time
 	done   atomic.Bool
 }
 
@@ -218,7 +217,7 @@ func (b *body) Close() error {
 
 func (b *body) end(err error) {
 	if b.done.CompareAndSwap(false, true) {
-		b.c.finish(b.g, b.h, b.status, err)
+		b.c.finish(b.g, b.h, b.status, b.start, err)
 	}
 }
 

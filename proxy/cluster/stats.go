@@ -28,6 +28,9 @@ type Stats struct {
 	RqRetryActive     atomic.Int64  // retries in flight (the budget's numerator)
 	RqPendingOverflow atomic.Uint64 // upstream_rq_pending_overflow: max_requests/max_pending_requests full
 	CxOverflow        atomic.Uint64 // upstream_cx_overflow
+	// RqTime: upstream_rq_time, from sending a request to the end of its
+	// response or its failure.
+	RqTime RqTime
 }
 
 // StatsSnapshot is Stats read at one moment, with Envoy's stat names.

@@ -40,6 +40,8 @@ func TestAdminAPI(t *testing.T) {
 		`outrigger_downstream_rq_total{code_class="2xx",listener="ingress"} 5`,
 		`outrigger_downstream_cx_total{listener="ingress"} `,
 		`outrigger_upstream_rq_total{cluster="app"} 5`,
+		`outrigger_upstream_rq_duration_seconds_count{cluster="app"} 5`,
+		`outrigger_upstream_rq_duration_seconds_bucket{cluster="app",le="+Inf"} 5`,
 		`outrigger_upstream_cx_total{cluster="app"} `,
 		`outrigger_upstream_rq_error_total{cluster="app",kind="reset"} 0`,
 	} {

@@ -27,6 +27,7 @@ import (
 	"github.com/outrigger-mesh/outrigger/proxy/router"
 	"github.com/outrigger-mesh/outrigger/proxy/secret"
 	"github.com/outrigger-mesh/outrigger/proxy/snapshot"
+	"github.com/outrigger-mesh/outrigger/proxy/telemetry"
 	"github.com/outrigger-mesh/outrigger/xds/client"
 	"github.com/outrigger-mesh/outrigger/xds/resource"
 )
@@ -79,6 +80,7 @@ func (s *Server) runADS(ctx context.Context) error {
 		Logger:              s.log.Named("xds"),
 	}, &adsTarget{s: s, secrets: s.secretStore()})
 	s.ads.Store(c) // the admin API reads its Status
+	s.metrics.SetXDSSource(func() []telemetry.XDSType { return xdsTypes(c.Status()) })
 	go func() {
 		select {
 		case <-c.Synced():
@@ -317,4 +319,20 @@ func versionString(v map[string]string) string {
 		b.WriteString(v[k])
 	}
 	return b.String()
+}
+
+// xdsTypes is the client's per-type state for the metrics, by short type
+// name, sorted.
+func xdsTypes(st client.Status) []telemetry.XDSType {
+	out := make([]telemetry.XDSType, 0, len(st.Types))
+	for url, t := range st.Types {
+		name := url[strings.LastIndexByte(url, '.')+1:]
+		if name == "ClusterLoadAssignment" {
+			name = "Endpoint"
+		}
+		name = strings.TrimSuffix(strings.ToLower(name), "configuration")
+		out = append(out, telemetry.XDSType{Type: name, Version: t.Version, Accepted: t.Accepted, Rejected: t.Rejected})
+	}
+	slices.SortFunc(out, func(a, b telemetry.XDSType) int { return strings.Compare(a.Type, b.Type) })
+	return out
 }

@@ -158,6 +158,8 @@ func (s *Server) upstreamCounts() []telemetry.UpstreamCounts {
 			CxOverflow:        st.CxOverflow.Load(),
 		})
 		u := &out[len(out)-1]
+		cum, sum := st.RqTime.Read()
+		u.RqTimeBuckets, u.RqTimeSum = cum[:], sum
 		if os, ok := c.OutlierStats(); ok {
 			u.Outlier = true
 			u.EjectionsActive = os.EjectionsActive

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -407,6 +408,17 @@ func testADS(t *testing.T, delta, google bool) {
 	dump := body(c, "http://"+srv.AdminAddr()+"/config_dump")
 	if !strings.Contains(dump, `"@type":"outrigger.XdsStatus"`) || !strings.Contains(dump, "CLUSTER_PROVIDED") {
 		t.Errorf("/config_dump does not show the xDS status with the NACK:\n%s", dump)
+	}
+	// So do the metrics: responses by result, and the version in force.
+	metrics := body(c, "http://"+srv.AdminAddr()+"/stats/prometheus")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`outrigger_xds_responses_total\{result="rejected",type="cluster"\} [1-9]`),
+		regexp.MustCompile(`outrigger_xds_responses_total\{result="accepted",type="listener"\} [1-9]`),
+		regexp.MustCompile(`outrigger_xds_version_info\{type="cluster",version="[^"]+"\} 1`),
+	} {
+		if !want.MatchString(metrics) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(metrics, "outrigger_xds"))
+		}
 	}
 
 	// A listener on a port something else holds: the bind fails, the

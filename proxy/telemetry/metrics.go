@@ -68,6 +68,7 @@ type Metrics struct {
 	configNACK   prometheus.Counter
 
 	sources sourceCollector
+	xds     xdsCollector
 
 	mu        sync.Mutex
 	listeners map[string]*ListenerStats
@@ -105,6 +106,7 @@ func NewMetrics() *Metrics {
 		m.downRq, m.downDuration,
 		m.serverLive, m.serverState, m.configUpdate,
 		&m.sources,
+		&m.xds,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -44,7 +44,12 @@ func TestMetricsExposition(t *testing.T) {
 		return []DownstreamCounts{{Listener: "ingress", CxTotal: 2, CxActive: 1, RqSmugglingRejected: 3, RqHeadersTooLarge: 4,
 			CxFiltered: 5, Filters: map[string]uint64{"rbac.denied": 6, "fault.active_faults": 7}}}
 	}, func() []UpstreamCounts {
-		return []UpstreamCounts{{Cluster: "backend", RqTotal: 3, RqActive: 1, Rq5xx: 1, RqReset: 1, CxTotal: 2, CxActive: -1, CxConnectFail: 1}}
+		rqTime := make([]uint64, len(LatencyBuckets)+1)
+		for i := range rqTime {
+			rqTime[i] = 3 // all three within 100 µs
+		}
+		return []UpstreamCounts{{Cluster: "backend", RqTotal: 3, RqActive: 1, Rq5xx: 1, RqReset: 1, CxTotal: 2, CxActive: -1, CxConnectFail: 1,
+			RqTimeBuckets: rqTime, RqTimeSum: 150 * time.Microsecond}}
 	})
 	m.SetServerState(StateLive)
 	m.ConfigUpdate(true)
@@ -72,6 +77,9 @@ func TestMetricsExposition(t *testing.T) {
 		`outrigger_downstream_cx_filtered_total{listener="ingress"} 5`,
 		`outrigger_listener_filter_total{listener="ingress",stat="rbac.denied"} 6`,
 		`outrigger_upstream_rq_total{cluster="backend"} 3`,
+		`outrigger_upstream_rq_duration_seconds_bucket{cluster="backend",le="0.0001"} 3`,
+		`outrigger_upstream_rq_duration_seconds_bucket{cluster="backend",le="+Inf"} 3`,
+		`outrigger_upstream_rq_duration_seconds_sum{cluster="backend"} 0.00015`,
 		`outrigger_upstream_rq_5xx_total{cluster="backend"} 1`,
 		`outrigger_upstream_rq_error_total{cluster="backend",kind="reset"} 1`,
 		`outrigger_upstream_rq_error_total{cluster="backend",kind="timeout"} 0`,

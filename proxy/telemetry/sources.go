@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -38,6 +39,12 @@ type UpstreamCounts struct {
 	CxTotal       uint64
 	CxActive      int64
 	CxConnectFail uint64
+
+	// RqTimeBuckets are the cumulative counts of upstream request times
+	// per bound of LatencyBuckets, then the total (+Inf); RqTimeSum their
+	// sum. Empty: no histogram.
+	RqTimeBuckets []uint64
+	RqTimeSum     time.Duration
 
 	// Resilience: retries and circuit-breaker overflows.
 	RqRetry           uint64
@@ -79,6 +86,7 @@ var (
 	descUpRq       = desc("upstream_rq_total", "Upstream requests sent.", "cluster")
 	descUpRqActive = desc("upstream_rq_active", "Upstream requests in flight.", "cluster")
 	descUpRq5xx    = desc("upstream_rq_5xx_total", "Upstream responses with a 5xx status.", "cluster")
+	descUpRqTime   = desc("upstream_rq_duration_seconds", "Upstream request time (Envoy's upstream_rq_time): from sending the request to the end of its response or its failure, per attempt.", "cluster")
 	descUpRqErr    = desc("upstream_rq_error_total", "Upstream requests that ended without a whole response, by kind.", "cluster", "kind")
 	descUpCx       = desc("upstream_cx_total", "Upstream connections opened.", "cluster")
 	descUpCxActive = desc("upstream_cx_active", "Upstream connections open.", "cluster")
@@ -109,7 +117,7 @@ type sourceCollector struct {
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDownCx, descDownCxActive, descDownCxRejected, descDownCxFiltered, descFilterStat, descDownRqRejected,
-		descUpRq, descUpRqActive, descUpRq5xx, descUpRqErr, descUpCx, descUpCxActive, descUpCxFail,
+		descUpRq, descUpRqActive, descUpRq5xx, descUpRqTime, descUpRqErr, descUpCx, descUpCxActive, descUpCxFail,
 		descUpRetry, descUpRetrySuccess, descUpRetryOverflow, descUpPendingOver, descUpCxOverflow,
 		descEjActive, descEjEnforced, descEjOverflow, descHCAttempt, descHCSuccess, descHCFailure, descHCHealthy} {
 		ch <- d
@@ -148,6 +156,13 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descUpRq, u.RqTotal, u.Cluster)
 			gauge(descUpRqActive, u.RqActive, u.Cluster)
 			counter(descUpRq5xx, u.Rq5xx, u.Cluster)
+			if n := len(u.RqTimeBuckets); n == len(LatencyBuckets)+1 {
+				buckets := make(map[float64]uint64, len(LatencyBuckets))
+				for i, le := range LatencyBuckets {
+					buckets[le] = u.RqTimeBuckets[i]
+				}
+				ch <- prometheus.MustNewConstHistogram(descUpRqTime, u.RqTimeBuckets[n-1], u.RqTimeSum.Seconds(), buckets, u.Cluster)
+			}
 			counter(descUpRqErr, u.RqConnectFail, u.Cluster, "connect_failure")
 			counter(descUpRqErr, u.RqReset, u.Cluster, "reset")
 			counter(descUpRqErr, u.RqTimeout, u.Cluster, "timeout")
@@ -173,4 +188,51 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// XDSType is one subscribed xDS type's state, as the xDS client keeps it.
+type XDSType struct {
+	// Type is the short type name (listener, route, cluster, endpoint,
+	// secret).
+	Type               string
+	Version            string
+	Accepted, Rejected uint64
+}
+
+var (
+	descXDSResponses = desc("xds_responses_total", "xDS responses per type, by result: accepted (ACKed) or rejected (NACKed, the last good configuration kept).", "type", "result")
+	descXDSVersion   = desc("xds_version_info", "1 for the version_info in force per xDS type (delta streams: the last system_version_info, often empty).", "type", "version")
+)
+
+// xdsCollector reads the xDS client's state at scrape time.
+type xdsCollector struct {
+	mu   sync.Mutex
+	read func() []XDSType
+}
+
+func (c *xdsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descXDSResponses
+	ch <- descXDSVersion
+}
+
+func (c *xdsCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	read := c.read
+	c.mu.Unlock()
+	if read == nil {
+		return
+	}
+	for _, t := range read() {
+		ch <- prometheus.MustNewConstMetric(descXDSResponses, prometheus.CounterValue, float64(t.Accepted), t.Type, "accepted")
+		ch <- prometheus.MustNewConstMetric(descXDSResponses, prometheus.CounterValue, float64(t.Rejected), t.Type, "rejected")
+		ch <- prometheus.MustNewConstMetric(descXDSVersion, prometheus.GaugeValue, 1, t.Type, t.Version)
+	}
+}
+
+// SetXDSSource names the function that reads the xDS client's per-type
+// state at scrape time (nil: no xDS metrics, a static bootstrap).
+func (m *Metrics) SetXDSSource(read func() []XDSType) {
+	m.xds.mu.Lock()
+	m.xds.read = read
+	m.xds.mu.Unlock()
 }
