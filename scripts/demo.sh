@@ -3,9 +3,10 @@
 # The mesh demo behind `make demo`: a Consul dev agent, outrigger-cp, three
 # example apps (payments v1 and v2 over HTTP, greeter over gRPC) and a client
 # (meshclient, service "frontend"), each behind its own outrigger sidecar
-# configured over xDS from Consul. Traffic flows through the sidecars; the
-# demo then rolls a canary with service-splitter writes (100/0 -> 50/50 ->
-# 0/100) and shows the traffic follow, and stays up until Ctrl-C.
+# configured over xDS from Consul. Traffic flows through the sidecars over
+# mTLS; the demo then rolls a canary with service-splitter writes (100/0 ->
+# 50/50 -> 0/100) and shows the traffic follow, writes a deny intention and
+# shows the 403s, deletes it, and stays up until Ctrl-C.
 #
 # Environment:
 #   DEMO_ONESHOT=1        exit right after the canary steps (CI, tests); the exit status says whether they held
@@ -161,6 +162,23 @@ log "frontend -> its sidecar -> payments (HTTP) and greeter (gRPC)"
 step "" payments-v1=100 "the sidecars became ready (Consul health-checks them every second)"
 step payments-splitter-50-50 payments-v1=50,payments-v2=50
 step payments-splitter-0-100 payments-v2=100
+
+log "sidecars talk mTLS with Consul Connect CA certificates (SPIFFE IDs); a plaintext caller is refused:"
+plaintext_answer() { # plaintext_answer PORT: what an HTTP/1.1 request in the clear gets back
+	timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "GET / HTTP/1.1\r\nHost: payments\r\n\r\n" >&3 && head -c 64 <&3' _ "$HOST" "$1" 2>/dev/null || true
+}
+answer=$(plaintext_answer 21101 | head -n 1 | tr -d '\r')
+if [[ -n $answer ]]; then
+	log "  a plaintext request to payments' public port was answered ($answer): mTLS is NOT enforced"
+	rc=1
+else
+	log "  plaintext request to payments' public port (21101): connection closed without an answer"
+fi
+log "intentions are enforced by the sidecars: deny frontend -> payments"
+step payments-intentions-deny "error: HTTP 403=100"
+"$CONSUL" config delete -kind service-intentions -name payments >/dev/null || die "consul config delete service-intentions payments failed"
+log "deleted the intention"
+step "" payments-v2=100 "the intention was deleted"
 
 if [[ $ONESHOT == 1 ]]; then
 	exit "$rc"
