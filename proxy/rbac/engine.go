@@ -47,21 +47,12 @@ func (in *Input) peerNames() *peerNames {
 	if in.names != nil {
 		return in.names
 	}
-	pn := &peerNames{}
 	if len(in.TLS.PeerCertificates) == 0 {
-		pn.subjSet = true // Envoy's subject of no certificate: ""
+		in.names = &peerNames{subjSet: true} // Envoy's subject of no certificate: ""
 	} else {
-		leaf := in.TLS.PeerCertificates[0]
-		pn.dns = leaf.DNSNames
-		if len(leaf.URIs) > 0 {
-			pn.uris = make([]string, len(leaf.URIs))
-			for i, u := range leaf.URIs {
-				pn.uris[i] = u.String()
-			}
-		}
+		in.names = namesOf(in.TLS.PeerCertificates[0])
 	}
-	in.names = pn
-	return pn
+	return in.names
 }
 
 func (in *Input) subject() string {
@@ -257,6 +248,10 @@ func compileRule(field string, r *Rule, s side, http bool) (node, error) {
 			sm, err := compileString(join(field, "authenticated.principal_name"), r.String)
 			if err != nil {
 				return node{}, err
+			}
+			if sm.re != nil {
+				// A mesh has few callers: remember the regex's answers.
+				sm.cache = newRegexCache()
 			}
 			n.str = sm
 		}

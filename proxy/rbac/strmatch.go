@@ -16,6 +16,8 @@ type stringMatcher struct {
 	value string
 	fold  bool
 	re    *regexp.Regexp // anchored: the whole input must match
+	// cache, when set, remembers re's answers (principal names).
+	cache *regexCache
 }
 
 func compileString(field string, sm *router.StringMatcher) (*stringMatcher, error) {
@@ -47,6 +49,9 @@ func compileString(field string, sm *router.StringMatcher) (*stringMatcher, erro
 
 func (m *stringMatcher) match(s string) bool {
 	if m.kind == router.StringRegex {
+		if m.cache != nil {
+			return m.cache.match(s, m.re.MatchString)
+		}
 		return m.re.MatchString(s)
 	}
 	if m.fold {
