@@ -17,7 +17,7 @@ var buildingBlocks = []string{
 	"proxy/router", "proxy/cluster", "proxy/lb", "proxy/transport", "proxy/listener",
 	"proxy/forward", "proxy/hcm", "proxy/telemetry", "proxy/admin", "proxy/httpwire", "proxy/listener/h1",
 	"proxy/healthcheck", "proxy/outlier", "proxy/fault", "proxy/tcpproxy", "proxy/grpcweb", "proxy/h3",
-	"proxy/tracing", "proxy/rbac", "proxy/secret", "proxy/jwtauthn", "proxy/ratelimit", "proxy/cors",
+	"proxy/tracing", "proxy/rbac", "proxy/secret", "proxy/jwtauthn", "proxy/ratelimit", "proxy/cors", "proxy/origdst", "proxy/redirect",
 }
 
 // deps lists every package pkg depends on, transitively.

@@ -23,6 +23,7 @@ const usage = `outrigger-cp: the Outrigger control plane: Consul in, xDS out.
 Usage:
   outrigger-cp [flags]                  serve xDS from Consul
   outrigger-cp bootstrap -proxy-id ID   print an Envoy bootstrap for a sidecar
+  outrigger-cp sidecar-init ...         register a Kubernetes pod's sidecar in Consul, write its bootstrap
 
 Flags:
   -consul-addr HOST:PORT   Consul HTTP API (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500)
@@ -35,7 +36,7 @@ Flags:
                            give a loopback address such as 127.0.0.1:19002 unless it is meant to be reachable)
   -log-level LEVEL         trace, debug, info, warn, error (default info)
   -log-format text|json    log format (default text)
-  -version                 print the version and exit
+` + injectUsage + `  -version                 print the version and exit
   -h, -help                this help
 `
 
@@ -62,6 +63,7 @@ type options struct {
 	logLevel   hclog.Level
 	logJSON    bool
 	version    bool
+	inject     injectOptions // the Kubernetes sidecar injector
 }
 
 // bootstrapOptions is the bootstrap subcommand's command line.
@@ -117,7 +119,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	level := fs.String("log-level", "info", "")
 	format := fs.String("log-format", "text", "")
 	fs.BoolVar(&o.version, "version", false, "")
+	injectFlags(fs, &o.inject)
 	if err := parse(fs, args, usage, stderr); err != nil {
+		return nil, err
+	}
+	if err := o.inject.validate(); err != nil {
 		return nil, err
 	}
 	o.consulAddr = consul()

@@ -35,6 +35,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "bootstrap" {
 		return runBootstrap(args[1:], stdout, stderr, nil)
 	}
+	if len(args) > 0 && args[0] == "sidecar-init" {
+		return runSidecarInit(ctx, args[1:], stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -87,6 +90,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		cfg.dash = &dashboardConfig{lis: dashLis, catalog: dashboard.ConsulCatalog(client)}
 		logger.Info("dashboard", "url", "http://"+dashLis.Addr().String()+"/")
+	}
+	if o.inject.enabled() {
+		stopInjector, err := startInjector(ctx, logger.Named("inject"), &o.inject)
+		if err != nil {
+			xdsLis.Close()
+			httpLis.Close()
+			logger.Error("cannot start the sidecar injector", "error", err)
+			return 1
+		}
+		defer stopInjector()
 	}
 	logger.Info("starting", "version", version, "consul", o.consulAddr,
 		"xds", xdsLis.Addr().String(), "http", httpLis.Addr().String(), "pprof", o.pprof)

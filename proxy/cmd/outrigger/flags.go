@@ -30,6 +30,7 @@ const usage = `outrigger: a service-mesh proxy configured with Envoy's v3 API.
 Usage:
   outrigger -c bootstrap.yaml [flags]
   outrigger -c bootstrap.yaml --mode validate
+  outrigger redirect-traffic [flags]   install transparent-capture rules (nftables or iptables; -h for its flags)
 
 Flags:
   -c, --config-path FILE       Envoy bootstrap file (YAML or JSON)
