@@ -176,13 +176,16 @@ func TestGRPCOverTLS(t *testing.T) {
 	}
 	// Without sni: none is sent (the host is an IP), not the authority.
 	h := lb.NewHost(b.addr, 1)
-	_, rec := start(t, []Config{fast(grpcCheck(GRPCCheck{}))}, Options{TLS: clientTLS, ClusterName: "not-the-sni"}, h)
+	first, rec := start(t, []Config{fast(grpcCheck(GRPCCheck{}))}, Options{TLS: clientTLS, ClusterName: "not-the-sni"}, h)
 	if e := rec.waitN(t, h, 1)[0]; e.res.outcome != passed {
 		t.Fatalf("gRPC over TLS: %s (%s)", outcomeName(e.res.outcome), e.res.reason)
 	}
 	if s := lastSNI(); s != "" {
 		t.Errorf("SNI %q sent without one configured", s)
 	}
+	// Both checkers hit b: stop the first so what b sees next is the
+	// second's (a check already in flight may still land, hence the polls).
+	first.Close()
 	// With sni (httptest's certificate covers example.com).
 	withSNI := clientTLS.Clone()
 	withSNI.ServerName = "example.com"
@@ -191,10 +194,18 @@ func TestGRPCOverTLS(t *testing.T) {
 	if e := rec.waitN(t, hs, 1)[0]; e.res.outcome != passed {
 		t.Fatalf("gRPC over TLS with SNI: %s (%s)", outcomeName(e.res.outcome), e.res.reason)
 	}
+	deadline := time.Now().Add(5 * time.Second)
+	for lastSNI() != "example.com" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if s := lastSNI(); s != "example.com" {
 		t.Errorf("SNI = %q, want example.com", s)
 	}
-	if got := b.lastMD().Get(":authority"); len(got) != 1 || got[0] != "authority" {
+	authority := func() []string { return b.lastMD().Get(":authority") }
+	for got := authority(); (len(got) != 1 || got[0] != "authority") && time.Now().Before(deadline); got = authority() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := authority(); len(got) != 1 || got[0] != "authority" {
 		t.Errorf(":authority = %q, want the cluster name, not the SNI", got)
 	}
 	// grpc-go may clone credentials; the clone keeps the SNI rule.
