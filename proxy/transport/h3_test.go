@@ -98,8 +98,10 @@ func TestHTTP3UpstreamErrors(t *testing.T) {
 		t.Fatalf("ConnectFailed called %d times", cc.failed.Load())
 	}
 
-	// An untrusted certificate: a connect failure in the TLS handshake.
+	// An untrusted certificate: a connect failure in the TLS handshake
+	// (a connect timeout a loaded machine cannot hit).
 	addr, _ := h3Server(t, http.NotFoundHandler())
+	tr = newTransport(t, Options{Protocol: HTTP3, TLS: &tls.Config{}, ConnectTimeout: 30 * time.Second})
 	req, _ = http.NewRequest("GET", "https://"+addr+"/", nil)
 	_, err = tr.RoundTrip(req)
 	var e *Error
