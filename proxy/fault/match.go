@@ -1,13 +1,9 @@
 package fault
 
-import (
-	"strings"
-)
-
-// parseInt64 parses like absl::SimpleAtoi (surrounding blanks and a sign
-// allowed) without the allocation strconv makes for its error.
+// parseInt64 parses like absl::SimpleAtoi (surrounding ASCII blanks and a
+// sign allowed) without the allocation strconv makes for its error.
 func parseInt64(s string) (int64, bool) {
-	s = strings.TrimSpace(s)
+	s = trimASCIISpace(s)
 	neg := false
 	if s != "" && (s[0] == '+' || s[0] == '-') {
 		neg = s[0] == '-'
@@ -30,18 +26,19 @@ func parseInt64(s string) (int64, bool) {
 }
 
 // parseUint64 parses an unsigned header value like absl::SimpleAtoi into a
-// uint64: surrounding blanks and a '+' allowed, no '-'.
+// uint64: surrounding ASCII blanks and a '+' allowed, no '-'.
 func parseUint64(s string) (uint64, bool) {
-	s = strings.TrimSpace(s)
+	s = trimASCIISpace(s)
 	if s != "" && s[0] == '+' {
 		s = s[1:]
 	}
 	return parseDigits(s)
 }
 
-// parseDigits parses a non-empty run of decimal digits that fits a uint64.
+// parseDigits parses a non-empty run of decimal digits (leading zeros
+// allowed, as absl does) that fits a uint64.
 func parseDigits(s string) (uint64, bool) {
-	if s == "" || len(s) > 20 {
+	if s == "" {
 		return 0, false
 	}
 	var n uint64
@@ -57,4 +54,18 @@ func parseDigits(s string) (uint64, bool) {
 		n = n*10 + d
 	}
 	return n, true
+}
+
+// trimASCIISpace trims what absl's ascii_isspace calls blank; unlike
+// strings.TrimSpace it leaves Unicode spaces (U+00A0, U+0085, ...) alone,
+// as Envoy does.
+func trimASCIISpace(s string) string {
+	isSpace := func(c byte) bool { return c == ' ' || c >= '\t' && c <= '\r' }
+	for s != "" && isSpace(s[0]) {
+		s = s[1:]
+	}
+	for s != "" && isSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
 }

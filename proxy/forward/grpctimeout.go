@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,7 +12,9 @@ import (
 // the backend gives up when we do instead of working on for nobody.
 
 // ParseGRPCTimeout parses a grpc-timeout value ("100m", "5S", ...): at most
-// eight digits and a unit.
+// eight digits and a unit. A value past the largest Duration (eight digits
+// of hours reach 11,000 years) is that largest Duration, as in grpc-go,
+// never a wrapped negative one.
 func ParseGRPCTimeout(h http.Header) (time.Duration, bool) {
 	v := h["Grpc-Timeout"]
 	if len(v) == 0 || len(v[0]) < 2 || len(v[0]) > 9 {
@@ -42,6 +45,9 @@ func ParseGRPCTimeout(h http.Header) (time.Duration, bool) {
 		unit = time.Nanosecond
 	default:
 		return 0, false
+	}
+	if n > math.MaxInt64/int64(unit) {
+		return math.MaxInt64, true
 	}
 	return time.Duration(n) * unit, true
 }

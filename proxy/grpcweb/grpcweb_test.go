@@ -143,6 +143,8 @@ func TestTextReader(t *testing.T) {
 		{"bad character after a padded group", "QQ==QU*D", "bad character at offset 6"},
 		{"incomplete group", "QUJDQU", "2 characters of an incomplete group"},
 		{"newline", "QUJD\nQUJD", "not valid base64"},
+		// encoding/base64 would skip them: four make a whole group.
+		{"four line breaks", "QUJD\r\n\r\nQUJD", "bad character at offset 4"},
 		{"padding inside a group", "Q=JD", "not valid base64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -96,6 +96,12 @@ func (t *textReader) decode(p []byte) int {
 	if i := bytes.IndexByte(src, '='); i >= 0 {
 		src = src[:i/4*4+4]
 	}
+	// encoding/base64 skips CR and LF, so four of them in a window would
+	// pass unnoticed; the text format has no whitespace.
+	if i := lineBreak(src); i >= 0 {
+		t.err = fmt.Errorf("%w: bad character at offset %d", ErrBadText, t.pos+int64(i))
+		return 0
+	}
 	dst := p
 	if small {
 		dst = t.part[:]
@@ -118,6 +124,15 @@ func (t *textReader) decode(p []byte) int {
 		return t.plo
 	}
 	return n
+}
+
+// lineBreak is the index of the first CR or LF in b, or -1.
+func lineBreak(b []byte) int {
+	i := bytes.IndexByte(b, '\n')
+	if j := bytes.IndexByte(b, '\r'); j >= 0 && (i < 0 || j < i) {
+		i = j
+	}
+	return i
 }
 
 func (t *textReader) Close() error { return t.src.Close() }

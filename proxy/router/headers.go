@@ -3,7 +3,6 @@ package router
 import (
 	"net/http"
 	"net/textproto"
-	"strings"
 )
 
 // ApplyRequestEdits applies request header edits level by level, in the
@@ -186,7 +185,7 @@ func checkHeaderEdits(field string, e *HeaderEdits) error {
 // checkEditName applies Envoy's rule: pseudo-headers and host may be
 // neither added nor removed by header edits.
 func checkEditName(field, name, verb string) error {
-	lower := strings.ToLower(name)
+	lower := lowerASCII(name)
 	if lower == "" {
 		return cfgErr(field, "header name is required")
 	}

@@ -186,7 +186,7 @@ func compileHeaderMatcher(field string, hm *HeaderMatcher, out *headerMatcher) e
 // compileHeaderMatcherFor compiles a matcher of requests, or of responses
 // (forResponse: the pseudo-header :status instead of the request ones).
 func compileHeaderMatcherFor(field string, hm *HeaderMatcher, out *headerMatcher, forResponse bool) error {
-	name := strings.ToLower(hm.Name)
+	name := lowerASCII(hm.Name)
 	if name == "" {
 		return cfgErr(join(field, "name"), "header name is required")
 	}
@@ -301,16 +301,17 @@ func (m *headerMatcher) value(r *http.Request) (string, bool) {
 	return strings.Join(vs, ","), true
 }
 
-// parseInt64 parses like absl::SimpleAtoi (surrounding blanks and a sign
-// allowed) without the allocation strconv makes for its error.
+// parseInt64 parses like absl::SimpleAtoi (surrounding ASCII blanks and a
+// sign allowed, any number of leading zeros) without the allocation
+// strconv makes for its error.
 func parseInt64(s string) (int64, bool) {
-	s = strings.TrimSpace(s)
+	s = trimASCIISpace(s)
 	neg := false
 	if s != "" && (s[0] == '+' || s[0] == '-') {
 		neg = s[0] == '-'
 		s = s[1:]
 	}
-	if s == "" || len(s) > 19 {
+	if s == "" {
 		return 0, false
 	}
 	var n uint64
@@ -318,6 +319,9 @@ func parseInt64(s string) (int64, bool) {
 		c := s[i]
 		if c < '0' || c > '9' {
 			return 0, false
+		}
+		if n > (1<<63)/10 {
+			return 0, false // past any int64, whatever follows
 		}
 		n = n*10 + uint64(c-'0')
 	}
@@ -331,6 +335,20 @@ func parseInt64(s string) (int64, bool) {
 		return 0, false
 	}
 	return int64(n), true
+}
+
+// trimASCIISpace trims what absl's ascii_isspace calls blank; unlike
+// strings.TrimSpace it leaves Unicode spaces (U+00A0, U+0085, ...) alone,
+// as Envoy does.
+func trimASCIISpace(s string) string {
+	isSpace := func(c byte) bool { return c == ' ' || c >= '\t' && c <= '\r' }
+	for s != "" && isSpace(s[0]) {
+		s = s[1:]
+	}
+	for s != "" && isSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 type queryMatcher struct {

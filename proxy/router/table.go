@@ -141,9 +141,10 @@ func (t *Table) findVirtualHost(authority string) *vhostMatcher {
 	if len(t.exact) == 0 && len(t.suffixes) == 0 && len(t.prefixes) == 0 {
 		return t.any // only a "*" virtual host (or none): no need to look
 	}
-	// Host names are case-insensitive; ToLower returns its argument without
-	// allocating when there is nothing to lower.
-	host := strings.ToLower(authority)
+	// Host names are case-insensitive, in ASCII only (as in Envoy);
+	// lowerASCII returns its argument without allocating when there is
+	// nothing to lower.
+	host := lowerASCII(authority)
 	bare := stripPort(host)
 	if vm := t.exact[host]; vm != nil {
 		return vm
@@ -192,6 +193,26 @@ func authority(r *http.Request) string {
 	return ""
 }
 
+// lowerASCII lowers ASCII letters only. strings.ToLower would also fold
+// Unicode (the Kelvin sign to "k") and turn every invalid UTF-8 byte into
+// U+FFFD, so that distinct authorities would find the same virtual host.
+func lowerASCII(s string) string {
+	i := 0
+	for i < len(s) && !('A' <= s[i] && s[i] <= 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
 // stripPort removes a trailing ":port" (digits, possibly none) from host,
 // leaving an IPv6 literal's brackets alone: "[::1]:80" -> "[::1]".
 func stripPort(host string) string {
@@ -231,7 +252,7 @@ type domainBuilder struct {
 }
 
 func (b *domainBuilder) add(vm *vhostMatcher, raw, field string) error {
-	d := strings.ToLower(raw)
+	d := lowerASCII(raw)
 	if d == "" {
 		return cfgErr(field, "empty domain")
 	}
