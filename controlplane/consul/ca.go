@@ -112,14 +112,19 @@ func (w *Watcher) fetchLeaf(service string) fetchFunc[*api.LeafCert] {
 }
 
 // reconcileLeaves runs one leaf watch per service that has at least one
-// registered sidecar proxy, and stops the others (their certificates are
+// registered sidecar proxy and per ingress gateway service, and stops the
+// others (their certificates are
 // dropped with them). Callers hold w.mu.
 func (w *Watcher) reconcileLeaves() bool {
 	want := map[string]bool{}
 	for _, ns := range w.st.names {
 		for _, e := range ns.entries {
-			if e.ServiceKind == api.ServiceKindConnectProxy && e.ServiceProxy != nil && e.ServiceProxy.DestinationServiceName != "" {
+			switch {
+			case e.ServiceKind == api.ServiceKindConnectProxy && e.ServiceProxy != nil && e.ServiceProxy.DestinationServiceName != "":
 				want[e.ServiceProxy.DestinationServiceName] = true
+			case e.ServiceKind == api.ServiceKindIngressGateway && e.ServiceName != "":
+				// A gateway's clusters present its own service's leaf.
+				want[e.ServiceName] = true
 			}
 		}
 	}

@@ -108,7 +108,7 @@ func (s *state) pendingNames() []string {
 func (w *Watcher) startTopLevel() {
 	startWatch(w, &watch{name: "agent/self", once: true}, w.fetchSelf, w.applySelf)
 	startWatch(w, &watch{name: "catalog/services", backbone: true}, w.client.Catalog().Services, w.applyServices)
-	for _, kind := range append(slices.Clone(serviceEntryKinds), api.ProxyDefaults, api.ServiceIntentions) {
+	for _, kind := range append(slices.Clone(serviceEntryKinds), api.ProxyDefaults, api.ServiceIntentions, api.IngressGateway, api.JWTProvider) {
 		fetch := func(q *api.QueryOptions) ([]api.ConfigEntry, *api.QueryMeta, error) {
 			return w.client.ConfigEntries().List(kind, q)
 		}
@@ -272,6 +272,19 @@ func (s *state) build() *model.Mesh {
 		Leaves:                map[string]*api.LeafCert{},
 		Intentions:            map[string]*api.ServiceIntentionsConfigEntry{},
 		IntentionDefaultAllow: s.defaultAllow,
+		Gateways:              map[string]*api.CatalogService{},
+		IngressGateways:       map[string]*api.IngressGatewayConfigEntry{},
+		JWTProviders:          map[string]*api.JWTProviderConfigEntry{},
+	}
+	for name, e := range s.entries[api.IngressGateway] {
+		if e, ok := e.(*api.IngressGatewayConfigEntry); ok {
+			m.IngressGateways[name] = e
+		}
+	}
+	for name, e := range s.entries[api.JWTProvider] {
+		if e, ok := e.(*api.JWTProviderConfigEntry); ok {
+			m.JWTProviders[name] = e
+		}
 	}
 	for service, ls := range s.leaves {
 		if ls.cert != nil {
@@ -288,11 +301,14 @@ func (s *state) build() *model.Mesh {
 	for _, name := range sortedKeys(s.names) {
 		ns := s.names[name]
 		for _, e := range ns.entries {
-			if e.ServiceKind != api.ServiceKindConnectProxy {
+			if e.ServiceKind != api.ServiceKindConnectProxy && e.ServiceKind != api.ServiceKindIngressGateway {
 				continue
 			}
 			if _, dup := m.Proxies[e.ServiceID]; !dup {
 				m.Proxies[e.ServiceID] = &e.CatalogService
+				if e.ServiceKind == api.ServiceKindIngressGateway {
+					m.Gateways[e.ServiceID] = &e.CatalogService
+				}
 			}
 		}
 		if ns.plain() {

@@ -8,17 +8,21 @@
 //	agent/self (once)                    Datacenter; IntentionDefaultAllow from
 //	                                     DebugConfig.ACLResolverSettings.ACLDefaultPolicy
 //	catalog/services                     the set of names; one catalog/service/<name> watch per name
-//	catalog/service/<name>               Proxies (connect-proxy entries, by service ID); non-proxy names
-//	                                     get the two health watches below
+//	catalog/service/<name>               Proxies (connect-proxy and ingress-gateway entries, by service ID),
+//	                                     Gateways (the ingress-gateway ones); non-proxy names get the two
+//	                                     health watches below
 //	health/service/<name>?passing        Services[name].Instances
 //	health/connect/<name>?passing        Services[name].Sidecars
 //	config/<kind> for service-defaults, service-router, service-splitter, service-resolver
 //	                                     Services[name].Defaults/Router/Splitter/Resolver
 //	config/proxy-defaults                ProxyDefaults (the "global" entry)
 //	config/service-intentions            Intentions, by destination name
+//	config/ingress-gateway               IngressGateways, by gateway service name
+//	config/jwt-provider                  JWTProviders, by name
 //	health/connect/<name>?passing&filter one per service-resolver subset with a Filter: Services[name].Subsets
 //	agent/connect/ca/roots               Roots, RootsIndex, TrustDomain
-//	agent/connect/ca/leaf/<service>      one per service with a registered sidecar proxy: Leaves[service]
+//	agent/connect/ca/leaf/<service>      one per service with a registered sidecar proxy, and one per
+//	                                     ingress gateway service: Leaves[service]
 //
 // The Connect CA watches go through the local agent, which caches roots and
 // leaves and re-signs leaves itself (before expiry, and after a roots change
@@ -32,11 +36,13 @@
 // A name that only has config entries (a virtual service reached through a
 // router, splitter or resolver redirect) still gets a Services entry, with
 // no instances, so the translator sees its discovery chain. Gateways and
-// connect-native services are ordinary (non-proxy) names here.
+// connect-native services are ordinary (non-proxy) names here (an ingress
+// gateway is both: a proxy in Proxies and Gateways, and a name with health
+// watches).
 //
 // Every watch is one goroutine holding one HTTP connection for its blocking
-// query: 9 + 1 per name + 2 per non-proxy service + 1 per filtered subset +
-// 1 per service with a sidecar.
+// query: 11 + 1 per name + 2 per non-proxy service + 1 per filtered subset +
+// 1 per service with a sidecar or an ingress gateway.
 // Consul refuses connections from one address beyond its
 // limits.http_max_conns_per_client (200 by default), so a mesh of more than
 // about 45 services needs that limit raised; the watcher warns when it gets

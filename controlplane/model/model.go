@@ -16,11 +16,22 @@ type Mesh struct {
 	// TrustDomain is the Connect CA's trust domain ("<uuid>.consul"), empty
 	// until known.
 	TrustDomain string
-	// Proxies are the registered connect-proxy services (Kind
-	// "connect-proxy"), by their service ID ("web-sidecar-proxy" or the ID
-	// the user gave). ServiceProxy carries DestinationServiceName,
-	// LocalServiceAddress/Port and Upstreams.
+	// Proxies are the registered proxies the control plane configures, by
+	// their service ID ("web-sidecar-proxy" or the ID the user gave): every
+	// connect-proxy service (Kind "connect-proxy"; ServiceProxy carries
+	// DestinationServiceName, LocalServiceAddress/Port and Upstreams) and
+	// every ingress gateway (also in Gateways).
 	Proxies map[string]*api.CatalogService
+	// Gateways are the registered ingress-gateway services (Kind
+	// "ingress-gateway") by service ID, the same values as in Proxies.
+	// Their ServiceName names their ingress-gateway config entry and their
+	// identity.
+	Gateways map[string]*api.CatalogService
+	// IngressGateways are the ingress-gateway config entries by name (the
+	// gateway service's name).
+	IngressGateways map[string]*api.IngressGatewayConfigEntry
+	// JWTProviders are the jwt-provider config entries by name.
+	JWTProviders map[string]*api.JWTProviderConfigEntry
 	// Services by name: every service in the catalog except connect proxies.
 	Services map[string]*Service
 	// ProxyDefaults is the global proxy-defaults entry, nil when none.
@@ -35,7 +46,7 @@ type Mesh struct {
 	RootsIndex uint64
 	// Leaves holds, by service name, the leaf certificate (and private key)
 	// Consul issued for each service that has at least one registered
-	// sidecar proxy (/v1/agent/connect/ca/leaf/<service>); its ModifyIndex
+	// sidecar proxy, and for each ingress gateway's service (/v1/agent/connect/ca/leaf/<service>); its ModifyIndex
 	// is the Consul index of the answer. A service is absent until its
 	// first leaf is known; a leaf stays after a failed refresh (a Consul
 	// outage) until Consul gives a new one.

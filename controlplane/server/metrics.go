@@ -92,6 +92,8 @@ var ConsulWatches = []string{
 	"config/service-resolver",
 	"config/service-intentions",
 	"config/proxy-defaults",
+	"config/ingress-gateway",
+	"config/jwt-provider",
 	"connect/ca/roots",
 	"agent/connect/ca/roots",
 	"connect/intentions",

@@ -27,6 +27,13 @@
 // plaintext: its clients dial instances, not sidecars. Options.Plaintext
 // turns all of this off.
 //
+// An ingress gateway (a service of kind ingress-gateway, in Mesh.Gateways)
+// is translated by Proxy too, from its ingress-gateway config entry
+// (gateway.go): public listeners routing by host through the services'
+// chains to clusters that present the gateway's own leaf, plus what the
+// entry's Meta asks for (gateway_meta.go: JWT from jwt-provider entries, a
+// local rate limit, HTTP/3, certificate files). See docs/gateway.md.
+//
 // Of Consul's opaque proxy config, these keys apply, from the sidecar's
 // registration or, for a key it does not set, the global proxy-defaults:
 // bind_address and bind_port (where public_listener binds instead of the

@@ -76,7 +76,8 @@ func NewWithOptions(m *model.Mesh, o Options) *Translator {
 // errNoMesh is what a Translator of no mesh returns.
 var errNoMesh = errors.New("translate: no mesh")
 
-// Proxy translates the mesh for the sidecar registered with service ID id.
+// Proxy translates the mesh for the sidecar or ingress gateway (gateway.go)
+// registered with service ID id.
 // The error wraps ErrUnknownProxy when id is not a registered proxy, and is
 // an *EntryError when a config entry on one of its upstreams' chains cannot
 // be translated. The result shares messages with other calls' results: do
@@ -84,6 +85,9 @@ var errNoMesh = errors.New("translate: no mesh")
 func (t *Translator) Proxy(id string) (*Resources, error) {
 	if t.m == nil {
 		return nil, errNoMesh
+	}
+	if g := t.m.Gateways[id]; g != nil {
+		return t.gateway(id, g)
 	}
 	p := t.m.Proxies[id]
 	if p == nil {

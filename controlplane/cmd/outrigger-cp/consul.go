@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 
@@ -103,6 +104,10 @@ func (l consulLookup) ProxyDestination(id string) (string, error) {
 	var se api.StatusError
 	switch {
 	case err == nil:
+		if svc.Kind == api.ServiceKindIngressGateway {
+			// A gateway's node.cluster is its own service name.
+			return destination(id, svc.Service)
+		}
 		if svc.Kind != api.ServiceKindConnectProxy || svc.Proxy == nil {
 			return "", notProxy(id, string(svc.Kind))
 		}
@@ -122,13 +127,21 @@ func (l consulLookup) ProxyDestination(id string) (string, error) {
 		return "", fmt.Errorf("looking up service %q in Consul's catalog at %s: %w", id, l.addr, err)
 	}
 	for name := range names {
-		entries, _, err := l.client.Catalog().Service(name, "", filter)
+		// api.CatalogService does not decode ServiceKind.
+		var entries []struct {
+			api.CatalogService
+			ServiceKind api.ServiceKind
+		}
+		_, err := l.client.Raw().Query("/v1/catalog/service/"+url.PathEscape(name), &entries, filter)
 		if err != nil {
 			return "", fmt.Errorf("looking up service %q in Consul's catalog at %s: %w", id, l.addr, err)
 		}
 		for _, e := range entries {
 			if e.ServiceID != id {
 				continue
+			}
+			if e.ServiceKind == api.ServiceKindIngressGateway {
+				return destination(id, e.ServiceName)
 			}
 			if e.ServiceProxy == nil || e.ServiceProxy.DestinationServiceName == "" {
 				return "", notProxy(id, "")
@@ -154,14 +167,14 @@ func idFilter(id string) (string, bool) {
 }
 
 func notFound(id, addr string) error {
-	return fmt.Errorf("no service with ID %q is registered in Consul at %s: register the sidecar (kind connect-proxy) first", id, addr)
+	return fmt.Errorf("no service with ID %q is registered in Consul at %s: register the sidecar (kind connect-proxy) or the ingress gateway first", id, addr)
 }
 
 func notProxy(id, kind string) error {
 	if kind == "" {
 		kind = "typical"
 	}
-	return fmt.Errorf("service %q is registered in Consul but is not a connect-proxy (kind %s): give the sidecar's service ID", id, kind)
+	return fmt.Errorf("service %q is registered in Consul but is not a connect-proxy (kind %s): give the sidecar's or the ingress gateway's service ID", id, kind)
 }
 
 func destination(id, service string) (string, error) {

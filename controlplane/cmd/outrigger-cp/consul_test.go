@@ -48,12 +48,19 @@ func TestWithConsul(t *testing.T) {
 	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "node-2", Address: "10.0.0.9",
 		Service: &api.AgentService{ID: "db-1", Service: "db", Port: 5432}}, nil)
 	must(err)
+	// Ingress gateways, on the agent and elsewhere: node.cluster is their own name.
+	must(c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "edge-1", Name: "edge", Kind: api.ServiceKindIngressGateway, Port: 8443}))
+	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "node-2", Address: "10.0.0.9", Service: &api.AgentService{
+		ID: "edge2-1", Service: "edge2", Kind: api.ServiceKindIngressGateway, Port: 8443}}, nil)
+	must(err)
 
 	t.Run("lookup", func(t *testing.T) {
 		l := consulLookup{client: c, addr: agent.Addr}
 		for _, tc := range []struct{ id, want, wantErr string }{
 			{id: "web-sidecar-proxy", want: "web"},
 			{id: "api-sidecar-proxy", want: "api"},
+			{id: "edge-1", want: "edge"},
+			{id: "edge2-1", want: "edge2"},
 			{id: "web-1", wantErr: `service "web-1" is registered in Consul but is not a connect-proxy (kind typical)`},
 			{id: "db-1", wantErr: `service "db-1" is registered in Consul but is not a connect-proxy`},
 			{id: "nope", wantErr: `no service with ID "nope" is registered in Consul at ` + agent.Addr},
@@ -128,7 +135,8 @@ func TestWithConsul(t *testing.T) {
 			return m != nil
 		})
 		waitFor(t, "ready", func() bool { code, _ := get(t, base+"/readyz"); return code == http.StatusOK })
-		waitFor(t, "both sidecars in the status", func() bool { return debugStatus(t, base).Proxies == 2 })
+		// Two sidecars and two ingress gateways (gateways are proxies too).
+		waitFor(t, "both sidecars and both gateways in the status", func() bool { return debugStatus(t, base).Proxies == 4 })
 		dashURL := regexp.MustCompile(`"url":"(http://127\.0\.0\.1:\d+/)"`).FindStringSubmatch(logs.String())
 		if dashURL == nil {
 			t.Fatalf("no dashboard url in the logs:\n%s", logs.String())

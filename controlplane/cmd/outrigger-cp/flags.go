@@ -22,7 +22,7 @@ const usage = `outrigger-cp: the Outrigger control plane: Consul in, xDS out.
 
 Usage:
   outrigger-cp [flags]                  serve xDS from Consul
-  outrigger-cp bootstrap -proxy-id ID   print an Envoy bootstrap for a sidecar
+  outrigger-cp bootstrap -proxy-id ID   print an Envoy bootstrap for a sidecar or an ingress gateway
   outrigger-cp sidecar-init ...         register a Kubernetes pod's sidecar in Consul, write its bootstrap
 
 Flags:
@@ -46,7 +46,7 @@ Usage:
   outrigger-cp bootstrap -proxy-id ID [flags]
 
 Flags:
-  -proxy-id ID             the sidecar's Consul service ID (required)
+  -proxy-id ID             the sidecar's or ingress gateway's Consul service ID (required)
   -xds-addr HOST:PORT      where the proxy reaches outrigger-cp's xDS (default 127.0.0.1:18000)
   -admin-addr IP:PORT      the proxy's admin listener (default 127.0.0.1:19001)
   -consul-addr HOST:PORT   Consul HTTP API (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500)
