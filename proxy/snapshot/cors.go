@@ -3,12 +3,12 @@ package snapshot
 import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/outrigger-mesh/outrigger/proxy/cors"
 	"github.com/outrigger-mesh/outrigger/proxy/hcm"
+	"github.com/outrigger-mesh/outrigger/proxy/snapshot/matchconv"
 	"github.com/outrigger-mesh/outrigger/xds/resource"
 )
 
@@ -65,19 +65,12 @@ func (c *converter) corsFraction(p string, r *corev3.RuntimeFractionalPercent) *
 		return nil
 	}
 	d := r.GetDefaultValue()
-	out := &cors.Fraction{Numerator: d.GetNumerator()}
-	switch d.GetDenominator() {
-	case typev3.FractionalPercent_HUNDRED:
-		out.Denominator = 100
-	case typev3.FractionalPercent_TEN_THOUSAND:
-		out.Denominator = 10000
-	case typev3.FractionalPercent_MILLION:
-		out.Denominator = 1000000
-	default:
+	den, ok := matchconv.Denominator(d.GetDenominator())
+	if !ok {
 		c.fail(resource.Join(p, "default_value.denominator"), "unknown denominator %d", d.GetDenominator())
 		return nil
 	}
-	return out
+	return &cors.Fraction{Numerator: d.GetNumerator(), Denominator: den}
 }
 
 // optBool is a BoolValue as a *bool; nil when unset.

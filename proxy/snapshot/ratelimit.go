@@ -13,6 +13,7 @@ import (
 	"github.com/outrigger-mesh/outrigger/proxy/hcm"
 	"github.com/outrigger-mesh/outrigger/proxy/listener"
 	"github.com/outrigger-mesh/outrigger/proxy/ratelimit"
+	"github.com/outrigger-mesh/outrigger/proxy/snapshot/matchconv"
 	"github.com/outrigger-mesh/outrigger/xds/resource"
 )
 
@@ -103,19 +104,12 @@ func (c *converter) rateLimitFraction(p string, r *corev3.RuntimeFractionalPerce
 		return nil
 	}
 	d := r.GetDefaultValue()
-	out := &ratelimit.Fraction{Numerator: d.GetNumerator()}
-	switch d.GetDenominator() {
-	case typev3.FractionalPercent_HUNDRED:
-		out.Denominator = 100
-	case typev3.FractionalPercent_TEN_THOUSAND:
-		out.Denominator = 10000
-	case typev3.FractionalPercent_MILLION:
-		out.Denominator = 1000000
-	default:
-		c.fail(resource.Join(p, "default_value.denominator"), "unknown denominator %v", d.GetDenominator())
+	den, ok := matchconv.Denominator(d.GetDenominator())
+	if !ok {
+		c.fail(resource.Join(p, "default_value.denominator"), "unknown denominator %d", d.GetDenominator())
 		return nil
 	}
-	return out
+	return &ratelimit.Fraction{Numerator: d.GetNumerator(), Denominator: den}
 }
 
 // localRateLimitNetworkFilter converts an

@@ -210,19 +210,12 @@ func (c *converter) fraction(p string, f *typev3.FractionalPercent) fault.Fracti
 		return fault.Fraction{Denominator: 100}
 	}
 	c.only(p, f, map[string]string{"numerator": "", "denominator": ""}, nil)
-	out := fault.Fraction{Numerator: f.GetNumerator()}
-	switch f.GetDenominator() {
-	case typev3.FractionalPercent_HUNDRED:
-		out.Denominator = 100
-	case typev3.FractionalPercent_TEN_THOUSAND:
-		out.Denominator = 10000
-	case typev3.FractionalPercent_MILLION:
-		out.Denominator = 1000000
-	default:
+	den, ok := matchconv.Denominator(f.GetDenominator())
+	if !ok {
 		c.invalid(resource.Join(p, "denominator"), "unknown denominator %d", f.GetDenominator())
-		out.Denominator = 100
+		den = 100
 	}
-	return out
+	return fault.Fraction{Numerator: f.GetNumerator(), Denominator: den}
 }
 
 // headerMatcher refuses the HeaderMatcher fields we do not implement (the
