@@ -18,16 +18,21 @@ import (
 
 // Target names, in the order they are started and listed.
 const (
-	Direct        = "direct"
-	Outrigger     = "outrigger"
-	Outrigger2Hop = "outrigger-2hop"
-	Nginx         = "nginx"
-	HAProxy       = "haproxy"
-	Caddy         = "caddy"
+	Direct            = "direct"
+	Outrigger         = targets.NameOutrigger
+	Outrigger2Hop     = targets.NameOutrigger2Hop
+	Outrigger2HopMTLS = targets.NameOutrigger2HopMTLS
+	Nginx             = "nginx"
+	HAProxy           = "haproxy"
+	Caddy             = "caddy"
 )
 
 // AllTargets lists every target the harness knows.
-var AllTargets = []string{Direct, Outrigger, Outrigger2Hop, Nginx, HAProxy, Caddy}
+var AllTargets = []string{Direct, Outrigger, Outrigger2Hop, Outrigger2HopMTLS, Nginx, HAProxy, Caddy}
+
+// DefaultTargets are the targets of a run that names none: all but the
+// mTLS two-hop, which `make bench-mtls` compares with the plaintext one.
+var DefaultTargets = slices.DeleteFunc(slices.Clone(AllTargets), func(t string) bool { return t == Outrigger2HopMTLS })
 
 // Config is one bench run.
 type Config struct {
@@ -43,6 +48,15 @@ type Config struct {
 	TmpDir string
 	// ProfileDir, when set, is where --profile writes outrigger's pprof files.
 	ProfileDir string
+	// ProfileOneHop takes the one-hop profile (--profile) into ProfileDir.
+	ProfileOneHop bool
+	// ProfileTargets are outrigger targets whose proxy nearest the backend
+	// is profiled under the first scenario's open-loop load
+	// (--profile-target), into ProfileDir.
+	ProfileTargets []string
+	// ProfileSeconds is the length of a --profile-target CPU profile
+	// (default 10).
+	ProfileSeconds int
 	// CrossCheck runs wrk/h2load/ghz after each scenario's repetitions.
 	CrossCheck bool
 	Command    string
@@ -67,6 +81,20 @@ func (c *Config) validate() error {
 		if !slices.Contains(AllTargets, t) {
 			return fmt.Errorf("harness: unknown target %q (known: %v)", t, AllTargets)
 		}
+	}
+	for _, t := range c.ProfileTargets {
+		if !slices.Contains([]string{Outrigger, Outrigger2Hop, Outrigger2HopMTLS}, t) {
+			return fmt.Errorf("harness: cannot profile target %q: only the outrigger ones", t)
+		}
+	}
+	if (c.ProfileOneHop || len(c.ProfileTargets) > 0) && c.ProfileDir == "" {
+		return errors.New("harness: profiles need a directory")
+	}
+	if c.ProfileSeconds < 0 {
+		return fmt.Errorf("harness: profile seconds must not be negative, got %d", c.ProfileSeconds)
+	}
+	if c.ProfileSeconds == 0 {
+		c.ProfileSeconds = defaultProfileSeconds
 	}
 	if c.Upstream.HTTP == "" || c.Upstream.GRPC == "" {
 		return errors.New("harness: no backend")
@@ -143,9 +171,14 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 		}
 	}
 
-	if cfg.ProfileDir != "" {
+	if cfg.ProfileOneHop {
 		out.Profile = profileOutrigger(ctx, &cfg)
 	}
+	for _, name := range cfg.ProfileTargets {
+		cfg.Log.Info("profiling", "target", name, "scenario", cfg.Scenarios[0].Name)
+		out.HopProfiles = append(out.HopProfiles, profileLastHop(ctx, &cfg, name, cfg.Scenarios[0]))
+	}
+	out.Machine.LoadAvgEnd = report.LoadAvg()
 	out.Duration = time.Since(out.Started)
 	return out, ctx.Err()
 }
@@ -204,11 +237,28 @@ func measure(ctx context.Context, cfg *Config, sc Scenario, t *targets.Target, c
 			return report.Measurement{}, err
 		}
 	}
+	// The proxy nearest the backend counts the connections it accepts:
+	// for a two-hop target those come from the client sidecar, so with
+	// mTLS each is one handshake.
+	var connsBefore int64 = -1
+	if len(t.Admin) > 0 {
+		if n, err := targets.DownstreamConns(ctx, t.Admin[len(t.Admin)-1]); err == nil {
+			connsBefore = n
+		} else {
+			cfg.Log.Debug("connection count unavailable", "target", t.Name, "error", err)
+		}
+	}
 	res, err := loadgen.Run(ctx, client, opts)
 	if err != nil {
 		return report.Measurement{}, err
 	}
 	m := fromResult(sc.Name, t.Name, rep, res)
+	if connsBefore >= 0 {
+		if n, err := targets.DownstreamConns(ctx, t.Admin[len(t.Admin)-1]); err == nil {
+			m.LastHopConns = n - connsBefore
+			m.LastHopConnsKnown = true
+		}
+	}
 	if len(pids) > 0 {
 		after, err := cfg.Proc.Measure(pids)
 		if err != nil {
@@ -216,6 +266,9 @@ func measure(ctx context.Context, cfg *Config, sc Scenario, t *targets.Target, c
 		}
 		d := after.Sub(before)
 		m.CPU, m.PeakRSS = d.CPU, d.Peak
+		if d.IOKnown {
+			m.SyscR, m.SyscW, m.SyscKnown = d.SyscR, d.SyscW, true
+		}
 	}
 	cfg.Log.Info("run", "scenario", sc.Name, "target", t.Name, "rep", rep, "mode", m.Mode,
 		"rate", m.Rate, "rps", int(m.Throughput), "p50", m.P50, "p99", m.P99, "failed", m.Failed)

@@ -37,16 +37,12 @@ func startTargets(ctx context.Context, cfg *Config, out *report.Run) []*targets.
 		switch name {
 		case Direct:
 			t = targets.Direct(cfg.Upstream)
-		case Outrigger, Outrigger2Hop:
+		case Outrigger, Outrigger2Hop, Outrigger2HopMTLS:
 			if cfg.OutriggerBin == "" {
 				err = fmt.Errorf("no outrigger binary (build it with `go build -o bin/outrigger ./proxy/cmd/outrigger`)")
 				break
 			}
-			hops := 1
-			if name == Outrigger2Hop {
-				hops = 2
-			}
-			t, err = targets.StartOutrigger(ctx, cfg.TmpDir, cfg.Upstream, targets.OutriggerOptions{Binary: cfg.OutriggerBin, Hops: hops})
+			t, err = targets.StartOutrigger(ctx, cfg.TmpDir, cfg.Upstream, outriggerOptions(name, cfg.OutriggerBin))
 		default:
 			var bin string
 			if bin, err = targets.LookBinary(name); err != nil {
@@ -65,4 +61,16 @@ func startTargets(ctx context.Context, cfg *Config, out *report.Run) []*targets.
 		add(t)
 	}
 	return running
+}
+
+// outriggerOptions are how the outrigger target name runs.
+func outriggerOptions(name, bin string) targets.OutriggerOptions {
+	o := targets.OutriggerOptions{Binary: bin, Hops: 1}
+	switch name {
+	case Outrigger2Hop:
+		o.Hops = 2
+	case Outrigger2HopMTLS:
+		o.Hops, o.MTLS = 2, true
+	}
+	return o
 }

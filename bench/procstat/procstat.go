@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -160,17 +161,71 @@ type Usage struct {
 	CPU  time.Duration
 	Peak int64 // sum of the processes' VmHWM
 	RSS  int64 // sum of VmRSS
+	// SyscR and SyscW are the read and write system calls made (the
+	// syscr and syscw of /proc/PID/io), summed; IOKnown is false when a
+	// process's io file could not be read (it is readable by the owner
+	// only).
+	SyscR, SyscW int64
+	IOKnown      bool
 }
 
-// Sub is u minus an earlier reading's CPU; memory stays u's.
+// Sub is u minus an earlier reading's CPU and system calls; memory stays
+// u's.
 func (u Usage) Sub(before Usage) Usage {
 	u.CPU -= before.CPU
+	u.SyscR -= before.SyscR
+	u.SyscW -= before.SyscW
+	u.IOKnown = u.IOKnown && before.IOKnown
 	return u
+}
+
+// IO is the part of /proc/PID/io the bench uses.
+type IO struct {
+	SyscR, SyscW int64
+}
+
+// ReadIO parses /proc/PID/io.
+func (fs FS) ReadIO(pid int) (IO, error) {
+	b, err := os.ReadFile(filepath.Join(fs.Root, strconv.Itoa(pid), "io"))
+	if err != nil {
+		return IO{}, fmt.Errorf("procstat: %w", err)
+	}
+	return parseIO(b)
+}
+
+func parseIO(b []byte) (IO, error) {
+	var io IO
+	var seen int
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch strings.TrimSpace(k) {
+		case "syscr":
+			dst = &io.SyscR
+		case "syscw":
+			dst = &io.SyscW
+		default:
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return IO{}, fmt.Errorf("%w: io %q", ErrMalformed, line)
+		}
+		*dst = n
+		seen++
+	}
+	if seen != 2 {
+		return IO{}, fmt.Errorf("%w: io without syscr and syscw: %q", ErrMalformed, truncate(b))
+	}
+	return io, nil
 }
 
 // Measure sums the usage of every process in the trees rooted at pids.
 func (fs FS) Measure(pids []int) (Usage, error) {
-	var u Usage
+	u := Usage{IOKnown: true}
 	for _, root := range pids {
 		tree, err := fs.Tree(root)
 		if err != nil {
@@ -188,6 +243,12 @@ func (fs FS) Measure(pids []int) (Usage, error) {
 			u.CPU += st.CPU
 			u.Peak += m.Peak
 			u.RSS += m.RSS
+			if io, err := fs.ReadIO(p); err == nil {
+				u.SyscR += io.SyscR
+				u.SyscW += io.SyscW
+			} else {
+				u.IOKnown = false
+			}
 		}
 	}
 	return u, nil

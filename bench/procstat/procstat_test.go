@@ -128,6 +128,40 @@ func TestTreeAndMeasure(t *testing.T) {
 	if _, err := fs.Measure([]int{99}); err == nil {
 		t.Error("measuring a missing process succeeded")
 	}
+	// The fake has no io files: system calls are unknown, not an error.
+	if u.IOKnown {
+		t.Error("system calls known without /proc/PID/io")
+	}
+	io := "rchar: 10\nwchar: 20\nsyscr: 7\nsyscw: 9\nread_bytes: 0\n"
+	for _, pid := range []int{10, 11, 12} {
+		if err := os.WriteFile(filepath.Join(fs.Root, strconv.Itoa(pid), "io"), []byte(io), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err = fs.Measure([]int{10})
+	if err != nil || !u.IOKnown || u.SyscR != 21 || u.SyscW != 27 {
+		t.Errorf("usage with io = %+v, %v", u, err)
+	}
+	if d := u.Sub(Usage{SyscR: 1, SyscW: 2, IOKnown: true}); d.SyscR != 20 || d.SyscW != 25 || !d.IOKnown {
+		t.Errorf("Sub = %+v", d)
+	}
+	if d := u.Sub(Usage{}); d.IOKnown {
+		t.Error("Sub of an unknown reading is known")
+	}
+}
+
+func TestParseIO(t *testing.T) {
+	if io, err := parseIO([]byte("syscr: 3\nsyscw: 4\n")); err != nil || io != (IO{SyscR: 3, SyscW: 4}) {
+		t.Errorf("got %+v, %v", io, err)
+	}
+	for _, bad := range []string{"", "syscr: 3\n", "syscr: x\nsyscw: 1\n"} {
+		if _, err := parseIO([]byte(bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: err = %v, want ErrMalformed", bad, err)
+		}
+	}
+	if _, err := (FS{Root: t.TempDir()}).ReadIO(1); err == nil {
+		t.Error("reading a missing io file succeeded")
+	}
 }
 
 // TestSelf reads this very process through the real /proc.

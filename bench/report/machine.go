@@ -12,7 +12,7 @@ import (
 // DescribeMachine reads the CPU model from /proc/cpuinfo, the usable CPU
 // count (what `nproc` prints) and the kernel release.
 func DescribeMachine() Machine {
-	m := Machine{NProc: runtime.NumCPU(), GoVer: runtime.Version()}
+	m := Machine{NProc: runtime.NumCPU(), GoVer: runtime.Version(), LoadAvgStart: LoadAvg()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		m.CPUModel = CPUModel(b)
 	}

@@ -31,6 +31,10 @@ func WriteMarkdown(w io.Writer, r *Run, plots PlotFiles) error {
 	b.WriteString("## Machine\n\n")
 	fmt.Fprintf(&b, "- CPU: %s, `nproc` = %d\n", orDash(r.Machine.CPUModel), r.Machine.NProc)
 	fmt.Fprintf(&b, "- Kernel: %s; Go: %s\n", orDash(r.Machine.Kernel), orDash(r.Machine.GoVer))
+	if r.Machine.LoadAvgStart != "" || r.Machine.LoadAvgEnd != "" {
+		fmt.Fprintf(&b, "- Load average (1, 5, 15 min): %s at the start, %s at the end\n",
+			orDash(r.Machine.LoadAvgStart), orDash(r.Machine.LoadAvgEnd))
+	}
 	b.WriteString("- The load generator, the proxy and the backend share these cores: compare ratios within " +
 		"this run, not absolute figures across machines or runs.\n\n")
 
@@ -45,6 +49,7 @@ func WriteMarkdown(w io.Writer, r *Run, plots PlotFiles) error {
 	b.WriteString("\n")
 
 	writeGoals(&b, r, sums)
+	writeMTLS(&b, r)
 	for _, sc := range r.Scenarios {
 		writeScenario(&b, r, sc, sums, plots)
 	}
@@ -61,6 +66,20 @@ func WriteMarkdown(w io.Writer, r *Run, plots PlotFiles) error {
 			}
 			b.WriteString("\nRead them with `go tool pprof -top bin/outrigger FILE`.\n\n")
 		}
+	}
+
+	for _, p := range r.HopProfiles {
+		fmt.Fprintf(&b, "## Profile (%s, %s, %s)\n\n", p.Target, p.Proxy, p.Load)
+		if p.Err != "" {
+			fmt.Fprintf(&b, "Not taken: %s\n\n", p.Err)
+			continue
+		}
+		fmt.Fprintf(&b, "- CPU profile: `%s`\n- Allocation profile: `%s`\n", p.CPUPath, p.AllocsPath)
+		if p.AllocsPerRequest > 0 {
+			fmt.Fprintf(&b, "- Allocations per request: %.1f (Mallocs growth over %d requests, background included)\n",
+				p.AllocsPerRequest, p.Requests)
+		}
+		b.WriteString("\nRead them with `go tool pprof -top bin/outrigger FILE`; compare two with `-diff_base`.\n\n")
 	}
 
 	if len(r.Notes) > 0 {
@@ -109,8 +128,13 @@ func writeScenario(b *strings.Builder, r *Run, sc ScenarioInfo, sums []Summary, 
 		versus = HAProxyTarget
 	}
 	vs, hasVs := Find(sums, Key{sc.Name, versus, "closed", 0})
-	b.WriteString("### Closed loop: maximum throughput\n\n")
-	if sc.BytesPerOp > 0 {
+	hasClosed := slices.ContainsFunc(sums, func(s Summary) bool { return s.Scenario == sc.Name && s.Mode == "closed" })
+	if hasClosed {
+		b.WriteString("### Closed loop: maximum throughput\n\n")
+	}
+	if !hasClosed {
+		// Open loop only (--no-closed): no throughput table.
+	} else if sc.BytesPerOp > 0 {
 		fmt.Fprintf(b, "| target | GB/s | × direct | × %s | CPU s/GiB | peak RSS | errors |\n", versus)
 		b.WriteString("|---|---|---|---|---|---|---|\n")
 		gbps := func(v float64) string { return fmt.Sprintf("%.2f", v*float64(sc.BytesPerOp)/1e9) }

@@ -17,6 +17,12 @@ type Run struct {
 	Measurements []Measurement
 	CrossChecks  []CrossCheck
 	Profile      *Profile `json:",omitempty"`
+	// HopProfiles are the --profile-target profiles: one proxy of a target
+	// under the first scenario's open-loop load.
+	HopProfiles []Profile `json:",omitempty"`
+	// Comparisons are the latency the mTLS two-hop target adds over the
+	// plaintext one and each over direct (MTLSComparisons), when measured.
+	Comparisons []Comparison `json:",omitempty"`
 	// Notes are things the reader must know (targets skipped, tools missing).
 	Notes []string
 }
@@ -27,6 +33,10 @@ type Machine struct {
 	NProc    int
 	Kernel   string
 	GoVer    string
+	// LoadAvgStart and LoadAvgEnd are /proc/loadavg's 1, 5 and 15 minute
+	// figures when the run started and ended.
+	LoadAvgStart string `json:",omitempty"`
+	LoadAvgEnd   string `json:",omitempty"`
 }
 
 // TargetInfo describes one target.
@@ -76,6 +86,18 @@ type Measurement struct {
 	// CPU is the proxy processes' utime+stime during the run; zero for direct.
 	CPU     time.Duration
 	PeakRSS int64
+	// LastHopConns is how many connections the outrigger nearest the
+	// backend accepted during the run (its downstream_cx_total growth):
+	// for a two-hop target, the connections (with mTLS, the handshakes)
+	// between the sidecars. Known only for outrigger targets.
+	LastHopConns      int64 `json:",omitempty"`
+	LastHopConnsKnown bool  `json:",omitempty"`
+	// SyscR and SyscW are the read and write system calls of the proxy
+	// processes during the run (/proc/PID/io); SyscKnown says they were
+	// readable.
+	SyscR     int64 `json:",omitempty"`
+	SyscW     int64 `json:",omitempty"`
+	SyscKnown bool  `json:",omitempty"`
 }
 
 // CPUPer10k is CPU seconds per 10,000 requests.
@@ -98,8 +120,13 @@ type CrossCheck struct {
 	Err      string `json:",omitempty"`
 }
 
-// Profile records what --profile saved.
+// Profile records what --profile or --profile-target saved.
 type Profile struct {
+	// Target, Proxy and Load say what was profiled under which load
+	// (--profile-target only).
+	Target     string `json:",omitempty"`
+	Proxy      string `json:",omitempty"`
+	Load       string `json:",omitempty"`
 	CPUPath    string
 	AllocsPath string
 	// AllocsPerRequest is Mallocs growth over the profiled requests; 0 when

@@ -41,6 +41,20 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{{- with .TLS.Inbound}}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_params: { tls_minimum_protocol_version: TLSv1_3 }
+            tls_certificates:
+            - certificate_chain: { filename: "{{.Leaf.CertFile}}" }
+              private_key: { filename: "{{.Leaf.KeyFile}}" }
+            validation_context:
+              trusted_ca: { filename: "{{.CAFile}}" }
+{{- end}}
 {{- if .H3Port}}
   - name: bench_h3
     address:
@@ -107,6 +121,7 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: {{.HTTPHost}}, port_value: {{.HTTPPort}} } } }
+{{- template "upstreamTLS" .TLS.Outbound}}
   - name: grpc_upstream
     type: STATIC
     connect_timeout: 1s
@@ -120,7 +135,61 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: {{.GRPCHost}}, port_value: {{.GRPCPort}} } } }
+{{- template "upstreamTLS" .TLS.Outbound}}
+{{- define "upstreamTLS"}}{{with .}}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: "{{.SNI}}"
+        common_tls_context:
+          tls_params: { tls_minimum_protocol_version: TLSv1_3 }
+          tls_certificates:
+          - certificate_chain: { filename: "{{.Leaf.CertFile}}" }
+            private_key: { filename: "{{.Leaf.KeyFile}}" }
+          validation_context:
+            trusted_ca: { filename: "{{.CAFile}}" }
+            match_typed_subject_alt_names:
+            - san_type: URI
+              matcher: { exact: "{{.PeerSpiffeID}}" }
+{{- end}}{{end}}
 `))
+
+// HopTLS is the mutual TLS of one sidecar, in the shapes outrigger-cp
+// serves (controlplane/translate/tls.go) but with the certificates as
+// files instead of SDS secrets: the handshake is the same. A nil side is
+// plaintext.
+type HopTLS struct {
+	// Inbound makes the listener require a client certificate chained to
+	// CAFile (TLS 1.3 at least), presenting Leaf. Which SPIFFE ID may call
+	// is RBAC's business in the mesh, so it is not matched here either.
+	Inbound *MeshTLS
+	// Outbound makes both clusters present Leaf, send SNI and accept only a
+	// peer chained to CAFile with PeerSpiffeID as URI SAN (TLS 1.3 at
+	// least).
+	Outbound *MeshTLS
+}
+
+// MeshTLS is one side of a hop's mutual TLS.
+type MeshTLS struct {
+	CAFile string
+	Leaf   MeshLeaf
+	// PeerSpiffeID and SNI are used outbound only.
+	PeerSpiffeID, SNI string
+}
+
+func (m *MeshTLS) check(side string, outbound bool) error {
+	if m == nil {
+		return nil
+	}
+	switch {
+	case m.CAFile == "" || m.Leaf.CertFile == "" || m.Leaf.KeyFile == "":
+		return fmt.Errorf("targets: %s TLS needs a CA file and a leaf certificate and key", side)
+	case outbound && (m.PeerSpiffeID == "" || m.SNI == ""):
+		return fmt.Errorf("targets: %s TLS needs the peer's SPIFFE ID and an SNI", side)
+	}
+	return nil
+}
 
 type bootstrapParams struct {
 	AdminPort, ListenPort int
@@ -131,6 +200,7 @@ type bootstrapParams struct {
 	H3Port, TCPPort    int
 	CertFile, KeyFile  string
 	TCPHost, TCPUpPort string
+	TLS                HopTLS
 }
 
 // ExtraPorts are the optional listeners of a one-hop outrigger: HTTP/3 (UDP,
@@ -148,7 +218,22 @@ func OutriggerBootstrap(adminPort, listenPort int, up Upstream) (string, error) 
 // OutriggerBootstrapExtra renders the bootstrap for one hop with the
 // HTTP/3 and tcp_proxy listeners extra asks for.
 func OutriggerBootstrapExtra(adminPort, listenPort int, extra ExtraPorts, up Upstream) (string, error) {
-	p := bootstrapParams{AdminPort: adminPort, ListenPort: listenPort}
+	return outriggerBootstrapFor(bootstrapParams{AdminPort: adminPort, ListenPort: listenPort}, extra, up)
+}
+
+// OutriggerBootstrapTLS renders the bootstrap for one sidecar of a hop
+// secured with mutual TLS (tls's nil sides stay plaintext).
+func OutriggerBootstrapTLS(adminPort, listenPort int, up Upstream, tls HopTLS) (string, error) {
+	if err := tls.Inbound.check("inbound", false); err != nil {
+		return "", err
+	}
+	if err := tls.Outbound.check("outbound", true); err != nil {
+		return "", err
+	}
+	return outriggerBootstrapFor(bootstrapParams{AdminPort: adminPort, ListenPort: listenPort, TLS: tls}, ExtraPorts{}, up)
+}
+
+func outriggerBootstrapFor(p bootstrapParams, extra ExtraPorts, up Upstream) (string, error) {
 	if extra.H3 > 0 {
 		if up.CertFile == "" || up.KeyFile == "" {
 			return "", fmt.Errorf("targets: an HTTP/3 listener on port %d needs the bench certificate", extra.H3)
@@ -185,24 +270,58 @@ type OutriggerOptions struct {
 	// Hops is 1 (client -> outrigger -> backend) or 2 (client -> outrigger
 	// -> outrigger -> backend, the sidecar-to-sidecar path).
 	Hops int
-	// PprofAddr, when set on the first hop, is passed as OUTRIGGER_PPROF so
+	// MTLS secures the hop between two outriggers with mutual TLS (Hops
+	// must be 2): the client sidecar presents its SPIFFE leaf and checks the
+	// server's, the server sidecar requires a client certificate. The CA
+	// and leaves are written into the target's directory.
+	MTLS bool
+	// PprofAddr, when set, is passed as OUTRIGGER_PPROF to hop PprofHop so
 	// the proxy serves net/http/pprof there (the hook the bench asks of the
 	// binary).
 	PprofAddr string
+	// PprofHop is the hop PprofAddr goes to: 1 (the default; the front, the
+	// client sidecar) or 2 (the server sidecar).
+	PprofHop int
 }
+
+// Names of the outrigger targets.
+const (
+	NameOutrigger         = "outrigger"
+	NameOutrigger2Hop     = "outrigger-2hop"
+	NameOutrigger2HopMTLS = "outrigger-2hop-mtls"
+)
 
 // StartOutrigger runs one or two outrigger processes with GOMAXPROCS=1 each.
 func StartOutrigger(ctx context.Context, dir string, up Upstream, o OutriggerOptions) (*Target, error) {
 	if o.Hops != 1 && o.Hops != 2 {
 		return nil, fmt.Errorf("targets: outrigger hops must be 1 or 2, got %d", o.Hops)
 	}
-	name := "outrigger"
-	if o.Hops == 2 {
-		name = "outrigger-2hop"
+	if o.MTLS && o.Hops != 2 {
+		return nil, fmt.Errorf("targets: mTLS is between two outriggers: hops must be 2, got %d", o.Hops)
+	}
+	pprofHop := o.PprofHop
+	if pprofHop == 0 {
+		pprofHop = 1
+	}
+	if pprofHop < 1 || pprofHop > o.Hops {
+		return nil, fmt.Errorf("targets: pprof on hop %d of %d", o.PprofHop, o.Hops)
+	}
+	name := NameOutrigger
+	switch {
+	case o.MTLS:
+		name = NameOutrigger2HopMTLS
+	case o.Hops == 2:
+		name = NameOutrigger2Hop
 	}
 	d, err := mkdir(dir, name)
 	if err != nil {
 		return nil, err
+	}
+	var certs *MeshCerts
+	if o.MTLS {
+		if certs, err = WriteMeshCerts(d); err != nil {
+			return nil, err
+		}
 	}
 	t := &Target{Name: name}
 	next := up
@@ -220,7 +339,12 @@ func StartOutrigger(ctx context.Context, dir string, up Upstream, o OutriggerOpt
 				return nil, err
 			}
 		}
-		conf, err := OutriggerBootstrapExtra(ports[0], ports[1], extra, next)
+		var conf string
+		if certs != nil {
+			conf, err = OutriggerBootstrapTLS(ports[0], ports[1], next, meshHopTLS(certs, hop))
+		} else {
+			conf, err = OutriggerBootstrapExtra(ports[0], ports[1], extra, next)
+		}
 		if err != nil {
 			t.Close()
 			return nil, err
@@ -231,7 +355,7 @@ func StartOutrigger(ctx context.Context, dir string, up Upstream, o OutriggerOpt
 			return nil, err
 		}
 		env := []string{"GOMAXPROCS=1"}
-		if hop == 1 && o.PprofAddr != "" {
+		if hop == pprofHop && o.PprofAddr != "" {
 			env = append(env, "OUTRIGGER_PPROF="+o.PprofAddr)
 		}
 		// A short drain keeps stopping the bench quick; nothing is in flight then.
@@ -245,8 +369,9 @@ func StartOutrigger(ctx context.Context, dir string, up Upstream, o OutriggerOpt
 			t.Close()
 			return nil, err
 		}
-		// Procs stay ordered front first.
+		// Procs and Admin stay ordered front first.
 		t.Procs = append([]*Process{p}, t.Procs...)
+		t.Admin = append([]string{loopback(ports[0])}, t.Admin...)
 		if extra.H3 > 0 {
 			t.Endpoints.H3 = loopback(extra.H3)
 		}
@@ -265,10 +390,29 @@ func StartOutrigger(ctx context.Context, dir string, up Upstream, o OutriggerOpt
 	if t.Endpoints.TCP != "" {
 		t.Config += "; `envoy.filters.network.tcp_proxy` listener to the bulk source"
 	}
-	if o.Hops == 2 {
-		t.Config = "two outrigger processes in series (client sidecar -> server sidecar, plaintext until the mesh has mTLS), each: " + t.Config
+	switch {
+	case o.MTLS:
+		t.Config = "two outrigger processes in series (client sidecar -> server sidecar), the hop between them mutual TLS as outrigger-cp configures it: " +
+			"TLS 1.3 minimum, ECDSA P-256 CA and SPIFFE leaves, the server requires a client certificate, the client sends Consul's SNI and accepts only the server's SPIFFE ID " +
+			"(certificates as files, not SDS: same handshake); h2 over TLS for gRPC, HTTP/1.1 over TLS otherwise; each: " + t.Config
+	case o.Hops == 2:
+		t.Config = "two outrigger processes in series (client sidecar -> server sidecar, plaintext), each: " + t.Config
 	}
 	return t, nil
+}
+
+// meshHopTLS is hop's side of the mTLS between the two sidecars: hop 1
+// (the client sidecar) is plaintext to the load generator and mTLS to hop
+// 2; hop 2 (the server sidecar) terminates the mTLS and is plaintext to
+// the backend, as a sidecar is to its local application.
+func meshHopTLS(c *MeshCerts, hop int) HopTLS {
+	if hop == 2 {
+		return HopTLS{Inbound: &MeshTLS{CAFile: c.CAFile, Leaf: c.Server}}
+	}
+	return HopTLS{Outbound: &MeshTLS{
+		CAFile: c.CAFile, Leaf: c.Client,
+		PeerSpiffeID: c.Server.SpiffeID, SNI: MeshSNI(c.Server.Service),
+	}}
 }
 
 // extraPorts picks the HTTP/3 and tcp_proxy ports a one-hop outrigger

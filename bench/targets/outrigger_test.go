@@ -61,6 +61,21 @@ func TestOutrigger(t *testing.T) {
 			}
 		})
 	}
+	t.Run("two hops with mTLS", func(t *testing.T) {
+		tg, err := StartOutrigger(context.Background(), t.TempDir(), up, OutriggerOptions{Binary: bin, Hops: 2, MTLS: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := tg.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		if tg.Name != NameOutrigger2HopMTLS || !strings.Contains(tg.Config, "mutual TLS") {
+			t.Errorf("target %s: %s", tg.Name, tg.Config)
+		}
+		testMTLS(t, tg)
+	})
 	t.Run("one hop with HTTP/3 and tcp_proxy", func(t *testing.T) {
 		full := fullBackend(t)
 		tg, err := StartOutrigger(context.Background(), t.TempDir(), full, OutriggerOptions{Binary: bin, Hops: 1})

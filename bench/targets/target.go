@@ -42,6 +42,9 @@ type Target struct {
 	// Procs are the proxy processes whose CPU and memory the bench reports;
 	// empty for direct.
 	Procs []*Process
+	// Admin are the outrigger processes' admin addresses, front first (the
+	// last is the proxy nearest the backend); empty for the peers.
+	Admin []string
 	// Config summarises the settings that matter for a fair comparison.
 	Config string
 	// Version is the peer's own version string, when it tells.

@@ -59,8 +59,9 @@ func runBench(ctx context.Context, o *options, command string, log hclog.Logger)
 		OutriggerBin: outrigger, TmpDir: tmp, CrossCheck: o.crossCheck,
 		Command: command, Log: log,
 	}
-	if o.profile {
+	if o.profile || len(o.profileTargets) > 0 {
 		cfg.ProfileDir = filepath.Join(o.outDir, "profiles")
+		cfg.ProfileOneHop, cfg.ProfileTargets, cfg.ProfileSeconds = o.profile, o.profileTargets, o.profileSeconds
 	}
 	res, runErr := harness.Run(ctx, cfg)
 	if res == nil {
@@ -147,6 +148,8 @@ func writeReport(o *options, res *report.Run) (string, error) {
 	if err := f.Close(); err != nil {
 		return "", fmt.Errorf("report: %w", err)
 	}
+	// The JSON record carries the comparisons the Markdown shows.
+	res.Comparisons = report.MTLSComparisons(res)
 	js, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return "", fmt.Errorf("report: %w", err)

@@ -26,6 +26,13 @@ type options struct {
 	maxDuration  time.Duration
 	logLevel     string
 	backendDelay time.Duration
+	// rate, openDuration and noClosed override the selected scenarios'
+	// open-loop rates, open-loop run length and closed-loop run.
+	rate           float64
+	openDuration   time.Duration
+	noClosed       bool
+	profileTargets []string
+	profileSeconds int
 }
 
 const usage = `outrigger-bench: measure outrigger against direct, nginx, HAProxy and Caddy.
@@ -39,12 +46,20 @@ Flags:
   --quick              one short scenario, one repetition, no two-hop target (make bench-quick)
   --reps N             repetitions of every run (default 3; 1 with --quick)
   --targets LIST       comma-separated subset of: %s
+                       (default all but outrigger-2hop-mtls: make bench-mtls)
   --scenarios LIST     comma-separated subset of: %s
                        (small-h3 and tcp-bulk run only when named: make bench-protocols)
   --outrigger PATH     the proxy binary (default bin/outrigger when it exists)
   --out DIR            where the report and plots go (default bench/results)
   --name NAME          report file name without .md (default latest; quick with --quick)
+  --rate R             open loop at R req/s only (instead of each scenario's rates)
+  --open-duration D    length of each open-loop run (default: the scenario's)
+  --no-closed          skip the closed-loop runs (latency comparisons only)
   --profile            save CPU and allocation profiles of outrigger under load
+  --profile-target LIST  also profile these outrigger targets' proxy nearest the backend
+                       (the server sidecar of a two-hop) under the first scenario's
+                       open-loop load, e.g. outrigger-2hop,outrigger-2hop-mtls
+  --profile-seconds N  length of each --profile-target CPU profile (default 10)
   --no-crosscheck      skip the wrk / h2load / ghz comparison runs
   --max-duration D     stop the whole run after D (default 15m; 60s with --quick)
   --backend-delay D    latency the backend adds to every response (default 0)
@@ -67,6 +82,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.maxDuration, "max-duration", 0, "")
 	fs.DurationVar(&o.backendDelay, "backend-delay", 0, "")
 	fs.StringVar(&o.logLevel, "log-level", "info", "")
+	fs.Float64Var(&o.rate, "rate", 0, "")
+	fs.DurationVar(&o.openDuration, "open-duration", 0, "")
+	fs.BoolVar(&o.noClosed, "no-closed", false, "")
+	profileTargets := fs.String("profile-target", "", "")
+	fs.IntVar(&o.profileSeconds, "profile-seconds", 0, "")
 	allScenarios := scenarioNames(append(harness.FullScenarios(), harness.ProtocolScenarios()...))
 	help := fmt.Sprintf(usage, strings.Join(harness.AllTargets, ","), strings.Join(allScenarios, ","))
 	if err := fs.Parse(args); err != nil {
@@ -105,7 +125,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.maxDuration < 0 || o.backendDelay < 0 {
 		return nil, errors.New("--max-duration and --backend-delay must not be negative")
 	}
-	o.targets = slices.DeleteFunc(slices.Clone(harness.AllTargets), func(t string) bool {
+	if o.rate < 0 || o.openDuration < 0 || o.profileSeconds < 0 {
+		return nil, errors.New("--rate, --open-duration and --profile-seconds must not be negative")
+	}
+	o.profileTargets = splitList(*profileTargets)
+	for _, t := range o.profileTargets {
+		if !slices.Contains([]string{harness.Outrigger, harness.Outrigger2Hop, harness.Outrigger2HopMTLS}, t) {
+			return nil, fmt.Errorf("--profile-target %q: only outrigger targets can be profiled", t)
+		}
+	}
+	o.targets = slices.DeleteFunc(slices.Clone(harness.DefaultTargets), func(t string) bool {
 		return o.quick && t == harness.Outrigger2Hop
 	})
 	if *targets != "" {
@@ -169,14 +198,37 @@ func (o *options) selectScenarios() []harness.Scenario {
 	if o.quick {
 		all = harness.QuickScenarios()
 	}
-	if len(o.scenarios) == 0 {
-		return all
+	if len(o.scenarios) > 0 {
+		// The protocol scenarios (small-h3, tcp-bulk) run only when named.
+		if !o.quick {
+			all = append(all, harness.ProtocolScenarios()...)
+		} else {
+			all = append(all, quickProtocolScenarios()...)
+		}
+		all = slices.DeleteFunc(all, func(s harness.Scenario) bool { return !slices.Contains(o.scenarios, s.Name) })
 	}
-	// The protocol scenarios (small-h3, tcp-bulk) run only when named.
-	if !o.quick {
-		all = append(all, harness.ProtocolScenarios()...)
-	} else {
-		all = append(all, quickProtocolScenarios()...)
+	for i := range all {
+		o.override(&all[i])
 	}
-	return slices.DeleteFunc(all, func(s harness.Scenario) bool { return !slices.Contains(o.scenarios, s.Name) })
+	// A scenario left with nothing to measure (closed loop only, with
+	// --no-closed) is dropped.
+	return slices.DeleteFunc(all, func(s harness.Scenario) bool { return len(s.OpenRates) == 0 && s.ClosedDuration <= 0 })
+}
+
+// override applies --rate, --open-duration and --no-closed to s.
+func (o *options) override(s *harness.Scenario) {
+	if o.rate > 0 {
+		s.OpenRates = []float64{o.rate}
+		if s.OpenDuration <= 0 {
+			s.OpenDuration = 2 * time.Second
+		}
+	}
+	if o.openDuration > 0 && len(s.OpenRates) > 0 {
+		s.OpenDuration = o.openDuration
+	}
+	if o.noClosed {
+		s.ClosedDuration = 0
+		// Without a closed-loop run there is no cross-check baseline either.
+		s.CrossCheck = ""
+	}
 }

@@ -54,6 +54,36 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("scenarios %+v", s)
 			}
 		}},
+		{name: "mtls comparison", args: []string{"--scenarios", "grpc-unary", "--targets", "direct,outrigger-2hop,outrigger-2hop-mtls",
+			"--rate", "1000", "--open-duration", "10s", "--no-closed", "--profile-target", "outrigger-2hop,outrigger-2hop-mtls"}, check: func(t *testing.T, o *options) {
+			s := o.selectScenarios()
+			if len(s) != 1 || !slices.Equal(s[0].OpenRates, []float64{1000}) || s[0].OpenDuration != 10*time.Second ||
+				s[0].ClosedDuration != 0 || s[0].CrossCheck != "" {
+				t.Errorf("scenarios %+v", s)
+			}
+			if len(o.targets) != 3 || !slices.Equal(o.profileTargets, []string{"outrigger-2hop", "outrigger-2hop-mtls"}) {
+				t.Errorf("%+v", o)
+			}
+		}},
+		{name: "rate on a closed-loop-only scenario", args: []string{"--scenarios", "tcp-bulk", "--rate", "500"}, check: func(t *testing.T, o *options) {
+			if s := o.selectScenarios(); len(s) != 1 || !slices.Equal(s[0].OpenRates, []float64{500}) || s[0].OpenDuration != 2*time.Second {
+				t.Errorf("scenarios %+v", s)
+			}
+		}},
+		{name: "no closed drops closed-only scenarios", args: []string{"--scenarios", "tcp-bulk,grpc-unary", "--no-closed"}, check: func(t *testing.T, o *options) {
+			if s := o.selectScenarios(); len(s) != 1 || s[0].Name != "grpc-unary" {
+				t.Errorf("scenarios %+v", s)
+			}
+		}},
+		{name: "default targets leave out mtls", args: nil, check: func(t *testing.T, o *options) {
+			if slices.Contains(o.targets, "outrigger-2hop-mtls") {
+				t.Errorf("targets %v", o.targets)
+			}
+		}},
+		{name: "negative rate", args: []string{"--rate", "-1"}, wantErr: true},
+		{name: "negative open duration", args: []string{"--open-duration", "-1s"}, wantErr: true},
+		{name: "negative profile seconds", args: []string{"--profile-seconds", "-1"}, wantErr: true},
+		{name: "profile of a peer", args: []string{"--profile-target", "haproxy"}, wantErr: true},
 		{name: "unknown target", args: []string{"--targets", "envoy"}, wantErr: true},
 		{name: "unknown scenario", args: []string{"--scenarios", "h3"}, wantErr: true},
 		{name: "negative reps", args: []string{"--reps", "-1"}, wantErr: true},
