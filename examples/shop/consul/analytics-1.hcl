@@ -1,0 +1,27 @@
+# analytics: HTTP on 127.0.0.1:9206; consumes order.created from NATS JetStream
+# (reached directly, not through the mesh).
+service {
+  name = "analytics"
+  id   = "analytics-1"
+  port = 9206
+  meta = { version = "v1" }
+  check {
+    name     = "HTTP /healthz"
+    http     = "http://127.0.0.1:9206/healthz"
+    interval = "1s"
+    timeout  = "1s"
+  }
+  connect {
+    sidecar_service {
+      port = 21206
+      # The sidecar's own meta replaces the one it would inherit, so version is
+      # repeated (resolver subsets filter sidecars on it); outrigger_admin is
+      # the sidecar's admin address, where the dashboard scrapes its metrics.
+      meta = { version = "v1", outrigger_admin = "127.0.0.1:19206" }
+      checks = [
+        { name = "Connect Sidecar Listening", tcp = "127.0.0.1:21206", interval = "1s" },
+        { name = "Connect Sidecar Aliasing analytics-1", alias_service = "analytics-1" },
+      ]
+    }
+  }
+}

@@ -1,0 +1,4 @@
+# orders speaks gRPC.
+Kind     = "service-defaults"
+Name     = "orders"
+Protocol = "grpc"

@@ -1,0 +1,4 @@
+# payments speaks gRPC.
+Kind     = "service-defaults"
+Name     = "payments"
+Protocol = "grpc"
