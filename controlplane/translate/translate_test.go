@@ -55,6 +55,12 @@ var goldenCases = []goldenCase{
 	// A tcp destination with default allow: the L7 intention is a deny,
 	// the exact allow is subtracted from the "*" deny.
 	{"intentions_tcp", "db-client-sidecar-proxy"},
+	// Transparent mode: the outbound listener on 15001 with original_dst,
+	// a chain per upstream service and port matched by its instances'
+	// addresses (api over HTTP, listed twice: one chain; postgres over
+	// TCP on two ports, no bind port, a DNS-named instance left out), and
+	// the passthrough default chain to the ORIGINAL_DST cluster.
+	{"transparent", "web-sidecar-proxy"},
 }
 
 func loadMesh(t *testing.T, name string) *model.Mesh {

@@ -113,6 +113,11 @@ func (t *Translator) Proxy(id string) (*Resources, error) {
 			return nil, err
 		}
 	}
+	if port := transparentPort(sp, t.m.ProxyDefaults); port != 0 {
+		if err := b.transparent(id, sp.DestinationServiceName, port, sp.Upstreams); err != nil {
+			return nil, err
+		}
+	}
 	return b.resources()
 }
 

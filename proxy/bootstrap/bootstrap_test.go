@@ -103,8 +103,8 @@ func TestLoadRejects(t *testing.T) {
 		yaml    string
 		wantErr string
 	}{
-		{"unsupported enum", edit(t, lineCluster, lineCluster+"\n    lb_policy: CLUSTER_PROVIDED"),
-			"static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED is not supported yet"},
+		{"unsupported enum", edit(t, lineCluster, lineCluster+"\n    lb_policy: LOAD_BALANCING_POLICY_CONFIG"),
+			"static_resources.clusters[0].lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported yet"},
 		{"unsupported cluster field", edit(t, lineCluster, lineCluster+"\n    preconnect_policy: {}"),
 			"static_resources.clusters[0].preconnect_policy: Cluster.preconnect_policy is not supported yet"},
 		{"unknown http filter type", edit(t, lineFilters, lineFilters+"\n          - name: lua\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua}"),
@@ -186,8 +186,8 @@ func TestLoadRejects(t *testing.T) {
 			"dynamic_resources.ads_config: is required: secrets leaf use sds_config.ads"},
 		{"bad domain wildcard", edit(t, lineDomains, `              domains: ["a.*.com"]`),
 			hcmPath + `.route_config.virtual_hosts[0].domains[0]: "a.*.com": a wildcard must be`},
-		{"several problems at once", edit(t, lineCluster, lineCluster+"\n    lb_policy: CLUSTER_PROVIDED\n    respect_dns_ttl: true"),
-			"static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED is not supported yet\nstatic_resources.clusters[0].respect_dns_ttl: Cluster.respect_dns_ttl is not supported yet"},
+		{"several problems at once", edit(t, lineCluster, lineCluster+"\n    lb_policy: LOAD_BALANCING_POLICY_CONFIG\n    respect_dns_ttl: true"),
+			"static_resources.clusters[0].lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported yet\nstatic_resources.clusters[0].respect_dns_ttl: Cluster.respect_dns_ttl is not supported yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,7 +226,7 @@ func TestLoadRDSPending(t *testing.T) {
 }
 
 func TestLoadErrorTypes(t *testing.T) {
-	_, err := Load(writeFile(t, "b.yaml", edit(t, lineCluster, lineCluster+"\n    lb_policy: CLUSTER_PROVIDED")), "")
+	_, err := Load(writeFile(t, "b.yaml", edit(t, lineCluster, lineCluster+"\n    lb_policy: LOAD_BALANCING_POLICY_CONFIG")), "")
 	var u *resource.UnsupportedError
 	if !errors.As(err, &u) || len(u.Fields) != 1 || u.Fields[0].Path != "static_resources.clusters[0].lb_policy" {
 		t.Errorf("want one UnsupportedError field, got %#v", err)

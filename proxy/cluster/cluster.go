@@ -33,6 +33,10 @@ type Cluster struct {
 	ready   chan struct{}
 	readyMu sync.Once
 	dns     *dnsRunner // nil unless STRICT_DNS or LOGICAL_DNS
+	// orig holds an ORIGINAL_DST cluster's hosts (nil for the other
+	// kinds); origRun sweeps the unused ones.
+	orig    atomic.Pointer[origHosts]
+	origRun *origRunner
 
 	// Passive and active health: nil when not configured.
 	outlier atomic.Pointer[outlier.Detector]
@@ -86,16 +90,35 @@ func (c *Cluster) Ready() <-chan struct{} { return c.ready }
 
 func (c *Cluster) markReady() { c.readyMu.Do(func() { close(c.ready) }) }
 
+// UsesOriginalDst says the cluster is ORIGINAL_DST: callers pass the
+// original destination in lb.Request.OriginalDst.
+func (c *Cluster) UsesOriginalDst() bool { return c.orig.Load() != nil }
+
 // Pick chooses the host for the next attempt; r may be nil.
+//
+// An ORIGINAL_DST cluster picks the host at r.OriginalDst, made on first
+// use; without one it fails with ErrNoOriginalDst.
 func (c *Cluster) Pick(r *lb.Request) (*Host, error) {
+	if o := c.orig.Load(); o != nil {
+		if r == nil || !r.OriginalDst.IsValid() {
+			return nil, ErrNoOriginalDst
+		}
+		return o.pick(r.OriginalDst), nil
+	}
 	if h := c.hosts.Load().picker.Pick(r); h != nil {
 		return h, nil
 	}
 	return nil, ErrNoHealthyUpstream
 }
 
-// Hosts returns the current hosts. Callers must not modify the slice.
-func (c *Cluster) Hosts() []*Host { return c.hosts.Load().hosts }
+// Hosts returns the current hosts (an ORIGINAL_DST cluster's, by
+// address). Callers must not modify the slice.
+func (c *Cluster) Hosts() []*Host {
+	if o := c.orig.Load(); o != nil {
+		return o.list()
+	}
+	return c.hosts.Load().hosts
+}
 
 // Stats returns the cluster's counters.
 func (c *Cluster) Stats() *Stats { return &c.stats }
@@ -233,7 +256,7 @@ func (u *upgradeBody) Write(p []byte) (int, error) { return u.w.Write(p) }
 func (c *Cluster) ConnOpened(addr string) func() {
 	c.stats.CxTotal.Add(1)
 	c.stats.CxActive.Add(1)
-	h := c.hosts.Load().byAddr[addr]
+	h := c.hostByAddr(addr)
 	if h != nil {
 		h.Stats.CxTotal.Add(1)
 		h.Stats.CxActive.Add(1)
@@ -268,7 +291,7 @@ func (c *Cluster) ConnectFailed(addr string, err *transport.Error) {
 	if transport.ConnectTimeout(err) {
 		c.stats.CxConnectTimeout.Add(1)
 	}
-	if h := c.hosts.Load().byAddr[addr]; h != nil {
+	if h := c.hostByAddr(addr); h != nil {
 		h.Stats.CxConnectFail.Add(1)
 	}
 	c.log.Debug("upstream connect failed", "address", addr, "error", err)

@@ -1,5 +1,6 @@
 // Package cluster owns upstream clusters at run time: their endpoints (static
-// or resolved through DNS), the load balancer that picks one, and the
+// or resolved through DNS, or for ORIGINAL_DST each connection's original
+// destination), the load balancer that picks one, and the
 // connection pools that carry requests to it. State (pools, resolved
 // addresses, counters) survives a config update that keeps the cluster's
 // name. It never sees Envoy protos; proxy/snapshot converts Cluster into
@@ -23,6 +24,11 @@ const (
 	StrictDNS                   // every address of every name, re-resolved
 	LogicalDNS                  // the first address of the name, re-resolved
 	EDS                         // endpoints arrive over xDS (IP addresses, like Static)
+	// OriginalDst has no endpoints: each connection or request goes to
+	// its own original destination (lb.Request.OriginalDst), a host made
+	// on first use and removed after CleanupInterval unused (Envoy's
+	// ORIGINAL_DST with lb_policy CLUSTER_PROVIDED).
+	OriginalDst
 )
 
 func (d Discovery) String() string {
@@ -35,6 +41,8 @@ func (d Discovery) String() string {
 		return "LOGICAL_DNS"
 	case EDS:
 		return "EDS"
+	case OriginalDst:
+		return "ORIGINAL_DST"
 	}
 	return "UNKNOWN"
 }
@@ -60,6 +68,9 @@ type Config struct {
 	// DNS settings for StrictDNS and LogicalDNS.
 	DNSRefreshRate time.Duration // Envoy's default 5s
 	DNSFamily      DNSFamily
+	// CleanupInterval is how long an OriginalDst host may go unused before
+	// it is removed (Envoy's cleanup_interval, default 5s).
+	CleanupInterval time.Duration
 
 	ConnectTimeout time.Duration // Envoy's default 5s
 	Protocol       Protocol

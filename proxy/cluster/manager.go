@@ -190,6 +190,7 @@ func (c *Cluster) update(r Resolver, cfg *Config) error {
 	c.setResilience(prev, cfg)
 	if discoveryChanged(prev, cfg) {
 		c.stopDNS()
+		c.stopOriginalDst(cfg.Discovery == OriginalDst)
 		c.applyDiscovery(r, cfg)
 	}
 	return nil
@@ -197,6 +198,10 @@ func (c *Cluster) update(r Resolver, cfg *Config) error {
 
 // applyDiscovery publishes static hosts or starts resolving names.
 func (c *Cluster) applyDiscovery(r Resolver, cfg *Config) {
+	if cfg.Discovery == OriginalDst {
+		c.startOriginalDst(cfg)
+		return
+	}
 	if cfg.Discovery == Static || cfg.Discovery == EDS {
 		c.hostsMu.Lock()
 		c.publishLocked(c.hosts.Load(), staticTargets(cfg.Endpoints), cfg)
@@ -239,6 +244,7 @@ func (c *Cluster) setTransport(cfg *Config) error {
 
 func (c *Cluster) stop() {
 	c.stopDNS()
+	c.stopOriginalDst(false)
 	c.stopResilience()
 	c.markReady() // nobody waits forever on a removed cluster
 	if g := c.gen.Load(); g != nil {
@@ -260,6 +266,7 @@ func discoveryChanged(a, b *Config) bool {
 	return a.Discovery != b.Discovery ||
 		a.DNSFamily != b.DNSFamily ||
 		a.dnsRefreshRate() != b.dnsRefreshRate() ||
+		a.cleanupInterval() != b.cleanupInterval() ||
 		!slices.Equal(a.Endpoints, b.Endpoints)
 }
 

@@ -96,7 +96,7 @@ type Snapshot struct {
 // Snapshot reads the cluster's hosts and counters.
 func (c *Cluster) Snapshot() Snapshot {
 	s := Snapshot{Name: c.name, Discovery: c.cfg.Load().Discovery, Stats: c.stats.Snapshot()}
-	hosts := c.hosts.Load().hosts
+	hosts := c.Hosts()
 	s.Hosts = make([]HostSnapshot, len(hosts))
 	od, hc := c.outlier.Load(), c.hc.Load()
 	if od != nil {

@@ -13,6 +13,8 @@ import (
 const (
 	DefaultDNSRefreshRate = 5 * time.Second
 	DefaultConnectTimeout = 5 * time.Second
+	// DefaultCleanupInterval is ORIGINAL_DST's cleanup_interval default.
+	DefaultCleanupInterval = 5 * time.Second
 )
 
 // ErrNoHealthyUpstream is returned by Pick when no host is available.
@@ -26,6 +28,10 @@ func (c *Config) Validate() error {
 	}
 	switch c.Discovery {
 	case Static, StrictDNS, LogicalDNS, EDS:
+	case OriginalDst:
+		if err := c.validateOriginalDst(); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("cluster %q: unknown discovery type %d", c.Name, c.Discovery)
 	}
@@ -43,7 +49,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("cluster %q: endpoints[%d]: %w", c.Name, i, err)
 		}
 	}
-	if c.ConnectTimeout < 0 || c.IdleTimeout < 0 || c.DNSRefreshRate < 0 {
+	if c.ConnectTimeout < 0 || c.IdleTimeout < 0 || c.DNSRefreshRate < 0 || c.CleanupInterval < 0 {
 		return fmt.Errorf("cluster %q: negative duration", c.Name)
 	}
 	if err := c.LB.Validate(); err != nil {
@@ -93,4 +99,26 @@ func (c *Config) connectTimeout() time.Duration {
 		return c.ConnectTimeout
 	}
 	return DefaultConnectTimeout
+}
+
+// validateOriginalDst checks what an ORIGINAL_DST cluster cannot have: its
+// hosts come from connections, so no endpoints, and no health checks or
+// outlier detection over hosts that live only while they are used.
+func (c *Config) validateOriginalDst() error {
+	switch {
+	case len(c.Endpoints) > 0:
+		return fmt.Errorf("cluster %q: an ORIGINAL_DST cluster takes no endpoints (its hosts are the connections' original destinations)", c.Name)
+	case len(c.HealthChecks) > 0:
+		return fmt.Errorf("cluster %q: health checks are not supported on an ORIGINAL_DST cluster", c.Name)
+	case c.Outlier != nil:
+		return fmt.Errorf("cluster %q: outlier detection is not supported on an ORIGINAL_DST cluster", c.Name)
+	}
+	return nil
+}
+
+func (c *Config) cleanupInterval() time.Duration {
+	if c.CleanupInterval > 0 {
+		return c.CleanupInterval
+	}
+	return DefaultCleanupInterval
 }

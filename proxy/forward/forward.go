@@ -145,7 +145,7 @@ func Forward(w http.ResponseWriter, r *http.Request, p *Params) Result {
 func forwardOnce(w http.ResponseWriter, r *http.Request, p *Params) Result {
 	var res Result
 	var lbr *lb.Request
-	if p.LB.HasHash || len(p.LB.Tried) > 0 {
+	if p.LB.HasHash || len(p.LB.Tried) > 0 || p.LB.OriginalDst.IsValid() {
 		c := p.LB // Pick's argument escapes: copy, so p does not
 		lbr = &c
 	}

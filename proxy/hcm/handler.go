@@ -364,6 +364,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 		}
 	}
 
+	if od, ok := up.(originalDstUser); ok && od.UsesOriginalDst() {
+		// ORIGINAL_DST: the host is where the connection was going
+		// (the listener restored it as the local address).
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+				p.LB.OriginalDst = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			}
+		}
+	}
 	res := forward.Forward(w, r, &p)
 	e.Status = res.Status
 	e.ResponseFlags = joinFlags(faultFlag, res.Flag)
@@ -460,6 +469,10 @@ func (h *Handler) internal(ip string) bool {
 }
 
 var trueValue = []string{"true"}
+
+// originalDstUser is an upstream cluster of type ORIGINAL_DST
+// (*cluster.Cluster), which picks the request's original destination.
+type originalDstUser interface{ UsesOriginalDst() bool }
 
 // hostAddr parses "ip" or "ip:port"; the zero Addr when it is neither.
 func hostAddr(s string) netip.Addr {

@@ -1,5 +1,7 @@
 package lb
 
+import "net/netip"
+
 // Picker chooses the host for the next request. It returns nil when no host
 // is available. Implementations are safe for concurrent use and hold an
 // immutable host list: a change of hosts builds a new Picker.
@@ -24,6 +26,12 @@ type Request struct {
 	// to avoid them, and returns the last pick if every try hit one.
 	Tried       []*Host
 	MaxAttempts int
+	// OriginalDst is where the downstream connection was going before
+	// netfilter redirected it to the proxy (its local address once the
+	// listener's original_dst filter restored it). Only ORIGINAL_DST
+	// clusters read it: their host is this address. The zero value means
+	// unknown.
+	OriginalDst netip.AddrPort
 }
 
 // Rejects reports whether the retry host predicate rejects h for r.

@@ -113,6 +113,11 @@ func validateChain(fc *FilterChain) error {
 	if fc.TLS == nil && fc.TCP == nil && tlsMatch {
 		return fmt.Errorf("filter chain %q: %w: server_names/application_protocols need TLS (or a TCP proxy passing TLS through), the chain can never match", fc.Name, ErrInvalidConfig)
 	}
+	for i, p := range fc.Match.PrefixRanges {
+		if !p.IsValid() {
+			return fmt.Errorf("filter chain %q: %w: prefix_ranges[%d] is not a valid CIDR range", fc.Name, ErrInvalidConfig, i)
+		}
+	}
 	if fc.HTTP.Codec > CodecHTTP2 {
 		return fmt.Errorf("filter chain %q: %w: unknown codec %d", fc.Name, ErrInvalidConfig, fc.HTTP.Codec)
 	}

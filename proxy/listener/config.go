@@ -1,5 +1,7 @@
 // Package listener accepts connections for one Envoy Listener: it binds the
-// address, picks a filter chain (SNI and ALPN on TLS), terminates TLS,
+// address, restores a redirected connection's original destination (the
+// original_dst listener filter), picks a filter chain (destination port
+// and address, then SNI and ALPN on TLS), terminates TLS,
 // detects HTTP/2 (ALPN or the h2c preface) and serves HTTP/1.1 or HTTP/2
 // with the connection manager's limits and timeouts enforced, or hands the
 // whole connection to a TCP proxy (plaintext, TLS-terminated, or TLS
@@ -12,6 +14,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/outrigger-mesh/outrigger/proxy/tcpproxy"
@@ -27,6 +30,16 @@ type Config struct {
 	FilterChains []FilterChain
 	// DefaultChain serves connections no chain matches; nil closes them.
 	DefaultChain *FilterChain
+	// OriginalDst is the envoy.filters.listener.original_dst listener
+	// filter: a connection netfilter redirected to the listener (iptables
+	// REDIRECT/DNAT, nftables redirect, as `outrigger redirect-traffic`
+	// installs) gets its original destination (SO_ORIGINAL_DST) as its
+	// local address right after accept, before any chain is matched. Chain
+	// matching on DestinationPort and PrefixRanges, network filters,
+	// handlers and ORIGINAL_DST clusters then see where the client was
+	// going. Linux only; elsewhere, and for connections that were not
+	// redirected, the local address stays the listener's.
+	OriginalDst bool
 }
 
 // FilterChain is one way to serve a connection.
@@ -107,8 +120,20 @@ type RawConn interface {
 }
 
 // ChainMatch is Envoy's FilterChainMatch, the parts we implement. Empty
-// slices match anything.
+// slices match anything. Envoy's precedence applies: the destination port
+// first (chains with the connection's local port, else those without
+// one), then the destination address (the chains listing the longest
+// prefix that contains it, else those without prefix ranges), and only
+// then server names, transport protocol and ALPN among those chains; a
+// step that found chains never falls back to less specific ones.
 type ChainMatch struct {
+	// DestinationPort: the connection's local port (its original one
+	// with Config.OriginalDst); 0 matches any.
+	DestinationPort uint16
+	// PrefixRanges: CIDR ranges the connection's local address (its
+	// original one with Config.OriginalDst) must fall in.
+	PrefixRanges []netip.Prefix
+
 	// ServerNames: exact names or "*.suffix" wildcards, matched against SNI.
 	ServerNames []string
 	// ALPN: application protocols offered by the client (TLS only).

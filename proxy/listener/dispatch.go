@@ -27,8 +27,12 @@ var (
 // has it, and hands it to the chain's TCP handler, h1 codec (HTTP/1.1) or
 // http.Server (HTTP/2).
 func (l *Listener) dispatch(c *trackedConn) {
-	isTLS := l.sel.hasTLS
-	if l.sel.hasTLS && l.sel.hasPlain {
+	if l.origDst {
+		l.restoreOriginalDst(c)
+	}
+	sel := l.selectorFor(c)
+	isTLS := sel.hasTLS
+	if sel.hasTLS && sel.hasPlain {
 		var err error
 		if isTLS, err = l.peekTLS(c); err != nil {
 			l.log.Debug("connection closed before protocol detection", "remote", c.RemoteAddr(), "error", err)
@@ -37,7 +41,7 @@ func (l *Listener) dispatch(c *trackedConn) {
 		}
 	}
 	if !isTLS {
-		cs := l.sel.forPlaintext()
+		cs := sel.forPlaintext()
 		if cs == nil {
 			l.rejectNoChain(c, "plaintext")
 			return
@@ -72,7 +76,7 @@ func (l *Listener) dispatch(c *trackedConn) {
 		}
 		return
 	}
-	l.serveTLS(c)
+	l.serveTLS(c, sel)
 }
 
 // peekH2CPreface reads (for replay) as much of the first bytes as it takes
@@ -127,17 +131,17 @@ func (l *Listener) peekTLS(c *trackedConn) (bool, error) {
 // serveTLS reads the ClientHello to pick the chain, then terminates TLS,
 // or, for a passthrough chain, hands the connection over as it came with
 // every byte read so far to replay.
-func (l *Listener) serveTLS(c *trackedConn) {
+func (l *Listener) serveTLS(c *trackedConn, sel *chainSelector) {
 	var picked *chainServer
 	var conn net.Conn = c
 	var rec *recordingConn
-	if l.sel.hasPassthrough {
+	if sel.hasPassthrough {
 		rec = &recordingConn{trackedConn: c}
 		conn = rec
 	}
 	cfg := &tls.Config{
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			picked = l.sel.forTLS(hello.ServerName, hello.SupportedProtos)
+			picked = sel.forTLS(hello.ServerName, hello.SupportedProtos)
 			if picked == nil {
 				return nil, errNoChain
 			}

@@ -35,7 +35,11 @@ type Listener struct {
 	ln     net.Listener
 	chains []*chainServer // every chain's server, the default one included
 	sel    *chainSelector
-	stats  stats
+	// dest picks the selector by destination when chains match on it;
+	// nil when none does (sel serves every connection).
+	dest    *destIndex
+	origDst bool // the original_dst listener filter
+	stats   stats
 
 	detectTimeout time.Duration
 
@@ -132,6 +136,10 @@ func newOn(cfg Config, ln net.Listener, logger hclog.Logger) *Listener {
 		l.chains = append(l.chains, def)
 	}
 	l.sel = newChainSelector(servers, def)
+	if hasDestMatch(servers) {
+		l.dest = newDestIndex(servers, def)
+	}
+	l.origDst = cfg.OriginalDst
 	return l
 }
 
@@ -392,6 +400,18 @@ type trackedConn struct {
 	l      *Listener
 	peeked []byte
 	once   sync.Once
+	// local replaces the socket's local address: the original
+	// destination the original_dst filter restored.
+	local net.Addr
+}
+
+// LocalAddr is the connection's original destination when the
+// original_dst filter restored one, else the socket's.
+func (c *trackedConn) LocalAddr() net.Addr {
+	if c.local != nil {
+		return c.local
+	}
+	return c.Conn.LocalAddr()
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {

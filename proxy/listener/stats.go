@@ -14,6 +14,8 @@ type stats struct {
 	acceptErrors      atomic.Uint64
 	tcpConns          atomic.Uint64
 	cxFiltered        atomic.Uint64
+	origDstRestored   atomic.Uint64
+	origDstErrors     atomic.Uint64
 }
 
 // Stats is a point-in-time copy of a listener's counters, named after
@@ -45,6 +47,12 @@ type Stats struct {
 	// CxFiltered counts connections a network filter refused (RBAC,
 	// local rate limit; each filter counts its own reasons too).
 	CxFiltered uint64
+	// OriginalDstRestored counts connections whose original destination
+	// the original_dst listener filter restored (they were redirected);
+	// OriginalDstErrors those whose original destination could not be
+	// read (they kept the listener's address).
+	OriginalDstRestored uint64
+	OriginalDstErrors   uint64
 }
 
 // Stats returns the listener's counters.
@@ -61,5 +69,7 @@ func (l *Listener) Stats() Stats {
 		AcceptErrors:         s.acceptErrors.Load(),
 		TCPConns:             s.tcpConns.Load(),
 		CxFiltered:           s.cxFiltered.Load(),
+		OriginalDstRestored:  s.origDstRestored.Load(),
+		OriginalDstErrors:    s.origDstErrors.Load(),
 	}
 }

@@ -8,7 +8,8 @@ import (
 )
 
 // The real redirection (nftables and iptables, in a network namespace) is
-// tested in proxy/redirect, which uses this package as its proxy does.
+// tested in proxy/redirect, which uses this package as its proxy does, and
+// end to end with the real proxy in transparent_linux_test.go.
 
 func TestNotASocket(t *testing.T) {
 	a, b := net.Pipe()

@@ -36,6 +36,8 @@ func (c *converter) cluster(p string, cl *clusterv3.Cluster) cluster.Config {
 		out.Discovery = cluster.StrictDNS
 	case clusterv3.Cluster_LOGICAL_DNS:
 		out.Discovery = cluster.LogicalDNS
+	case clusterv3.Cluster_ORIGINAL_DST:
+		out.Discovery = cluster.OriginalDst
 	case clusterv3.Cluster_EDS:
 		out.Discovery = cluster.EDS
 		if cl.GetLoadAssignment() != nil {
@@ -66,12 +68,16 @@ func (c *converter) cluster(p string, cl *clusterv3.Cluster) cluster.Config {
 	if cb := cl.GetCircuitBreakers(); cb != nil {
 		out.Thresholds = c.thresholds(resource.Join(p, "circuit_breakers"), cb)
 	}
-	out.LB = c.lbConfig(p, cl)
-	if od := cl.GetOutlierDetection(); od != nil {
-		out.Outlier = c.outlierDetection(resource.Join(p, "outlier_detection"), od)
+	if out.Discovery == cluster.OriginalDst || cl.GetLbPolicy() == clusterv3.Cluster_CLUSTER_PROVIDED {
+		c.originalDstCluster(p, cl, &out)
+	} else {
+		out.LB = c.lbConfig(p, cl)
+		if od := cl.GetOutlierDetection(); od != nil {
+			out.Outlier = c.outlierDetection(resource.Join(p, "outlier_detection"), od)
+		}
+		out.HealthChecks = c.healthChecks(p, cl.GetHealthChecks())
+		out.Endpoints = c.endpoints(p, cl, out.Discovery, &out)
 	}
-	out.HealthChecks = c.healthChecks(p, cl.GetHealthChecks())
-	out.Endpoints = c.endpoints(p, cl, out.Discovery, &out)
 	c.upstreamProtocol(p, cl, &out)
 	if out.Protocol == cluster.HTTP3 && cl.GetTransportSocket() == nil {
 		c.fail(resource.Join(p, "transport_socket"), "an HTTP/3 cluster needs envoy.transport_sockets.quic (QuicUpstreamTransport): QUIC is always TLS")

@@ -156,10 +156,10 @@ func TestBuildAndConsistent(t *testing.T) {
 	if !errors.As(err, &ie) || len(ie.MissingClusters) != 1 || ie.MissingClusters[0].Name != "missing" || len(ie.Duplicates) != 0 {
 		t.Errorf("Consistent = %#v", err)
 	}
-	bad := &clusterv3.Cluster{Name: "c", LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED}
+	bad := &clusterv3.Cluster{Name: "c", LbPolicy: clusterv3.Cluster_LOAD_BALANCING_POLICY_CONFIG}
 	_, err = Build(nil, nil, []*clusterv3.Cluster{cl, bad})
 	var u *resource.UnsupportedError
-	if !errors.As(err, &u) || err.Error() != "clusters[1].lb_policy: CLUSTER_PROVIDED is not supported yet" {
+	if !errors.As(err, &u) || err.Error() != "clusters[1].lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported yet" {
 		t.Errorf("unsupported: %v", err)
 	}
 }

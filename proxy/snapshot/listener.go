@@ -34,7 +34,7 @@ func (c *converter) listener(p string, l *listenerv3.Listener) Listener {
 	if l.GetUdpListenerConfig() != nil {
 		return c.quicListener(p, l)
 	}
-	out := Listener{Config: listener.Config{Name: l.GetName()}}
+	out := Listener{Config: listener.Config{Name: l.GetName(), OriginalDst: hasOriginalDstFilter(l)}}
 	if l.GetName() == "" {
 		c.fail(resource.Join(p, "name"), "a listener needs a name")
 	}
@@ -103,6 +103,7 @@ func (c *converter) chain(p string, fc *listenerv3.FilterChain) (listener.Filter
 		out.Match.ServerNames = append(out.Match.ServerNames, strings.ToLower(n))
 	}
 	out.Match.ALPN = m.GetApplicationProtocols()
+	c.destinationMatch(mp, m, &out.Match)
 	switch tp := m.GetTransportProtocol(); tp {
 	case "", "tls", "raw_buffer":
 		out.Match.TransportProtocol = tp
@@ -338,16 +339,19 @@ func (c *converter) checkDuplicateMatches(p string, chains []*listenerv3.FilterC
 		m := fc.GetFilterChainMatch()
 		names := orEmpty(m.GetServerNames())
 		alpns := orEmpty(m.GetApplicationProtocols())
+		dests := destinationKeys(m)
 		reported := false
-		for _, n := range names {
-			for _, a := range alpns {
-				k := fmt.Sprintf("%s\x00%s\x00%s", strings.ToLower(n), m.GetTransportProtocol(), a)
-				if prev, dup := seen[k]; dup && prev != i && !reported {
-					c.fail(resource.Index(resource.Join(p, "filter_chains"), i),
-						"filter_chain_match is the same as filter_chains[%d]'s", prev)
-					reported = true
+		for _, d := range dests {
+			for _, n := range names {
+				for _, a := range alpns {
+					k := fmt.Sprintf("%s\x00%s\x00%s\x00%s", d, strings.ToLower(n), m.GetTransportProtocol(), a)
+					if prev, dup := seen[k]; dup && prev != i && !reported {
+						c.fail(resource.Index(resource.Join(p, "filter_chains"), i),
+							"filter_chain_match is the same as filter_chains[%d]'s", prev)
+						reported = true
+					}
+					seen[k] = i
 				}
-				seen[k] = i
 			}
 		}
 	}

@@ -168,7 +168,7 @@ func TestTCPProxyRefused(t *testing.T) {
 // protocol = tcp services (controlplane/translate's golden files) is
 // accepted and converted whole.
 func TestControlPlaneTCPOutput(t *testing.T) {
-	for _, name := range []string{"tcp", "upstream_config"} {
+	for _, name := range []string{"tcp", "upstream_config", "transparent"} {
 		t.Run(name, func(t *testing.T) {
 			b, err := os.ReadFile("../../controlplane/translate/testdata/" + name + ".golden")
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -154,7 +155,7 @@ func (p *Proxy) serve(ctx context.Context, downstream, down net.Conn, prefix []b
 		p.log.Debug("cluster not found; closing the connection", "cluster", name)
 		return nil
 	}
-	up, upSock, h, flags := p.connect(ctx, cl)
+	up, upSock, h, flags := p.connect(ctx, cl, originalDst(downstream))
 	if up == nil {
 		e.ResponseFlags = flags
 		return nil
@@ -181,12 +182,23 @@ func (p *Proxy) pickCluster() string {
 	return p.cfg.WeightedClusters[i].Name
 }
 
+// originalDst is the downstream connection's local address: where the
+// client was going once the listener's original_dst filter restored it,
+// which an ORIGINAL_DST cluster connects to.
+func originalDst(c net.Conn) netip.AddrPort {
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
 // connect makes the upstream connection: up to max_connect_attempts
 // connects, each on a host not tried yet when the balancer has one. It
 // returns the connection (a *net.TCPConn, or a *tls.Conn when the cluster
 // has TLS), the socket under it, its host and the response flags; a nil
-// connection when every attempt failed.
-func (p *Proxy) connect(ctx context.Context, cl *cluster.Cluster) (net.Conn, *net.TCPConn, *lb.Host, string) {
+// connection when every attempt failed. dst is the connection's original
+// destination, for an ORIGINAL_DST cluster.
+func (p *Proxy) connect(ctx context.Context, cl *cluster.Cluster, dst netip.AddrPort) (net.Conn, *net.TCPConn, *lb.Host, string) {
 	var (
 		tried []*lb.Host
 		flags []string
@@ -199,9 +211,9 @@ func (p *Proxy) connect(ctx context.Context, cl *cluster.Cluster) (net.Conn, *ne
 		if ctx.Err() != nil {
 			return nil, nil, nil, joinFlags(flags)
 		}
-		var req *lb.Request
+		req := &lb.Request{OriginalDst: dst}
 		if len(tried) > 0 {
-			req = &lb.Request{Tried: tried, MaxAttempts: reselectAttempts}
+			req.Tried, req.MaxAttempts = tried, reselectAttempts
 		}
 		h, err := cl.Pick(req)
 		if err != nil {

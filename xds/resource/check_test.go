@@ -65,9 +65,9 @@ func TestCheck(t *testing.T) {
 		{
 			name: "enum value",
 			msg: &bootstrapv3.Bootstrap{StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-				Clusters: []*clusterv3.Cluster{{Name: "a"}, {Name: "b", LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED}},
+				Clusters: []*clusterv3.Cluster{{Name: "a"}, {Name: "b", LbPolicy: clusterv3.Cluster_LOAD_BALANCING_POLICY_CONFIG}},
 			}},
-			wantErr: []string{"static_resources.clusters[1].lb_policy: CLUSTER_PROVIDED is not supported yet"},
+			wantErr: []string{"static_resources.clusters[1].lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported yet"},
 		},
 		{
 			name: "unsupported field",
@@ -99,13 +99,13 @@ func TestCheck(t *testing.T) {
 			msg: &bootstrapv3.Bootstrap{
 				Node: &corev3.Node{Id: "n", Metadata: &structpb.Struct{}},
 				StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-					Clusters: []*clusterv3.Cluster{{Name: "a", LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED, RespectDnsTtl: true}},
+					Clusters: []*clusterv3.Cluster{{Name: "a", LbPolicy: clusterv3.Cluster_LOAD_BALANCING_POLICY_CONFIG, RespectDnsTtl: true}},
 				},
 				HeaderPrefix: "x-foo",
 			},
 			wantErr: []string{
 				"header_prefix: Bootstrap.header_prefix is not supported yet",
-				"static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED is not supported yet",
+				"static_resources.clusters[0].lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported yet",
 				"static_resources.clusters[0].respect_dns_ttl: Cluster.respect_dns_ttl is not supported yet",
 			},
 			wantIgnored: []string{"node.metadata"},

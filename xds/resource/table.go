@@ -84,7 +84,7 @@ const (
 // Extensions are the typed extensions we support: the core's, then each
 // feature file's (table_*.go).
 var Extensions = slices.Concat(coreExtensions, tcpProxyExtensions, grpcWebExtensions, http3Extensions, accessLogExtensions, tracingExtensions,
-	sdsExtensions, rbacExtensions, jwtExtensions, rateLimitExtensions, corsExtensions)
+	sdsExtensions, rbacExtensions, jwtExtensions, rateLimitExtensions, corsExtensions, origDstExtensions)
 
 var coreExtensions = []Extension{
 	{"envoy.filters.network.http_connection_manager", HTTPConnectionManager, "Listener filter_chains[].filters[].typed_config"},
@@ -127,7 +127,7 @@ func note(f Field, n string) Field { f.Note = n; return f }
 // Messages is the support table: every message type we look inside, with
 // the fields we implement or ignore. A set field not listed is rejected.
 var Messages = mergeMessages(coreMessages, tcpProxyMessages, grpcWebMessages, http3Messages, accessLogMessages, tracingMessages,
-	sdsMessages, rbacMessages, jwtMessages, rateLimitMessages, corsMessages)
+	sdsMessages, rbacMessages, jwtMessages, rateLimitMessages, corsMessages, origDstMessages)
 
 // coreMessages is the table of the HTTP proxy core; feature files
 // (table_*.go) add their own messages and, for messages listed here, the
@@ -535,10 +535,10 @@ var coreMessages = []Message{
 	{"envoy.config.cluster.v3.Cluster", map[string]Field{
 		"name":                             supported,
 		"alt_stat_name":                    ignored,
-		"type":                             note(enums("STATIC", "STRICT_DNS", "LOGICAL_DNS", "EDS"), "EDS only over xDS, not in static_resources"),
+		"type":                             note(enums("STATIC", "STRICT_DNS", "LOGICAL_DNS", "EDS", "ORIGINAL_DST"), "EDS only over xDS, not in static_resources; ORIGINAL_DST with lb_policy CLUSTER_PROVIDED"),
 		"eds_cluster_config":               supported,
 		"connect_timeout":                  note(supported, "default 5s"),
-		"lb_policy":                        enums("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV"),
+		"lb_policy":                        note(enums("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV", "CLUSTER_PROVIDED"), "CLUSTER_PROVIDED for ORIGINAL_DST only"),
 		"least_request_lb_config":          supported,
 		"ring_hash_lb_config":              supported,
 		"maglev_lb_config":                 supported,

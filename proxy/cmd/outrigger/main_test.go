@@ -67,7 +67,7 @@ func writeFile(t *testing.T, name, content string) string {
 
 func TestValidateMode(t *testing.T) {
 	good := fmt.Sprintf(goodYAML, 9901, 10000, 8080)
-	maglev := strings.Replace(good, "    type: STATIC\n", "    type: STATIC\n    lb_policy: CLUSTER_PROVIDED\n", 1)
+	maglev := strings.Replace(good, "    type: STATIC\n", "    type: STATIC\n    lb_policy: LOAD_BALANCING_POLICY_CONFIG\n", 1)
 	unknownFilter := strings.Replace(good, "envoy.extensions.filters.http.router.v3.Router", "envoy.extensions.filters.http.fault.v3.HTTPFault", 1)
 	for _, tc := range []struct {
 		name    string
@@ -78,7 +78,7 @@ func TestValidateMode(t *testing.T) {
 		{"good file", []string{"-c", writeFile(t, "good.yaml", good), "--mode", "validate"}, 0, "OK"},
 		{"good inline", []string{"--config-yaml", good, "--mode", "validate"}, 0, "OK"},
 		{"good json", []string{"--config-path", writeFile(t, "good.json", `{"static_resources":{}}`), "--mode", "validate"}, 0, "OK"},
-		{"unsupported enum", []string{"-c", writeFile(t, "m.yaml", maglev), "--mode", "validate"}, 1, "static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED is not supported yet"},
+		{"unsupported enum", []string{"-c", writeFile(t, "m.yaml", maglev), "--mode", "validate"}, 1, "static_resources.clusters[0].lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported yet"},
 		{"unsupported filter", []string{"-c", writeFile(t, "f.yaml", unknownFilter), "--mode", "validate"}, 1, "http_filters[0]"},
 		{"missing file", []string{"-c", "/nonexistent.yaml", "--mode", "validate"}, 1, "nonexistent.yaml"},
 		{"bad yaml", []string{"-c", writeFile(t, "b.yaml", "static_resources: [unclosed"), "--mode", "validate"}, 1, "b.yaml"},

@@ -1,0 +1,366 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/outrigger-mesh/outrigger/internal/consultest"
+	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
+	"github.com/outrigger-mesh/outrigger/proxy/redirect"
+	"github.com/outrigger-mesh/outrigger/proxy/server"
+)
+
+// Transparent mode through the whole mesh: a "pod" network namespace the
+// test makes, joined to the test's own namespace by a veth (pod
+// 10.212.0.1, host 10.212.0.2). In the host namespace: a real Consul, the
+// control plane on 10.212.0.2, the payments app and its sidecar. In the
+// pod: `outrigger redirect-traffic`'s rules and the frontend's sidecar
+// (this test binary re-executed there as its own UID), registered in
+// Consul with Proxy.Mode "transparent" and payments as an upstream. The
+// app in the pod dials payments' own address (not the upstream's bind
+// port) and
+// is served through both sidecars (mTLS between them); a server outside
+// the mesh is reached through the passthrough; an excluded port bypasses
+// the sidecar.
+const (
+	envTransparentSidecar = "OUTRIGGER_E2E_TRANSPARENT_SIDECAR" // the bootstrap YAML
+	transparentUID        = 5997
+	podIP, hostIP         = "10.212.0.1", "10.212.0.2"
+	podAdmin              = "127.0.0.1:19000"
+)
+
+func TestMain(m *testing.M) {
+	if y := os.Getenv(envTransparentSidecar); y != "" {
+		os.Exit(runTransparentSidecar(y))
+	}
+	os.Exit(m.Run())
+}
+
+// runTransparentSidecar is the pod's sidecar: it drops to transparentUID
+// (the rules leave that user's connections alone), serves the bootstrap,
+// prints "ready" once its first configuration is in force and stops when
+// its stdin closes.
+func runTransparentSidecar(yaml string) int {
+	if err := syscall.Setgid(transparentUID); err != nil {
+		fmt.Println("setgid:", err)
+		return 1
+	}
+	if err := syscall.Setuid(transparentUID); err != nil {
+		fmt.Println("setuid:", err)
+		return 1
+	}
+	b, err := bootstrap.Load("", yaml)
+	if err != nil {
+		fmt.Println("bootstrap:", err)
+		return 1
+	}
+	srv, err := server.New(server.Options{Bootstrap: b, DrainTimeout: time.Second,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "pod-sidecar", Level: proxyLogLevel(), Output: os.Stderr})})
+	if err != nil {
+		fmt.Println("server:", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	for deadline := time.Now().Add(30 * time.Second); !srv.Ready(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			fmt.Println("not ready in 30 s")
+			return 1
+		}
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	cancel()
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "run:", err)
+		return 1
+	}
+	return 0
+}
+
+type podNS string
+
+func ipRun(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (n podNS) runner(ctx context.Context, stdin, name string, args ...string) ([]byte, error) {
+	return redirect.ExecRunner(ctx, stdin, "ip", append([]string{"netns", "exec", string(n), name}, args...)...)
+}
+
+// do runs f on a thread inside the namespace; the thread is discarded.
+func (n podNS) do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open("/var/run/netns/"+string(n), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", n, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// get sends one HTTP/1.1 GET to addr from inside the namespace (dialled on
+// its thread: an http.Client would dial on another one).
+func (n podNS) get(addr, path string) (string, error) {
+	var out string
+	err := n.do(func() error {
+		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		out = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		return err
+	})
+	return out, err
+}
+
+// serveRemote answers every HTTP request on addr (in the test's own
+// namespace) with name and the client's IP, so the test tells a request
+// that came through the mesh (from a sidecar here) from a direct one.
+func serveRemote(t *testing.T, addr, name string) int {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintf(w, "%s from %s", name, host)
+	})}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return lis.Addr().(*net.TCPAddr).Port
+}
+
+func startPodSidecar(t *testing.T, pod podNS, yaml string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", string(pod), self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envTransparentSidecar+"="+yaml)
+	cmd.Stderr = testWriter{t}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- s
+	}()
+	select {
+	case s := <-line:
+		if strings.TrimSpace(s) != "ready" {
+			t.Fatalf("pod sidecar: %q", s)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("pod sidecar not ready within 40 s")
+	}
+}
+
+func podStat(page, name, labels string) int {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\{[^}]*` + regexp.QuoteMeta(labels) + `[^}]*\}: (\d+)$`)
+	m := re.FindStringSubmatch(page)
+	if m == nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+func TestTransparentMesh(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("SKIP: transparent mode needs root (network namespaces, netfilter, setuid); run the tests as root")
+	}
+	for _, bin := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("SKIP: no %s (apt-get install iproute2 nftables)", bin)
+		}
+	}
+	pod := podNS(fmt.Sprintf("ore2e%d", os.Getpid()))
+	hostIf := fmt.Sprintf("ore2e%d", os.Getpid()%100000)
+	ipRun(t, "netns", "add", string(pod))
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", string(pod)).Run() })
+	ipRun(t, "netns", "exec", string(pod), "ip", "link", "set", "lo", "up")
+	ipRun(t, "link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", string(pod))
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostIf).Run() })
+	ipRun(t, "addr", "add", hostIP+"/24", "dev", hostIf)
+	ipRun(t, "link", "set", hostIf, "up")
+	ipRun(t, "netns", "exec", string(pod), "ip", "addr", "add", podIP+"/24", "dev", "eth0")
+	ipRun(t, "netns", "exec", string(pod), "ip", "link", "set", "eth0", "up")
+
+	agent := consultest.Start(t)
+	c := agent.Client
+	writeEntry(t, c, &api.ProxyConfigEntry{Kind: api.ProxyDefaults, Name: api.ProxyConfigGlobal, Config: map[string]any{"protocol": "http"}})
+	cp := &controlPlane{t: t, client: c, addr: hostIP + ":0"}
+	cp.start()
+	t.Cleanup(cp.stop)
+
+	// payments: its app and sidecar in the host namespace, on hostIP.
+	appPort := serveRemote(t, hostIP+":0", "payments")
+	sidecarPort := freePort(t)
+	ttl := func(id string) api.AgentServiceChecks {
+		return api.AgentServiceChecks{{CheckID: "ttl:" + id, Name: "ttl", TTL: "10m", Status: api.HealthPassing}}
+	}
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		Name: "payments", ID: "payments-1", Address: hostIP, Port: appPort,
+		Connect: &api.AgentServiceConnect{SidecarService: &api.AgentServiceRegistration{
+			Address: hostIP, Port: sidecarPort, Checks: ttl("payments-1"),
+			Proxy: &api.AgentServiceConnectProxyConfig{LocalServiceAddress: hostIP, LocalServicePort: appPort},
+		}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sidecar(t, cp, "payments-1-sidecar-proxy", "payments", false)
+
+	// frontend: transparent, in the pod.
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		Name: "frontend", ID: "frontend-1", Address: podIP, Port: 8080,
+		Connect: &api.AgentServiceConnect{SidecarService: &api.AgentServiceRegistration{
+			Address: podIP, Port: 21000, Checks: ttl("frontend-1"),
+			Proxy: &api.AgentServiceConnectProxyConfig{
+				Mode:      api.ProxyModeTransparent,
+				Upstreams: []api.Upstream{{DestinationName: "payments", LocalBindPort: 9191}}, // Consul 1.16 requires a bind port
+			},
+		}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, cpPort, _ := net.SplitHostPort(cp.addr)
+	yaml := fmt.Sprintf(`node: {id: frontend-1-sidecar-proxy, cluster: frontend}
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 19000}}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{envoy_grpc: {cluster_name: outrigger_xds}}]
+  lds_config: {ads: {}, resource_api_version: V3}
+  cds_config: {ads: {}, resource_api_version: V3}
+static_resources:
+  clusters:
+  - name: outrigger_xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment:
+      cluster_name: outrigger_xds
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
+`, hostIP, cpPort)
+
+	// Outside the mesh: a server the passthrough reaches, and one on an
+	// excluded port.
+	outside := serveRemote(t, hostIP+":0", "outside")
+	excluded := serveRemote(t, hostIP+":0", "excluded")
+	if err := redirect.Apply(context.Background(), redirect.Config{ProxyUID: transparentUID, OutboundPort: 15001,
+		ExcludeOutboundPorts: []int{excluded}}, redirect.NFTables, pod.runner); err != nil {
+		t.Fatal(err)
+	}
+	startPodSidecar(t, pod, yaml)
+
+	// The app dials payments' own address: through both sidecars, so the
+	// payments app sees its sidecar (hostIP) as the client.
+	want := "200 payments from " + hostIP
+	var got string
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		got, err = pod.get(net.JoinHostPort(hostIP, strconv.Itoa(appPort)), "/")
+		if err == nil && got == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			page, _ := pod.get(podAdmin, "/config_dump")
+			t.Fatalf("payments through the mesh: %q, %v; want %q\nconfig:\n%.4000s", got, err, want, page)
+		}
+	}
+	if got, err := pod.get(net.JoinHostPort(hostIP, strconv.Itoa(outside)), "/"); err != nil || got != "200 outside from "+podIP {
+		t.Errorf("outside the mesh (passthrough): %q, %v", got, err)
+	}
+	if got, err := pod.get(net.JoinHostPort(hostIP, strconv.Itoa(excluded)), "/"); err != nil || got != "200 excluded from "+podIP {
+		t.Errorf("excluded port: %q, %v", got, err)
+	}
+	stats, err := pod.get(podAdmin, "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener := `listener="outbound_listener:127.0.0.1:15001"`
+	if n := podStat(stats, "outrigger_downstream_cx_total", listener); n < 2 {
+		t.Errorf("outbound listener took %d connections, want the mesh ones and the passthrough one", n)
+	}
+	if n := podStat(stats, "outrigger_tcp_downstream_cx_total", `stat_prefix="upstream.original-destination"`); n != 1 {
+		t.Errorf("passthrough connections %d, want 1 (the excluded port bypasses the sidecar)", n)
+	}
+	if n := podStat(stats, "outrigger_upstream_cx_total", `cluster="original-destination"`); n != 1 {
+		t.Errorf("original-destination upstream connections %d, want 1", n)
+	}
+	if t.Failed() {
+		t.Logf("pod sidecar /stats:\n%s", stats)
+	}
+}

@@ -1,0 +1,431 @@
+//go:build linux
+
+package origdst_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
+	"github.com/outrigger-mesh/outrigger/proxy/redirect"
+	"github.com/outrigger-mesh/outrigger/proxy/server"
+)
+
+// Transparent capture end to end: `outrigger redirect-traffic`'s rules
+// (proxy/redirect) in a network namespace the test makes, and the real
+// proxy (proxy/server from an Envoy bootstrap) running there as its own
+// user: an outbound listener with the original_dst listener filter, filter
+// chains matched by destination port and prefix, TCP proxies to an
+// ORIGINAL_DST cluster and to a STATIC one.
+const (
+	envProxy     = "OUTRIGGER_TRANSPARENT_TEST_PROXY" // the bootstrap YAML
+	proxyUID     = 5996
+	outboundPort = 15001
+	adminAddr    = "127.0.0.1:15000"
+)
+
+func TestMain(m *testing.M) {
+	if y := os.Getenv(envProxy); y != "" {
+		os.Exit(runProxy(y))
+	}
+	os.Exit(m.Run())
+}
+
+// runProxy is the proxy: this test binary re-executed in the pod's
+// namespace. It drops to proxyUID (the rules leave that user's
+// connections alone, so the proxy's upstream connections are not captured
+// again), prints "ready" once serving, and stops when its stdin closes.
+func runProxy(yaml string) int {
+	if err := syscall.Setgid(proxyUID); err != nil {
+		fmt.Println("setgid:", err)
+		return 1
+	}
+	if err := syscall.Setuid(proxyUID); err != nil {
+		fmt.Println("setuid:", err)
+		return 1
+	}
+	b, err := bootstrap.Load("", yaml)
+	if err != nil {
+		fmt.Println("bootstrap:", err)
+		return 1
+	}
+	srv, err := server.New(server.Options{Bootstrap: b, DrainTimeout: 2 * time.Second, Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})})
+	if err != nil {
+		fmt.Println("server:", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); !srv.Ready(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			fmt.Println("not ready in 10 s")
+			return 1
+		}
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	cancel()
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "run:", err)
+		return 1
+	}
+	return 0
+}
+
+// The peer's address, where the "real" destinations listen.
+const peerIP = "10.211.0.2"
+
+// bootstrapYAML: the outbound listener on 15001 with original_dst. Port
+// 9000 at the peer is a "service" the chain sends to the STATIC cluster
+// svc (port 9001, where it really listens); port 8080 has its own chain;
+// everything else takes the passthrough chain. Both of the latter go to
+// the ORIGINAL_DST cluster.
+func bootstrapYAML() string {
+	chain := func(match, prefix, cluster string) string {
+		return match + fmt.Sprintf(`      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: %s
+          cluster: %s
+`, prefix, cluster)
+	}
+	return fmt.Sprintf(`admin:
+  address:
+    socket_address: {address: 127.0.0.1, port_value: 15000}
+static_resources:
+  listeners:
+  - name: outbound
+    address:
+      socket_address: {address: 0.0.0.0, port_value: %d}
+    listener_filters:
+    - name: envoy.filters.listener.original_dst
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst
+    filter_chains:
+    - filter_chain_match:
+        destination_port: 9000
+        prefix_ranges: [{address_prefix: %s, prefix_len: 32}]
+%s    - filter_chain_match:
+        destination_port: 8080
+%s    - %s
+  clusters:
+  - name: svc
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: svc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: %s, port_value: 9001}}}
+  - name: passthrough
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 2s
+    cleanup_interval: 60s
+`, outboundPort, peerIP,
+		chain("", "svc", "svc"),
+		chain("", "dst8080", "passthrough"),
+		strings.TrimPrefix(chain("", "passthrough", "passthrough"), "      "),
+		peerIP)
+}
+
+type netns string
+
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (n netns) exec(t *testing.T, args ...string) {
+	t.Helper()
+	ipCmd(t, append([]string{"netns", "exec", string(n)}, args...)...)
+}
+
+func (n netns) run(ctx context.Context, stdin, name string, args ...string) ([]byte, error) {
+	return redirect.ExecRunner(ctx, stdin, "ip", append([]string{"netns", "exec", string(n), name}, args...)...)
+}
+
+// do runs f on a thread inside the namespace; the thread is discarded.
+func (n netns) do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open("/var/run/netns/"+string(n), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", n, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// serveLine answers each connection to addr in n with line and the
+// client's address as the server saw it.
+func (n netns) serveLine(t *testing.T, addr, line string) {
+	t.Helper()
+	var lis net.Listener
+	if err := n.do(func() (err error) {
+		lis, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, line)
+			c.Close()
+		}
+	}()
+}
+
+// fetch dials addr from n and reads everything.
+func (n netns) fetch(addr string) (string, error) {
+	var out string
+	err := n.do(func() error {
+		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(c)
+		out = string(b)
+		return err
+	})
+	return out, err
+}
+
+// get fetches an admin page from inside n. The connection is dialled on
+// the namespace's thread (an http.Client would dial on another one).
+func (n netns) get(addr, path string) (string, error) {
+	var out string
+	err := n.do(func() error {
+		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n", path); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		out = string(b)
+		return err
+	})
+	return out, err
+}
+
+var nsSeq atomic.Int32
+
+func pair(t *testing.T) (pod, peer netns) {
+	t.Helper()
+	base := fmt.Sprintf("ortr%d-%d", os.Getpid(), nsSeq.Add(1))
+	pod, peer = netns(base+"-pod"), netns(base+"-peer")
+	for _, n := range []netns{pod, peer} {
+		ipCmd(t, "netns", "add", string(n))
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", string(n)).Run() })
+		n.exec(t, "ip", "link", "set", "lo", "up")
+	}
+	pod.exec(t, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", string(peer))
+	pod.exec(t, "ip", "addr", "add", "10.211.0.1/24", "dev", "veth0")
+	pod.exec(t, "ip", "link", "set", "veth0", "up")
+	peer.exec(t, "ip", "addr", "add", peerIP+"/24", "dev", "veth1")
+	peer.exec(t, "ip", "link", "set", "veth1", "up")
+	return pod, peer
+}
+
+// startProxy runs the proxy in pod as proxyUID and waits for "ready".
+func startProxy(t *testing.T, pod netns) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", string(pod), self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envProxy+"="+bootstrapYAML())
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- s
+	}()
+	select {
+	case s := <-line:
+		if strings.TrimSpace(s) != "ready" {
+			t.Fatalf("proxy: %q", s)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("proxy not ready within 30 s")
+	}
+}
+
+// stat reads one counter from /stats text ("name{labels}: value").
+func stat(t *testing.T, page, name, labels string) int {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\{[^}]*` + regexp.QuoteMeta(labels) + `[^}]*\}: (\d+)$`)
+	m := re.FindStringSubmatch(page)
+	if m == nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+func TestTransparentProxyInNetworkNamespace(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("SKIP: transparent capture needs root (network namespaces, netfilter, setuid); run the tests as root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("SKIP: no ip command (iproute2)")
+	}
+	for _, tc := range []struct {
+		backend redirect.Backend
+		bin     string
+	}{{redirect.NFTables, "nft"}, {redirect.IPTables, "iptables-restore"}} {
+		t.Run(string(tc.backend), func(t *testing.T) {
+			if _, err := exec.LookPath(tc.bin); err != nil {
+				t.Skipf("SKIP: no %s (apt-get install nftables iptables)", tc.bin)
+			}
+			transparentCase(t, tc.backend)
+		})
+	}
+}
+
+// transparentCase is one backend's run.
+func transparentCase(t *testing.T, backend redirect.Backend) {
+	pod, peer := pair(t)
+	ctx := context.Background()
+	cfg := redirect.Config{ProxyUID: proxyUID, OutboundPort: outboundPort, ExcludeOutboundPorts: []int{5432}}
+	if err := redirect.Apply(ctx, cfg, backend, pod.run); err != nil {
+		t.Fatal(err)
+	}
+	startProxy(t, pod)
+	peer.serveLine(t, peerIP+":8080", "backend-8080")
+	peer.serveLine(t, peerIP+":7070", "backend-7070")
+	peer.serveLine(t, peerIP+":9001", "svc-9001")
+	peer.serveLine(t, peerIP+":5432", "backend-5432")
+
+	for _, c := range []struct {
+		name, addr, want string
+	}{
+		{"port 8080's chain, to the original destination", peerIP + ":8080", "backend-8080\n"},
+		{"the passthrough chain, to the original destination", peerIP + ":7070", "backend-7070\n"},
+		{"destination port and prefix pick the service's chain", peerIP + ":9000", "svc-9001\n"},
+		{"an excluded port bypasses the proxy", peerIP + ":5432", "backend-5432\n"},
+		{"port 8080 again (the host is reused)", peerIP + ":8080", "backend-8080\n"},
+	} {
+		got, err := pod.fetch(c.addr)
+		if err != nil || got != c.want {
+			t.Errorf("%s: %s = %q, %v; want %q", c.name, c.addr, got, err, c.want)
+		}
+	}
+
+	// The proxy saw exactly the four captured connections, each on the
+	// chain its destination picks; the ORIGINAL_DST cluster made one host
+	// per destination.
+	var page string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var err error
+		page, err = pod.get(adminAddr, "/stats")
+		if err == nil && stat(t, page, "outrigger_tcp_downstream_cx_active", `stat_prefix="dst8080"`) == 0 &&
+			stat(t, page, "outrigger_tcp_downstream_cx_active", `stat_prefix="passthrough"`) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats not settled (%v):\n%s", err, page)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		name, labels string
+		want         int
+	}{
+		{"outrigger_tcp_downstream_cx_total", `stat_prefix="dst8080"`, 2},
+		{"outrigger_tcp_downstream_cx_total", `stat_prefix="passthrough"`, 1},
+		{"outrigger_tcp_downstream_cx_total", `stat_prefix="svc"`, 1},
+		{"outrigger_upstream_cx_total", `cluster="passthrough"`, 3},
+		{"outrigger_upstream_cx_total", `cluster="svc"`, 1},
+		{"outrigger_downstream_cx_total", `listener="outbound"`, 4},
+	} {
+		if got := stat(t, page, c.name, c.labels); got != c.want {
+			t.Errorf("%s{%s} = %d, want %d", c.name, c.labels, got, c.want)
+		}
+	}
+	clusters, err := pod.get(adminAddr, "/clusters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{peerIP + ":8080", peerIP + ":7070"} {
+		if !strings.Contains(clusters, "passthrough::"+h) {
+			t.Errorf("/clusters has no ORIGINAL_DST host %s:\n%s", h, clusters)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/stats:\n%s", page)
+	}
+}
