@@ -6,7 +6,7 @@ PKGS  := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-deps test-short lint vet fmt consul demo demo-static bench bench-cp bench-quick bench-tail bench-protocols bench-mtls bench-go fuzz clean
+.PHONY: all build test test-deps test-short lint vet fmt consul demo demo-mesh demo-static bench bench-cp bench-quick bench-tail bench-protocols bench-mtls bench-go fuzz clean
 
 all: build
 
@@ -42,8 +42,15 @@ fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## demo: a local mesh — Consul, outrigger-cp, apps behind outrigger sidecars, a live canary
+## demo: the shop on the mesh — Consul, outrigger-cp, Redis, NATS, six services behind outrigger
+## sidecars, the edge gateway (JWT, rate limit, HTTP/3), steady load and a scripted story
+## (DEMO_ONESHOT=1: run the story and exit with its verdict)
 demo: build
+	./scripts/install-demo-deps.sh
+	./scripts/demo-shop.sh
+
+## demo-mesh: the small mesh — Consul, outrigger-cp, three apps behind sidecars, a canary and an intention
+demo-mesh: build
 	./scripts/demo.sh
 
 ## demo-static: one outrigger from a static bootstrap in front of two example apps

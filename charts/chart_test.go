@@ -428,8 +428,7 @@ func TestChart(t *testing.T) {
 
 	t.Run("api server dry run", func(t *testing.T) {
 		renders := []string{defRender, customRender}
-		examples, _ := filepath.Glob("../examples/k8s/*.yaml")
-		for _, ex := range examples {
+		for _, ex := range exampleManifests(t) {
 			b, err := os.ReadFile(ex)
 			if err != nil {
 				t.Fatal(err)
@@ -443,10 +442,7 @@ func TestChart(t *testing.T) {
 		gen := loadSchemaGen(t, swaggerPath(t))
 		schemas := t.TempDir()
 		files := map[string]string{"default.yaml": defRender, "custom.yaml": customRender, "no-injector.yaml": offRender}
-		examples, err := filepath.Glob("../examples/k8s/*.yaml")
-		if err != nil || len(examples) == 0 {
-			t.Fatalf("examples/k8s: %v %v", examples, err)
-		}
+		examples := exampleManifests(t)
 		var paths []string
 		var all []object
 		for name, content := range files {
@@ -597,4 +593,23 @@ func verifyServingCert(t *testing.T, secret object) {
 	if secret.get("type") != "kubernetes.io/tls" {
 		t.Errorf("Secret type = %v", secret.get("type"))
 	}
+}
+
+// exampleManifests are the YAML files under examples/k8s, the shop's
+// included (examples/k8s/shop).
+func exampleManifests(t *testing.T) []string {
+	t.Helper()
+	top, err := filepath.Glob("../examples/k8s/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nested, err := filepath.Glob("../examples/k8s/*/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := append(top, nested...)
+	if len(top) == 0 || len(nested) == 0 {
+		t.Fatalf("examples/k8s: %v", all)
+	}
+	return all
 }

@@ -14,11 +14,15 @@ import (
 type streamTimer struct {
 	// gen counts uses of this pooled timer; holders from an earlier use
 	// (a request body the transport still reads) are ignored.
-	gen      atomic.Uint64
-	cancel   context.CancelCauseFunc
-	idle     time.Duration
-	start    time.Time
-	lastNano atomic.Int64 // nanoseconds since start of the last activity
+	gen    atomic.Uint64
+	cancel context.CancelCauseFunc
+	idle   time.Duration
+	start  time.Time
+	// startMono is start on the process's monotonic clock (monoNow), for
+	// touch: a body writer of an earlier use may still call it while a
+	// new use sets start.
+	startMono atomic.Int64
+	lastNano  atomic.Int64 // nanoseconds since start of the last activity
 
 	mu       sync.Mutex
 	deadline time.Time // zero: none
@@ -43,6 +47,7 @@ func startStreamTimer(timeout, idle, request time.Duration, cancel context.Cance
 	st.gen.Add(1)
 	st.cancel, st.idle, st.start, st.stopped, st.w = cancel, idle, time.Now(), false, bodyFrom
 	st.deadline, st.reqEnd = time.Time{}, time.Time{}
+	st.startMono.Store(monoNow())
 	st.lastNano.Store(0)
 	first := idle
 	if timeout > 0 {
@@ -78,9 +83,15 @@ func (st *streamTimer) expire(cause error) {
 // touch records activity of use gen.
 func (st *streamTimer) touch(gen uint64) {
 	if st.gen.Load() == gen {
-		st.lastNano.Store(int64(time.Since(st.start)))
+		st.lastNano.Store(monoNow() - st.startMono.Load())
 	}
 }
+
+// monoEpoch anchors monoNow on the monotonic clock.
+var monoEpoch = time.Now()
+
+// monoNow is monotonic nanoseconds since the process started.
+func monoNow() int64 { return int64(time.Since(monoEpoch)) }
 
 // requestDone disarms request_timeout: the whole request was received, or
 // the response started.
