@@ -89,7 +89,11 @@ func (t *Translator) gateway(id string, g *api.CatalogService) (*Resources, erro
 	for _, c := range opts.jwksClusters {
 		b.clusters[c.GetName()] = unchecked(c)
 	}
-	return b.resources()
+	r, err := b.resources()
+	if err != nil {
+		return nil, err
+	}
+	return t.traced(r, name)
 }
 
 // gatewayBuilder adds one gateway's listeners to its builder.

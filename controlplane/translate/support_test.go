@@ -101,7 +101,7 @@ var laterIssues = []struct{ path, reason string }{}
 var fullySupported = map[string]bool{
 	"http_upstream": true, "grpc_upstream": true, "splitter_canary": true, "blue_green": true,
 	"resolver": true, "router": true, "redirect": true, "bind_address": true, "upstream_config": true,
-	"tcp": true,
+	"tcp": true, "tracing": true,
 }
 
 // TestOurProxyAcceptsSidecarOutput runs every sidecar resource through the

@@ -28,6 +28,9 @@ type goldenCase struct {
 
 var goldenCases = []goldenCase{
 	{"http_upstream", "web-sidecar-proxy"},
+	// http_upstream with proxy-defaults tracing: every connection manager
+	// reports to the OTLP collector's cluster, 10 % sampled.
+	{"tracing", "web-sidecar-proxy"},
 	{"grpc_upstream", "web-sidecar-proxy"},
 	{"tcp", "db-client-sidecar-proxy"},
 	{"router", "web-sidecar-proxy"},

@@ -118,7 +118,28 @@ func (t *Translator) Proxy(id string) (*Resources, error) {
 			return nil, err
 		}
 	}
-	return b.resources()
+	r, err := b.resources()
+	if err != nil {
+		return nil, err
+	}
+	return t.traced(r, sp.DestinationServiceName)
+}
+
+// traced adds the mesh's tracing (proxy-defaults ConfigOTLPAddress) to a
+// sidecar's or gateway's resources.
+func (t *Translator) traced(r *Resources, service string) (*Resources, error) {
+	var defaults map[string]any
+	if t.m.ProxyDefaults != nil {
+		defaults = t.m.ProxyDefaults.Config
+	}
+	tc, err := meshTracing(defaults)
+	if err != nil || tc == nil {
+		return r, err
+	}
+	if err := tc.addTracing(r, service); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Proxyless translates the mesh for proxyless gRPC clients (see the
