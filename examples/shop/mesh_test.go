@@ -599,7 +599,8 @@ func ids(t *testing.T, path, query string) []string {
 //  4. a deny intention orders -> payments: PERMISSION_DENIED naming
 //     payments, nothing charged; deleted: the same order goes through;
 //  6. Redis stopped: users answers from SQLite, counted in its metrics;
-//  7. the first order's trace in spans of at least four services.
+//  7. the first order's trace in spans of at least four services and
+//     the edge gateway's (tracing configured by outrigger-cp).
 func TestShopOnMesh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a Consul agent, redis-server and a minute; skipped in -short mode")
@@ -622,6 +623,10 @@ func TestShopOnMesh(t *testing.T) {
 		"analytics-defaults.hcl", "payments-resolver.hcl", "payments-router.hcl", "payments-splitter-50-50.hcl"} {
 		consulWrite(t, agent, f)
 	}
+	// Tracing in every proxy (outrigger-cp's proxy-defaults keys), to the
+	// same collector as the apps: the edge's spans join the trace.
+	writeEntry(t, c, &api.ProxyConfigEntry{Kind: api.ProxyDefaults, Name: api.ProxyConfigGlobal,
+		Config: map[string]any{"outrigger_otlp_address": collAddr, "outrigger_trace_sampling": 100}})
 
 	// Ports: each app's, each sidecar's public listener, orders' upstreams.
 	port := map[string]int{}
@@ -932,9 +937,9 @@ func TestShopOnMesh(t *testing.T) {
 	// 7. The first order's trace, in spans from at least four services.
 	step = time.Now()
 	var svcs map[string]int
-	shoptest.Eventually(t, 15*time.Second, "spans of the first order's trace from four services", func() bool {
+	shoptest.Eventually(t, 15*time.Second, "spans of the first order's trace from four services and the edge", func() bool {
 		svcs = coll.servicesOf(traceID)
-		return len(svcs) >= 4
+		return len(svcs) >= 4 && svcs["edge"] > 0
 	})
 	t.Logf("7. trace %s: spans by service %v", traceID, svcs)
 	phase("7. trace", step)
