@@ -284,6 +284,7 @@ func TestCaptureInNetworkNamespaces(t *testing.T) {
 				ExcludeOutboundPorts: []int{5432},
 				ExcludeInboundPorts:  []int{9090},
 				ExcludeOutboundCIDRs: []netip.Prefix{netip.MustParsePrefix("10.202.0.0/24")},
+				IPv6:                 true,
 			}
 			ctx := context.Background()
 			for range 2 { // the second run must replace, not add

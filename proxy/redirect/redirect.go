@@ -62,6 +62,11 @@ type Config struct {
 	ExcludeOutboundCIDRs []netip.Prefix
 	// ExcludeUIDs are more users whose traffic is not captured.
 	ExcludeUIDs []int
+	// IPv6 captures IPv6 TCP as well, to [::1] on the same ports. Off by
+	// default: the sidecar's listeners that outrigger-cp configures are
+	// IPv4 (127.0.0.1 and the pod's address), so captured IPv6 would meet
+	// no listener; uncaptured, IPv6 traffic goes direct.
+	IPv6 bool
 }
 
 // Validate reports the first problem of c.
@@ -144,6 +149,9 @@ func (c Config) NFTRuleset() string {
 		v4, v6 := c.cidrs()
 		b.WriteString("\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n")
 		b.WriteString("\t\tmeta l4proto != tcp return\n")
+		if !c.IPv6 {
+			b.WriteString("\t\tmeta nfproto ipv6 return\n")
+		}
 		fmt.Fprintf(&b, "\t\tmeta skuid %s return\n", set(c.uids()))
 		// Loopback: the app's explicit upstreams (127.0.0.1:port) and
 		// anything local stay as they are.
@@ -163,6 +171,9 @@ func (c Config) NFTRuleset() string {
 	if c.InboundPort != 0 {
 		b.WriteString("\tchain prerouting {\n\t\ttype nat hook prerouting priority -100; policy accept;\n")
 		b.WriteString("\t\tmeta l4proto != tcp return\n")
+		if !c.IPv6 {
+			b.WriteString("\t\tmeta nfproto ipv6 return\n")
+		}
 		b.WriteString("\t\tiifname \"lo\" return\n")
 		if len(c.ExcludeInboundPorts) > 0 {
 			fmt.Fprintf(&b, "\t\ttcp dport %s return\n", set(c.ExcludeInboundPorts))
@@ -250,6 +261,9 @@ func Apply(ctx context.Context, c Config, backend Backend, run Runner) error {
 			iptables, restore string
 		}{{false, "iptables", "iptables-restore"}, {true, "ip6tables", "ip6tables-restore"}}
 		for _, f := range families {
+			if f.v6 && !c.IPv6 {
+				continue
+			}
 			if out, err := run(ctx, c.IPTablesRules(f.v6), f.restore, "--noflush"); err != nil {
 				if f.v6 && errors.Is(err, exec.ErrNotFound) {
 					continue // no IPv6 tooling on this machine: IPv4 only

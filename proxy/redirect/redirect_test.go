@@ -18,6 +18,7 @@ func fullConfig() Config {
 		ExcludeInboundPorts:  []int{19000},
 		ExcludeOutboundCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.1/32"), netip.MustParsePrefix("fd00::5/64")},
 		ExcludeUIDs:          []int{1001, 5995},
+		IPv6:                 true,
 	}
 }
 
@@ -48,6 +49,12 @@ table inet outrigger {
 `
 	if got := fullConfig().NFTRuleset(); got != want {
 		t.Errorf("ruleset:\n%s\nwant:\n%s", got, want)
+	}
+	// IPv6 off (the default): IPv6 is left alone in both directions.
+	v4only := fullConfig()
+	v4only.IPv6 = false
+	if got := v4only.NFTRuleset(); strings.Count(got, "meta nfproto ipv6 return") != 2 {
+		t.Errorf("IPv4-only ruleset does not let IPv6 through in both chains:\n%s", got)
 	}
 	inboundOnly := Config{ProxyUID: 5995, InboundPort: 20000}.NFTRuleset()
 	if strings.Contains(inboundOnly, "chain output") || !strings.Contains(inboundOnly, "redirect to :20000") {
@@ -174,6 +181,9 @@ func TestApplyCommands(t *testing.T) {
 	for _, c := range r.cmds {
 		if strings.Contains(c, " -A ") || strings.Contains(c, "PREROUTING") {
 			t.Errorf("re-run ran %q", c)
+		}
+		if strings.HasPrefix(c, "ip6tables") {
+			t.Errorf("IPv6 left alone by default, but ran %q", c)
 		}
 	}
 
