@@ -20,7 +20,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/quic-go/quic-go/http3"
+	"github.com/outrigger-mesh/outrigger/proxy/h3"
 )
 
 func main() {
@@ -50,7 +50,11 @@ func run(args []string, out io.Writer) error {
 	if !roots.AppendCertsFromPEM(pem) {
 		return fmt.Errorf("%s: no PEM certificate", *caFile)
 	}
-	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}}
+	// The proxy's own HTTP/3 client (proxy/h3 is the one quic-go importer).
+	tr, err := h3.NewClient(h3.ClientOptions{TLS: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}, ConnectTimeout: *timeout})
+	if err != nil {
+		return err
+	}
 	defer tr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
