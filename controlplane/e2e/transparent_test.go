@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"github.com/outrigger-mesh/outrigger/internal/netnstest"
+
 	"bufio"
 	"context"
 	"fmt"
@@ -12,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,7 +22,6 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	"github.com/outrigger-mesh/outrigger/internal/consultest"
 	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
@@ -99,63 +99,13 @@ func runTransparentSidecar(yaml string) int {
 	return 0
 }
 
-type podNS string
+// podNS is the pod's network namespace.
+type podNS = netnstest.NS
 
-func ipRun(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
-func (n podNS) runner(ctx context.Context, stdin, name string, args ...string) ([]byte, error) {
-	return redirect.ExecRunner(ctx, stdin, "ip", append([]string{"netns", "exec", string(n), name}, args...)...)
-}
-
-// do runs f on a thread inside the namespace; the thread is discarded.
-func (n podNS) do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open("/var/run/netns/"+string(n), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", n, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
-
-// get sends one HTTP/1.1 GET to addr from inside the namespace (dialled on
-// its thread: an http.Client would dial on another one).
-func (n podNS) get(addr, path string) (string, error) {
-	var out string
-	err := n.do(func() error {
-		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		out = fmt.Sprintf("%d %s", resp.StatusCode, b)
-		return err
-	})
-	return out, err
+// podGet sends one GET to addr from inside the pod: "status body".
+func podGet(n podNS, addr, path string) (string, error) {
+	status, body, err := n.Get(addr, addr, path)
+	return fmt.Sprintf("%d %s", status, body), err
 }
 
 // serveRemote answers every HTTP request on addr (in the test's own
@@ -243,15 +193,15 @@ func TestTransparentMesh(t *testing.T) {
 	}
 	pod := podNS(fmt.Sprintf("ore2e%d", os.Getpid()))
 	hostIf := fmt.Sprintf("ore2e%d", os.Getpid()%100000)
-	ipRun(t, "netns", "add", string(pod))
+	netnstest.IP(t, "netns", "add", string(pod))
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", string(pod)).Run() })
-	ipRun(t, "netns", "exec", string(pod), "ip", "link", "set", "lo", "up")
-	ipRun(t, "link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", string(pod))
+	netnstest.IP(t, "netns", "exec", string(pod), "ip", "link", "set", "lo", "up")
+	netnstest.IP(t, "link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", string(pod))
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostIf).Run() })
-	ipRun(t, "addr", "add", hostIP+"/24", "dev", hostIf)
-	ipRun(t, "link", "set", hostIf, "up")
-	ipRun(t, "netns", "exec", string(pod), "ip", "addr", "add", podIP+"/24", "dev", "eth0")
-	ipRun(t, "netns", "exec", string(pod), "ip", "link", "set", "eth0", "up")
+	netnstest.IP(t, "addr", "add", hostIP+"/24", "dev", hostIf)
+	netnstest.IP(t, "link", "set", hostIf, "up")
+	netnstest.IP(t, "netns", "exec", string(pod), "ip", "addr", "add", podIP+"/24", "dev", "eth0")
+	netnstest.IP(t, "netns", "exec", string(pod), "ip", "link", "set", "eth0", "up")
 
 	agent := consultest.Start(t)
 	c := agent.Client
@@ -320,7 +270,7 @@ static_resources:
 	outside := serveRemote(t, hostIP+":0", "outside")
 	excluded := serveRemote(t, hostIP+":0", "excluded")
 	if err := redirect.Apply(context.Background(), redirect.Config{ProxyUID: transparentUID, OutboundPort: 15001,
-		ExcludeOutboundPorts: []int{excluded}}, redirect.NFTables, pod.runner); err != nil {
+		ExcludeOutboundPorts: []int{excluded}}, redirect.NFTables, pod.Run); err != nil {
 		t.Fatal(err)
 	}
 	startPodSidecar(t, pod, yaml)
@@ -331,22 +281,22 @@ static_resources:
 	var got string
 	var err error
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		got, err = pod.get(net.JoinHostPort(hostIP, strconv.Itoa(appPort)), "/")
+		got, err = podGet(pod, net.JoinHostPort(hostIP, strconv.Itoa(appPort)), "/")
 		if err == nil && got == want {
 			break
 		}
 		if time.Now().After(deadline) {
-			page, _ := pod.get(podAdmin, "/config_dump")
+			page, _ := podGet(pod, podAdmin, "/config_dump")
 			t.Fatalf("payments through the mesh: %q, %v; want %q\nconfig:\n%.4000s", got, err, want, page)
 		}
 	}
-	if got, err := pod.get(net.JoinHostPort(hostIP, strconv.Itoa(outside)), "/"); err != nil || got != "200 outside from "+podIP {
+	if got, err := podGet(pod, net.JoinHostPort(hostIP, strconv.Itoa(outside)), "/"); err != nil || got != "200 outside from "+podIP {
 		t.Errorf("outside the mesh (passthrough): %q, %v", got, err)
 	}
-	if got, err := pod.get(net.JoinHostPort(hostIP, strconv.Itoa(excluded)), "/"); err != nil || got != "200 excluded from "+podIP {
+	if got, err := podGet(pod, net.JoinHostPort(hostIP, strconv.Itoa(excluded)), "/"); err != nil || got != "200 excluded from "+podIP {
 		t.Errorf("excluded port: %q, %v", got, err)
 	}
-	stats, err := pod.get(podAdmin, "/stats")
+	stats, err := podGet(pod, podAdmin, "/stats")
 	if err != nil {
 		t.Fatal(err)
 	}

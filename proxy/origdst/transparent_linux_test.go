@@ -3,16 +3,15 @@
 package origdst_test
 
 import (
+	"github.com/outrigger-mesh/outrigger/internal/netnstest"
+
 	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,7 +20,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
 	"github.com/outrigger-mesh/outrigger/proxy/redirect"
@@ -149,112 +147,17 @@ static_resources:
 		peerIP)
 }
 
-type netns string
+// netns is a network namespace the test made.
+type netns = netnstest.NS
 
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+// adminGet fetches an admin page from inside n; anything but 200 is an
+// error.
+func adminGet(n netns, addr, path string) (string, error) {
+	status, body, err := n.Get(addr, "admin", path)
+	if err == nil && status != 200 {
+		err = fmt.Errorf("GET %s: %d", path, status)
 	}
-}
-
-func (n netns) exec(t *testing.T, args ...string) {
-	t.Helper()
-	ipCmd(t, append([]string{"netns", "exec", string(n)}, args...)...)
-}
-
-func (n netns) run(ctx context.Context, stdin, name string, args ...string) ([]byte, error) {
-	return redirect.ExecRunner(ctx, stdin, "ip", append([]string{"netns", "exec", string(n), name}, args...)...)
-}
-
-// do runs f on a thread inside the namespace; the thread is discarded.
-func (n netns) do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open("/var/run/netns/"+string(n), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", n, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
-
-// serveLine answers each connection to addr in n with line and the
-// client's address as the server saw it.
-func (n netns) serveLine(t *testing.T, addr, line string) {
-	t.Helper()
-	var lis net.Listener
-	if err := n.do(func() (err error) {
-		lis, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lis.Close() })
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, line)
-			c.Close()
-		}
-	}()
-}
-
-// fetch dials addr from n and reads everything.
-func (n netns) fetch(addr string) (string, error) {
-	var out string
-	err := n.do(func() error {
-		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		b, err := io.ReadAll(c)
-		out = string(b)
-		return err
-	})
-	return out, err
-}
-
-// get fetches an admin page from inside n. The connection is dialled on
-// the namespace's thread (an http.Client would dial on another one).
-func (n netns) get(addr, path string) (string, error) {
-	var out string
-	err := n.do(func() error {
-		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n", path); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", path, resp.Status)
-		}
-		out = string(b)
-		return err
-	})
-	return out, err
+	return body, err
 }
 
 var nsSeq atomic.Int32
@@ -264,15 +167,15 @@ func pair(t *testing.T) (pod, peer netns) {
 	base := fmt.Sprintf("ortr%d-%d", os.Getpid(), nsSeq.Add(1))
 	pod, peer = netns(base+"-pod"), netns(base+"-peer")
 	for _, n := range []netns{pod, peer} {
-		ipCmd(t, "netns", "add", string(n))
+		netnstest.IP(t, "netns", "add", string(n))
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", string(n)).Run() })
-		n.exec(t, "ip", "link", "set", "lo", "up")
+		n.Exec(t, "ip", "link", "set", "lo", "up")
 	}
-	pod.exec(t, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", string(peer))
-	pod.exec(t, "ip", "addr", "add", "10.211.0.1/24", "dev", "veth0")
-	pod.exec(t, "ip", "link", "set", "veth0", "up")
-	peer.exec(t, "ip", "addr", "add", peerIP+"/24", "dev", "veth1")
-	peer.exec(t, "ip", "link", "set", "veth1", "up")
+	pod.Exec(t, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", string(peer))
+	pod.Exec(t, "ip", "addr", "add", "10.211.0.1/24", "dev", "veth0")
+	pod.Exec(t, "ip", "link", "set", "veth0", "up")
+	peer.Exec(t, "ip", "addr", "add", peerIP+"/24", "dev", "veth1")
+	peer.Exec(t, "ip", "link", "set", "veth1", "up")
 	return pod, peer
 }
 
@@ -360,14 +263,14 @@ func transparentCase(t *testing.T, backend redirect.Backend) {
 	pod, peer := pair(t)
 	ctx := context.Background()
 	cfg := redirect.Config{ProxyUID: proxyUID, OutboundPort: outboundPort, ExcludeOutboundPorts: []int{5432}}
-	if err := redirect.Apply(ctx, cfg, backend, pod.run); err != nil {
+	if err := redirect.Apply(ctx, cfg, backend, pod.Run); err != nil {
 		t.Fatal(err)
 	}
 	startProxy(t, pod)
-	peer.serveLine(t, peerIP+":8080", "backend-8080")
-	peer.serveLine(t, peerIP+":7070", "backend-7070")
-	peer.serveLine(t, peerIP+":9001", "svc-9001")
-	peer.serveLine(t, peerIP+":5432", "backend-5432")
+	peer.ServeLine(t, peerIP+":8080", "backend-8080")
+	peer.ServeLine(t, peerIP+":7070", "backend-7070")
+	peer.ServeLine(t, peerIP+":9001", "svc-9001")
+	peer.ServeLine(t, peerIP+":5432", "backend-5432")
 
 	for _, c := range []struct {
 		name, addr, want string
@@ -378,7 +281,7 @@ func transparentCase(t *testing.T, backend redirect.Backend) {
 		{"an excluded port bypasses the proxy", peerIP + ":5432", "backend-5432\n"},
 		{"port 8080 again (the host is reused)", peerIP + ":8080", "backend-8080\n"},
 	} {
-		got, err := pod.fetch(c.addr)
+		got, err := pod.Fetch(c.addr)
 		if err != nil || got != c.want {
 			t.Errorf("%s: %s = %q, %v; want %q", c.name, c.addr, got, err, c.want)
 		}
@@ -391,7 +294,7 @@ func transparentCase(t *testing.T, backend redirect.Backend) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var err error
-		page, err = pod.get(adminAddr, "/stats")
+		page, err = adminGet(pod, adminAddr, "/stats")
 		if err == nil && stat(t, page, "outrigger_tcp_downstream_cx_active", `stat_prefix="dst8080"`) == 0 &&
 			stat(t, page, "outrigger_tcp_downstream_cx_active", `stat_prefix="passthrough"`) == 0 {
 			break
@@ -416,7 +319,7 @@ func transparentCase(t *testing.T, backend redirect.Backend) {
 			t.Errorf("%s{%s} = %d, want %d", c.name, c.labels, got, c.want)
 		}
 	}
-	clusters, err := pod.get(adminAddr, "/clusters")
+	clusters, err := adminGet(pod, adminAddr, "/clusters")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@
 package redirect
 
 import (
+	"github.com/outrigger-mesh/outrigger/internal/netnstest"
+
 	"bufio"
 	"context"
 	"fmt"
@@ -11,14 +13,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/outrigger-mesh/outrigger/proxy/origdst"
 )
@@ -109,85 +108,8 @@ func proxyConn(c net.Conn, inbound bool) {
 }
 
 // netns is a network namespace made for the test.
-type netns string
-
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
-func (n netns) exec(t *testing.T, args ...string) {
-	t.Helper()
-	ipCmd(t, append([]string{"netns", "exec", string(n)}, args...)...)
-}
-
-// run is a Runner in the namespace.
-func (n netns) run(ctx context.Context, stdin, name string, args ...string) ([]byte, error) {
-	return ExecRunner(ctx, stdin, "ip", append([]string{"netns", "exec", string(n), name}, args...)...)
-}
-
-// do runs f on a thread inside the namespace (sockets made there belong to
-// it). The thread is never unlocked, so it is discarded afterwards.
-func (n netns) do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open("/var/run/netns/"+string(n), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", n, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
-
-// serveLine listens on addr in n and answers each connection with line.
-func (n netns) serveLine(t *testing.T, addr, line string) {
-	t.Helper()
-	var lis net.Listener
-	if err := n.do(func() (err error) {
-		lis, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lis.Close() })
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, line)
-			c.Close()
-		}
-	}()
-}
-
-// fetch dials addr from n and reads everything.
-func (n netns) fetch(addr string) (string, error) {
-	var out string
-	err := n.do(func() error {
-		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		b, err := io.ReadAll(c)
-		out = string(b)
-		return err
-	})
-	return out, err
-}
+// netns is a network namespace the test made.
+type netns = netnstest.NS
 
 var nsSeq atomic.Int32
 
@@ -200,19 +122,19 @@ func pair(t *testing.T) (pod, peer netns) {
 	base := fmt.Sprintf("ortest%d-%d", os.Getpid(), nsSeq.Add(1))
 	pod, peer = netns(base+"-pod"), netns(base+"-peer")
 	for _, n := range []netns{pod, peer} {
-		ipCmd(t, "netns", "add", string(n))
+		netnstest.IP(t, "netns", "add", string(n))
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", string(n)).Run() })
-		n.exec(t, "ip", "link", "set", "lo", "up")
+		n.Exec(t, "ip", "link", "set", "lo", "up")
 	}
-	pod.exec(t, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", string(peer))
-	pod.exec(t, "ip", "addr", "add", "10.201.0.1/24", "dev", "veth0")
-	pod.exec(t, "ip", "addr", "add", "fd00:201::1/64", "dev", "veth0", "nodad")
-	pod.exec(t, "ip", "link", "set", "veth0", "up")
-	peer.exec(t, "ip", "addr", "add", "10.201.0.2/24", "dev", "veth1")
-	peer.exec(t, "ip", "addr", "add", "10.202.0.2/32", "dev", "veth1")
-	peer.exec(t, "ip", "addr", "add", "fd00:201::2/64", "dev", "veth1", "nodad")
-	peer.exec(t, "ip", "link", "set", "veth1", "up")
-	pod.exec(t, "ip", "route", "add", "10.202.0.0/24", "via", "10.201.0.2")
+	pod.Exec(t, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", string(peer))
+	pod.Exec(t, "ip", "addr", "add", "10.201.0.1/24", "dev", "veth0")
+	pod.Exec(t, "ip", "addr", "add", "fd00:201::1/64", "dev", "veth0", "nodad")
+	pod.Exec(t, "ip", "link", "set", "veth0", "up")
+	peer.Exec(t, "ip", "addr", "add", "10.201.0.2/24", "dev", "veth1")
+	peer.Exec(t, "ip", "addr", "add", "10.202.0.2/32", "dev", "veth1")
+	peer.Exec(t, "ip", "addr", "add", "fd00:201::2/64", "dev", "veth1", "nodad")
+	peer.Exec(t, "ip", "link", "set", "veth1", "up")
+	pod.Exec(t, "ip", "route", "add", "10.202.0.0/24", "via", "10.201.0.2")
 	return pod, peer
 }
 
@@ -288,17 +210,17 @@ func TestCaptureInNetworkNamespaces(t *testing.T) {
 			}
 			ctx := context.Background()
 			for range 2 { // the second run must replace, not add
-				if err := Apply(ctx, cfg, tc.backend, pod.run); err != nil {
+				if err := Apply(ctx, cfg, tc.backend, pod.Run); err != nil {
 					t.Fatal(err)
 				}
 			}
 			startProxy(t, pod)
-			peer.serveLine(t, "10.201.0.2:8080", "backend-8080")
-			peer.serveLine(t, "10.201.0.2:5432", "backend-5432")
-			peer.serveLine(t, "10.202.0.2:8080", "backend-cidr")
-			peer.serveLine(t, "[fd00:201::2]:8080", "backend6-8080")
-			pod.serveLine(t, "127.0.0.1:8080", "app-8080")
-			pod.serveLine(t, "0.0.0.0:9090", "app-9090")
+			peer.ServeLine(t, "10.201.0.2:8080", "backend-8080")
+			peer.ServeLine(t, "10.201.0.2:5432", "backend-5432")
+			peer.ServeLine(t, "10.202.0.2:8080", "backend-cidr")
+			peer.ServeLine(t, "[fd00:201::2]:8080", "backend6-8080")
+			pod.ServeLine(t, "127.0.0.1:8080", "app-8080")
+			pod.ServeLine(t, "0.0.0.0:9090", "app-9090")
 
 			for _, c := range []struct {
 				name string
@@ -315,7 +237,7 @@ func TestCaptureInNetworkNamespaces(t *testing.T) {
 				{"IPv6 inbound through the proxy", peer, "[fd00:201::1]:8080", "proxied-in [fd00:201::1]:8080\napp-8080\n"},
 				{"excluded inbound port", peer, "10.201.0.1:9090", "app-9090\n"},
 			} {
-				got, err := c.from.fetch(c.addr)
+				got, err := c.from.Fetch(c.addr)
 				if err != nil || got != c.want {
 					t.Errorf("%s: %s -> %s = %q, %v; want %q", c.name, c.from, c.addr, got, err, c.want)
 				}
@@ -324,12 +246,12 @@ func TestCaptureInNetworkNamespaces(t *testing.T) {
 			var list []byte
 			var err error
 			if tc.backend == NFTables {
-				list, err = pod.run(ctx, "", "nft", "list", "table", "inet", Table)
+				list, err = pod.Run(ctx, "", "nft", "list", "table", "inet", Table)
 				if n := strings.Count(string(list), "redirect to :"); err != nil || n != 2 {
 					t.Errorf("after two runs, %d redirects (%v):\n%s", n, err, list)
 				}
 			} else {
-				list, err = pod.run(ctx, "", "iptables", "-t", "nat", "-S")
+				list, err = pod.Run(ctx, "", "iptables", "-t", "nat", "-S")
 				if n := strings.Count(string(list), "-j "+ChainOutput); err != nil || n != 1 {
 					t.Errorf("after two runs, %d jumps to %s (%v):\n%s", n, ChainOutput, err, list)
 				}
