@@ -5,18 +5,13 @@ package e2e
 import (
 	"github.com/outrigger-mesh/outrigger/internal/netnstest"
 
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,9 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/outrigger-mesh/outrigger/internal/consultest"
-	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
 	"github.com/outrigger-mesh/outrigger/proxy/redirect"
-	"github.com/outrigger-mesh/outrigger/proxy/server"
 )
 
 // Transparent mode through the whole mesh: a "pod" network namespace the
@@ -60,43 +53,8 @@ func TestMain(m *testing.M) {
 // prints "ready" once its first configuration is in force and stops when
 // its stdin closes.
 func runTransparentSidecar(yaml string) int {
-	if err := syscall.Setgid(transparentUID); err != nil {
-		fmt.Println("setgid:", err)
-		return 1
-	}
-	if err := syscall.Setuid(transparentUID); err != nil {
-		fmt.Println("setuid:", err)
-		return 1
-	}
-	b, err := bootstrap.Load("", yaml)
-	if err != nil {
-		fmt.Println("bootstrap:", err)
-		return 1
-	}
-	srv, err := server.New(server.Options{Bootstrap: b, DrainTimeout: time.Second,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "pod-sidecar", Level: proxyLogLevel(), Output: os.Stderr})})
-	if err != nil {
-		fmt.Println("server:", err)
-		return 1
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	for deadline := time.Now().Add(30 * time.Second); !srv.Ready(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			fmt.Println("not ready in 30 s")
-			return 1
-		}
-	}
-	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	cancel()
-	if err := <-done; err != nil {
-		fmt.Fprintln(os.Stderr, "run:", err)
-		return 1
-	}
-	return 0
+	return netnstest.ServeOutrigger(transparentUID, yaml, 30*time.Second,
+		hclog.New(&hclog.LoggerOptions{Name: "pod-sidecar", Level: proxyLogLevel(), Output: os.Stderr}))
 }
 
 // podNS is the pod's network namespace.
@@ -128,58 +86,7 @@ func serveRemote(t *testing.T, addr, name string) int {
 
 func startPodSidecar(t *testing.T, pod podNS, yaml string) {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", string(pod), self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), envTransparentSidecar+"="+yaml)
-	cmd.Stderr = testWriter{t}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- s
-	}()
-	select {
-	case s := <-line:
-		if strings.TrimSpace(s) != "ready" {
-			t.Fatalf("pod sidecar: %q", s)
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("pod sidecar not ready within 40 s")
-	}
-}
-
-func podStat(page, name, labels string) int {
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\{[^}]*` + regexp.QuoteMeta(labels) + `[^}]*\}: (\d+)$`)
-	m := re.FindStringSubmatch(page)
-	if m == nil {
-		return -1
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	pod.StartChild(t, envTransparentSidecar+"="+yaml, testWriter{t}, 40*time.Second)
 }
 
 func TestTransparentMesh(t *testing.T) {
@@ -301,13 +208,13 @@ static_resources:
 		t.Fatal(err)
 	}
 	listener := `listener="outbound_listener:127.0.0.1:15001"`
-	if n := podStat(stats, "outrigger_downstream_cx_total", listener); n < 2 {
+	if n := netnstest.Stat(stats, "outrigger_downstream_cx_total", listener); n < 2 {
 		t.Errorf("outbound listener took %d connections, want the mesh ones and the passthrough one", n)
 	}
-	if n := podStat(stats, "outrigger_tcp_downstream_cx_total", `stat_prefix="upstream.original-destination"`); n != 1 {
+	if n := netnstest.Stat(stats, "outrigger_tcp_downstream_cx_total", `stat_prefix="upstream.original-destination"`); n != 1 {
 		t.Errorf("passthrough connections %d, want 1 (the excluded port bypasses the sidecar)", n)
 	}
-	if n := podStat(stats, "outrigger_upstream_cx_total", `cluster="original-destination"`); n != 1 {
+	if n := netnstest.Stat(stats, "outrigger_upstream_cx_total", `cluster="original-destination"`); n != 1 {
 		t.Errorf("original-destination upstream connections %d, want 1", n)
 	}
 	if t.Failed() {

@@ -367,10 +367,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	if od, ok := up.(originalDstUser); ok && od.UsesOriginalDst() {
 		// ORIGINAL_DST: the host is where the connection was going
 		// (the listener restored it as the local address).
-		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-			if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-				p.LB.OriginalDst = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-			}
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+			ap := a.AddrPort()
+			p.LB.OriginalDst = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
 	}
 	res := forward.Forward(w, r, &p)

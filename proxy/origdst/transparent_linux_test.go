@@ -5,25 +5,18 @@ package origdst_test
 import (
 	"github.com/outrigger-mesh/outrigger/internal/netnstest"
 
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
 	"github.com/outrigger-mesh/outrigger/proxy/redirect"
-	"github.com/outrigger-mesh/outrigger/proxy/server"
 )
 
 // Transparent capture end to end: `outrigger redirect-traffic`'s rules
@@ -51,42 +44,7 @@ func TestMain(m *testing.M) {
 // connections alone, so the proxy's upstream connections are not captured
 // again), prints "ready" once serving, and stops when its stdin closes.
 func runProxy(yaml string) int {
-	if err := syscall.Setgid(proxyUID); err != nil {
-		fmt.Println("setgid:", err)
-		return 1
-	}
-	if err := syscall.Setuid(proxyUID); err != nil {
-		fmt.Println("setuid:", err)
-		return 1
-	}
-	b, err := bootstrap.Load("", yaml)
-	if err != nil {
-		fmt.Println("bootstrap:", err)
-		return 1
-	}
-	srv, err := server.New(server.Options{Bootstrap: b, DrainTimeout: 2 * time.Second, Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})})
-	if err != nil {
-		fmt.Println("server:", err)
-		return 1
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	for deadline := time.Now().Add(10 * time.Second); !srv.Ready(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			fmt.Println("not ready in 10 s")
-			return 1
-		}
-	}
-	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	cancel()
-	if err := <-done; err != nil {
-		fmt.Fprintln(os.Stderr, "run:", err)
-		return 1
-	}
-	return 0
+	return netnstest.ServeOutrigger(proxyUID, yaml, 10*time.Second, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}))
 }
 
 // The peer's address, where the "real" destinations listen.
@@ -182,60 +140,7 @@ func pair(t *testing.T) (pod, peer netns) {
 // startProxy runs the proxy in pod as proxyUID and waits for "ready".
 func startProxy(t *testing.T, pod netns) {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", string(pod), self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), envProxy+"="+bootstrapYAML())
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- s
-	}()
-	select {
-	case s := <-line:
-		if strings.TrimSpace(s) != "ready" {
-			t.Fatalf("proxy: %q", s)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("proxy not ready within 30 s")
-	}
-}
-
-// stat reads one counter from /stats text ("name{labels}: value").
-func stat(t *testing.T, page, name, labels string) int {
-	t.Helper()
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\{[^}]*` + regexp.QuoteMeta(labels) + `[^}]*\}: (\d+)$`)
-	m := re.FindStringSubmatch(page)
-	if m == nil {
-		return -1
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	pod.StartChild(t, envProxy+"="+bootstrapYAML(), os.Stderr, 30*time.Second)
 }
 
 func TestTransparentProxyInNetworkNamespace(t *testing.T) {
@@ -295,8 +200,8 @@ func transparentCase(t *testing.T, backend redirect.Backend) {
 	for {
 		var err error
 		page, err = adminGet(pod, adminAddr, "/stats")
-		if err == nil && stat(t, page, "outrigger_tcp_downstream_cx_active", `stat_prefix="dst8080"`) == 0 &&
-			stat(t, page, "outrigger_tcp_downstream_cx_active", `stat_prefix="passthrough"`) == 0 {
+		if err == nil && netnstest.Stat(page, "outrigger_tcp_downstream_cx_active", `stat_prefix="dst8080"`) == 0 &&
+			netnstest.Stat(page, "outrigger_tcp_downstream_cx_active", `stat_prefix="passthrough"`) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -315,7 +220,7 @@ func transparentCase(t *testing.T, backend redirect.Backend) {
 		{"outrigger_upstream_cx_total", `cluster="svc"`, 1},
 		{"outrigger_downstream_cx_total", `listener="outbound"`, 4},
 	} {
-		if got := stat(t, page, c.name, c.labels); got != c.want {
+		if got := netnstest.Stat(page, c.name, c.labels); got != c.want {
 			t.Errorf("%s{%s} = %d, want %d", c.name, c.labels, got, c.want)
 		}
 	}

@@ -5,7 +5,6 @@ package redirect
 import (
 	"github.com/outrigger-mesh/outrigger/internal/netnstest"
 
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,43 +38,33 @@ func TestMain(m *testing.M) {
 }
 
 func proxyHelper() int {
-	if err := syscall.Setgid(testUID); err != nil {
-		fmt.Println("setgid:", err)
-		return 1
-	}
-	if err := syscall.Setuid(testUID); err != nil {
-		fmt.Println("setuid:", err)
-		return 1
-	}
-	serve := func(port int, inbound bool) error {
-		// Dual-stack: IPv4 connections arrive v4-mapped, as on a proxy
-		// listening on [::].
-		lis, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
-		if err != nil {
-			return err
-		}
-		go func() {
-			for {
-				c, err := lis.Accept()
-				if err != nil {
-					return
-				}
-				go proxyConn(c, inbound)
+	return netnstest.Child(testUID, func() (func() error, error) {
+		serve := func(port int, inbound bool) error {
+			// Dual-stack: IPv4 connections arrive v4-mapped, as on a proxy
+			// listening on [::].
+			lis, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+			if err != nil {
+				return err
 			}
-		}()
-		return nil
-	}
-	if err := serve(15001, false); err != nil {
-		fmt.Println("listen:", err)
-		return 1
-	}
-	if err := serve(20000, true); err != nil {
-		fmt.Println("listen:", err)
-		return 1
-	}
-	fmt.Println("ready")
-	io.Copy(io.Discard, os.Stdin) // until the test closes our stdin
-	return 0
+			go func() {
+				for {
+					c, err := lis.Accept()
+					if err != nil {
+						return
+					}
+					go proxyConn(c, inbound)
+				}
+			}()
+			return nil
+		}
+		if err := serve(15001, false); err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		if err := serve(20000, true); err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		return nil, nil
+	})
 }
 
 func proxyConn(c net.Conn, inbound bool) {
@@ -141,41 +129,7 @@ func pair(t *testing.T) (pod, peer netns) {
 // startProxy runs the proxy helper in pod and waits for it to listen.
 func startProxy(t *testing.T, pod netns) {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", string(pod), self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), envHelper+"=1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- s
-	}()
-	select {
-	case s := <-line:
-		if strings.TrimSpace(s) != "ready" {
-			t.Fatalf("proxy helper: %q", s)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("proxy helper not ready within 20 s")
-	}
+	pod.StartChild(t, envHelper+"=1", nil, 20*time.Second)
 }
 
 // TestCaptureInNetworkNamespaces installs the rules in a pod namespace the

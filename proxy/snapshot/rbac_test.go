@@ -4,20 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	grpcwebv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/grpc_web/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
@@ -492,34 +487,7 @@ func rbacMust(t *testing.T, err error) {
 func TestControlPlaneRBACOutput(t *testing.T) {
 	for _, name := range []string{"intentions", "intentions_tcp"} {
 		t.Run(name, func(t *testing.T) {
-			b, err := os.ReadFile("../../controlplane/translate/testdata/" + name + ".golden")
-			if err != nil {
-				t.Skipf("golden file: %v", err)
-			}
-			var doc struct {
-				Listeners, Routes, Clusters, Endpoints []json.RawMessage
-			}
-			if err := json.Unmarshal(b, &doc); err != nil {
-				t.Fatal(err)
-			}
-			var (
-				ls  []*listenerv3.Listener
-				rs  []*routev3.RouteConfiguration
-				cs  []*clusterv3.Cluster
-				eps []*endpointv3.ClusterLoadAssignment
-			)
-			for _, raw := range doc.Listeners {
-				ls = append(ls, decode(t, raw, new(listenerv3.Listener)))
-			}
-			for _, raw := range doc.Routes {
-				rs = append(rs, decode(t, raw, new(routev3.RouteConfiguration)))
-			}
-			for _, raw := range doc.Clusters {
-				cs = append(cs, decode(t, raw, new(clusterv3.Cluster)))
-			}
-			for _, raw := range doc.Endpoints {
-				eps = append(eps, decode(t, raw, new(endpointv3.ClusterLoadAssignment)))
-			}
+			ls, rs, cs, eps := controlPlaneGolden(t, name)
 			s, err := BuildResources(Options{AllowMissingClusters: true, AllowMissingRoutes: true}, ls, rs, cs, eps)
 			if err != nil {
 				t.Fatalf("BuildResources: %v", err)

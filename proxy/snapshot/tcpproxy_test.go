@@ -170,34 +170,7 @@ func TestTCPProxyRefused(t *testing.T) {
 func TestControlPlaneTCPOutput(t *testing.T) {
 	for _, name := range []string{"tcp", "upstream_config", "transparent"} {
 		t.Run(name, func(t *testing.T) {
-			b, err := os.ReadFile("../../controlplane/translate/testdata/" + name + ".golden")
-			if err != nil {
-				t.Skipf("golden file: %v", err)
-			}
-			var doc struct {
-				Listeners, Routes, Clusters, Endpoints []json.RawMessage
-			}
-			if err := json.Unmarshal(b, &doc); err != nil {
-				t.Fatal(err)
-			}
-			var (
-				ls  []*listenerv3.Listener
-				rs  []*routev3.RouteConfiguration
-				cs  []*clusterv3.Cluster
-				eps []*endpointv3.ClusterLoadAssignment
-			)
-			for _, raw := range doc.Listeners {
-				ls = append(ls, decode(t, raw, new(listenerv3.Listener)))
-			}
-			for _, raw := range doc.Routes {
-				rs = append(rs, decode(t, raw, new(routev3.RouteConfiguration)))
-			}
-			for _, raw := range doc.Clusters {
-				cs = append(cs, decode(t, raw, new(clusterv3.Cluster)))
-			}
-			for _, raw := range doc.Endpoints {
-				eps = append(eps, decode(t, raw, new(endpointv3.ClusterLoadAssignment)))
-			}
+			ls, rs, cs, eps := controlPlaneGolden(t, name)
 			s, err := BuildResources(Options{}, ls, rs, cs, eps)
 			if err != nil {
 				t.Fatalf("BuildResources: %v", err)
@@ -215,6 +188,41 @@ func TestControlPlaneTCPOutput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// controlPlaneGolden decodes one of controlplane/translate's golden files
+// (skipping when it is not there).
+func controlPlaneGolden(t *testing.T, name string) ([]*listenerv3.Listener, []*routev3.RouteConfiguration, []*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
+	t.Helper()
+	b, err := os.ReadFile("../../controlplane/translate/testdata/" + name + ".golden")
+	if err != nil {
+		t.Skipf("golden file: %v", err)
+	}
+	var doc struct {
+		Listeners, Routes, Clusters, Endpoints []json.RawMessage
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		ls  []*listenerv3.Listener
+		rs  []*routev3.RouteConfiguration
+		cs  []*clusterv3.Cluster
+		eps []*endpointv3.ClusterLoadAssignment
+	)
+	for _, raw := range doc.Listeners {
+		ls = append(ls, decode(t, raw, new(listenerv3.Listener)))
+	}
+	for _, raw := range doc.Routes {
+		rs = append(rs, decode(t, raw, new(routev3.RouteConfiguration)))
+	}
+	for _, raw := range doc.Clusters {
+		cs = append(cs, decode(t, raw, new(clusterv3.Cluster)))
+	}
+	for _, raw := range doc.Endpoints {
+		eps = append(eps, decode(t, raw, new(endpointv3.ClusterLoadAssignment)))
+	}
+	return ls, rs, cs, eps
 }
 
 func decode[M proto.Message](t *testing.T, raw json.RawMessage, m M) M {
