@@ -1,10 +1,11 @@
 package e2e
 
 import (
+	"github.com/outrigger-mesh/outrigger/controlplane/sidecarboot"
+
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,7 +21,6 @@ import (
 	"github.com/outrigger-mesh/outrigger/controlplane/dashboard"
 	cpserver "github.com/outrigger-mesh/outrigger/controlplane/server"
 	"github.com/outrigger-mesh/outrigger/internal/consultest"
-	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
 	"github.com/outrigger-mesh/outrigger/proxy/server"
 )
 
@@ -51,34 +51,7 @@ func registerWithAdmin(t *testing.T, c *api.Client, service, id string, port, si
 // dashboard scrapes /stats/prometheus.
 func adminSidecar(t *testing.T, cp *controlPlane, id, service, admin string) *server.Server {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(cp.addr)
-	ahost, aport, _ := net.SplitHostPort(admin)
-	yaml := fmt.Sprintf(`node: {id: %q, cluster: %q}
-admin: {address: {socket_address: {address: %q, port_value: %s}}}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{envoy_grpc: {cluster_name: outrigger_xds}}]
-  lds_config: {ads: {}, resource_api_version: V3}
-  cds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-  - name: outrigger_xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: outrigger_xds
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %q, port_value: %s}}}}]}]
-`, id, service, ahost, aport, host, port)
-	b, err := bootstrap.Load("", yaml)
-	if err != nil {
-		t.Fatalf("bootstrap for %s: %v", id, err)
-	}
+	b := sidecarBootstrap(t, sidecarboot.Options{ID: id, Service: service, XDSAddr: cp.addr, AdminAddr: admin})
 	srv, err := server.New(server.Options{
 		Logger:       hclog.New(&hclog.LoggerOptions{Name: id, Level: proxyLogLevel(), Output: testWriter{t}}),
 		Bootstrap:    b,

@@ -4,6 +4,8 @@
 package e2e
 
 import (
+	"github.com/outrigger-mesh/outrigger/controlplane/sidecarboot"
+
 	"context"
 	"fmt"
 	"io"
@@ -229,38 +231,9 @@ func deleteEntry(t *testing.T, c *api.Client, kind, name string) {
 // by the control plane at cpAddr.
 func sidecar(t *testing.T, cp *controlPlane, id, service string, delta bool) *server.Server {
 	t.Helper()
-	api := "GRPC"
-	if delta {
-		api = "DELTA_GRPC"
-	}
-	host, port, _ := net.SplitHostPort(cp.addr)
 	// No admin listener: binding port 0 here could take a port freePort
 	// handed out for a listener the control plane has yet to configure.
-	yaml := fmt.Sprintf(`node: {id: %q, cluster: %q}
-dynamic_resources:
-  ads_config:
-    api_type: %s
-    transport_api_version: V3
-    grpc_services: [{envoy_grpc: {cluster_name: outrigger_xds}}]
-  lds_config: {ads: {}, resource_api_version: V3}
-  cds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-  - name: outrigger_xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: outrigger_xds
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %q, port_value: %s}}}}]}]
-`, id, service, api, host, port)
-	b, err := bootstrap.Load("", yaml)
-	if err != nil {
-		t.Fatalf("bootstrap for %s: %v", id, err)
-	}
+	b := sidecarBootstrap(t, sidecarboot.Options{ID: id, Service: service, XDSAddr: cp.addr, Delta: delta})
 	srv, err := server.New(server.Options{
 		Logger:       hclog.New(&hclog.LoggerOptions{Name: id, Level: proxyLogLevel(), Output: testWriter{t}}),
 		Bootstrap:    b,
@@ -546,4 +519,19 @@ func testMesh(t *testing.T, delta bool) {
 	for what, d := range took {
 		t.Logf("followed %-55s in %v", what, d.Round(time.Millisecond))
 	}
+}
+
+// sidecarBootstrap is the bootstrap outrigger-cp's bootstrap command writes
+// (sidecarboot), loaded as the proxy loads it.
+func sidecarBootstrap(t *testing.T, o sidecarboot.Options) *bootstrap.Bootstrap {
+	t.Helper()
+	bs, err := sidecarboot.Config(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bootstrap.FromProto(bs)
+	if err != nil {
+		t.Fatalf("bootstrap for %s: %v", o.ID, err)
+	}
+	return b
 }

@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"github.com/outrigger-mesh/outrigger/controlplane/sidecarboot"
+
 	"github.com/outrigger-mesh/outrigger/internal/netnstest"
 
 	"context"
@@ -148,29 +150,17 @@ func TestTransparentMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, cpPort, _ := net.SplitHostPort(cp.addr)
-	yaml := fmt.Sprintf(`node: {id: frontend-1-sidecar-proxy, cluster: frontend}
-admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: 19000}}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{envoy_grpc: {cluster_name: outrigger_xds}}]
-  lds_config: {ads: {}, resource_api_version: V3}
-  cds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-  - name: outrigger_xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: outrigger_xds
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
-`, hostIP, cpPort)
+	// The pod reaches the control plane on the host side of its veth.
+	bs, err := sidecarboot.Config(sidecarboot.Options{ID: "frontend-1-sidecar-proxy", Service: "frontend",
+		XDSAddr: net.JoinHostPort(hostIP, cpPort), AdminAddr: podAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	yamlBytes, err := sidecarboot.YAML(bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := string(yamlBytes)
 
 	// Outside the mesh: a server the passthrough reaches, and one on an
 	// excluded port.
@@ -186,7 +176,6 @@ static_resources:
 	// payments app sees its sidecar (hostIP) as the client.
 	want := "200 payments from " + hostIP
 	var got string
-	var err error
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		got, err = podGet(pod, net.JoinHostPort(hostIP, strconv.Itoa(appPort)), "/")
 		if err == nil && got == want {

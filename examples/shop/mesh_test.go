@@ -9,6 +9,8 @@
 package shop_test
 
 import (
+	"github.com/outrigger-mesh/outrigger/controlplane/sidecarboot"
+
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -266,29 +268,13 @@ func newProxies(t *testing.T, cpAddr string) *proxies {
 func (p *proxies) start(id, cluster string) {
 	t := p.t
 	t.Helper()
-	host, port, _ := net.SplitHostPort(p.cp)
-	yaml := fmt.Sprintf(`node: {id: %q, cluster: %q}
-dynamic_resources:
-  ads_config:
-    api_type: DELTA_GRPC
-    transport_api_version: V3
-    grpc_services: [{envoy_grpc: {cluster_name: outrigger_xds}}]
-  lds_config: {ads: {}, resource_api_version: V3}
-  cds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-  - name: outrigger_xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: outrigger_xds
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %q, port_value: %s}}}}]}]
-`, id, cluster, host, port)
-	b, err := bootstrap.Load("", yaml)
+	// The bootstrap outrigger-cp's bootstrap command writes, without an
+	// admin listener, incremental xDS.
+	bs, err := sidecarboot.Config(sidecarboot.Options{ID: id, Service: cluster, XDSAddr: p.cp, Delta: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bootstrap.FromProto(bs)
 	if err != nil {
 		t.Fatalf("bootstrap for %s: %v", id, err)
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/outrigger-mesh/outrigger/controlplane/sidecarboot"
+
 	"bytes"
 	"errors"
 	"strings"
@@ -34,7 +36,7 @@ func TestBootstrapLoadsInProxy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := renderYAML(bs)
+			out, err := sidecarboot.YAML(bs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,7 +47,7 @@ func TestBootstrapLoadsInProxy(t *testing.T) {
 			if b.Node.ID != "web-sidecar-proxy" || b.Node.Cluster != "web" {
 				t.Errorf("node %+v", b.Node)
 			}
-			if b.ADS == nil || b.ADS.Cluster != xdsCluster || b.ADS.Delta || !b.ADS.LDS || !b.ADS.CDS {
+			if b.ADS == nil || b.ADS.Cluster != sidecarboot.XDSCluster || b.ADS.Delta || !b.ADS.LDS || !b.ADS.CDS {
 				t.Errorf("ADS %+v", b.ADS)
 			}
 			if b.Admin != tc.admin {
@@ -86,6 +88,7 @@ func TestBootstrapConfigRejects(t *testing.T) {
 		{":18000", defaultAdminAddr, "a host is required"},
 		{defaultXDSAddr, "localhost:19001", "needs an IP address"},
 		{defaultXDSAddr, "127.0.0.1:http", `-admin-addr "127.0.0.1:http"`},
+		{defaultXDSAddr, "", `-admin-addr "": the admin listener's IP:port is required`},
 	} {
 		if _, err := bootstrapConfig("p", "web", tc.xds, tc.admin); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("xds %q admin %q: %v, want %q", tc.xds, tc.admin, err, tc.want)

@@ -18,6 +18,8 @@ package main
 //   - usage lists the flags in injectUsage and the subcommand.
 
 import (
+	"github.com/outrigger-mesh/outrigger/controlplane/sidecarboot"
+
 	"context"
 	"errors"
 	"flag"
@@ -286,7 +288,7 @@ func sidecarInit(ctx context.Context, o *sidecarInitOptions) error {
 	if err != nil {
 		return err
 	}
-	out, err := renderYAML(bs)
+	out, err := sidecarboot.YAML(bs)
 	if err != nil {
 		return err
 	}
