@@ -249,7 +249,7 @@ func compileRule(field string, r *Rule, s side, http bool) (node, error) {
 			if err != nil {
 				return node{}, err
 			}
-			if sm.re != nil {
+			if sm.m.IsRegex() {
 				// A mesh has few callers: remember the regex's answers.
 				sm.cache = newRegexCache()
 			}

@@ -386,6 +386,26 @@ func (m *queryMatcher) match(rawQuery string) bool {
 	return false
 }
 
+// CompiledString is a compiled StringMatcher for other packages' matchers
+// (RBAC's principal names and paths): Envoy's semantics as the router
+// applies them, ignore_case folding ASCII only, no allocation per match.
+type CompiledString struct{ m stringMatcher }
+
+// CompileString compiles sm; an error is a *ConfigError under field.
+func CompileString(field string, sm *StringMatcher) (*CompiledString, error) {
+	c := &CompiledString{}
+	if err := compileStringMatcher(field, sm, &c.m); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Match reports whether s matches.
+func (c *CompiledString) Match(s string) bool { return c.m.match(s) }
+
+// IsRegex says the matcher is a safe_regex.
+func (c *CompiledString) IsRegex() bool { return c.m.kind == StringRegex }
+
 type stringMatcher struct {
 	kind  StringMatchKind
 	value string
