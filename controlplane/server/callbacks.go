@@ -56,11 +56,13 @@ type pendingPush struct {
 	since   time.Time
 }
 
-// streamKey names a stream: the state-of-the-world and delta servers
-// number their streams independently.
+// streamKey names a stream: the ADS server and go-control-plane's
+// per-type state-of-the-world and delta servers number their streams
+// independently.
 type streamKey struct {
 	id    int64
 	delta bool
+	ads   bool // served by ads, not go-control-plane's server
 }
 
 // stream is one open xDS stream; its callbacks all run on the stream's

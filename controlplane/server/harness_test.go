@@ -379,6 +379,7 @@ type deltaClient struct {
 	node   *corev3.Node
 	resps  chan *discovery.DeltaDiscoveryResponse
 	errc   chan error
+	cancel context.CancelFunc
 }
 
 func (h *harness) delta(node *corev3.Node) *deltaClient {
@@ -390,7 +391,7 @@ func (h *harness) delta(node *corev3.Node) *deltaClient {
 		h.t.Fatal(err)
 	}
 	c := &deltaClient{t: h.t, stream: st, node: node, resps: make(chan *discovery.DeltaDiscoveryResponse, 16),
-		errc: make(chan error, 1)}
+		errc: make(chan error, 1), cancel: cancel}
 	go func() {
 		for {
 			r, err := st.Recv()

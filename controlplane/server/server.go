@@ -1,6 +1,6 @@
-// Package server is the control plane's xDS server: go-control-plane's ADS
-// server (state of the world and delta, plus the per-type services) over
-// snapshots of translated resources.
+// Package server is the control plane's xDS server: ADS (state of the world
+// and delta, see ads.go; the per-type services are go-control-plane's)
+// over go-control-plane's snapshot caches of translated resources.
 //
 // Update translates every registered proxy and the proxyless set; proxies
 // whose output is identical share one snapshot object (content-addressed by
@@ -70,8 +70,8 @@ type Options struct {
 // state of an xDS stream, so ReadBufferSize/WriteBufferSize keep their
 // defaults; the flow-control windows are credit, not allocations, and stay
 // dynamic (BDP). What remains per connection is grpc's and go-control-plane's
-// per-stream state and five goroutine stacks (three of the transport, the
-// handler and go-control-plane's receive loop).
+// per-stream state, three transport goroutines per connection and two per
+// stream (ads: the handler and the receiver).
 const (
 	keepaliveMinTime     = 5 * time.Second
 	keepaliveTime        = time.Minute
@@ -102,6 +102,7 @@ type Server struct {
 	// names and get exactly those.
 	proxyCache     cache.SnapshotCache
 	proxylessCache cache.SnapshotCache
+	ads            *ads
 	grpc           *grpc.Server
 	ctx            context.Context
 	cancel         context.CancelFunc
@@ -168,6 +169,8 @@ func New(o Options) *Server {
 		Caches:        map[string]cache.Cache{kindProxy: s.proxyCache, kindProxyless: s.proxylessCache},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	// ADS, what every proxy and proxyless client uses, is ours (see ads);
+	// the per-type services stay on go-control-plane's server.
 	xds := serverv3.NewServer(s.ctx, mux, hooks{s}, sotw.WithOrderedADS(), sotw.WithLogger(gcpLog))
 
 	s.grpc = grpc.NewServer(
@@ -175,7 +178,8 @@ func New(o Options) *Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 	)
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(s.grpc, xds)
+	s.ads = newADS(s.ctx, s, mux)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(s.grpc, s.ads)
 	listenerservice.RegisterListenerDiscoveryServiceServer(s.grpc, xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(s.grpc, xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(s.grpc, xds)

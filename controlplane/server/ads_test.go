@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/outrigger-mesh/outrigger/controlplane/translate"
+)
+
+// adsStreams counts the streams the dispatcher can reach.
+func (h *harness) adsStreams() int {
+	h.srv.ads.mu.RLock()
+	defer h.srv.ads.mu.RUnlock()
+	return len(h.srv.ads.streams)
+}
+
+// TestADSStaleNonceIgnored: a request that answers an older response of its
+// type is ignored (the protocol's rule); the client's answer to the latest
+// one counts.
+func TestADSStaleNonceIgnored(t *testing.T) {
+	h := start(t)
+	h.fake.set("web", sidecar("api", 15001, 9000))
+	h.srv.Update(mesh(1, "web"))
+	c := h.sotw(envoyNode("web"))
+	warm := warmSotW(t, h, c, "api")
+	first := warm[resource.EndpointType]
+
+	h.fake.set("web", sidecar("api", 15001, 9001))
+	h.srv.Update(mesh(2, "web"))
+	second := c.recvType(resource.EndpointType)
+	// Stale: it answers the first EDS response, at that version, so were
+	// it handled the cache would answer it at once (the version changed).
+	c.send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, VersionInfo: first.GetVersionInfo(),
+		ResponseNonce: first.GetNonce(), ResourceNames: []string{"api"}})
+	// Then a current LDS request that is answered at once: requests are
+	// handled in order, so an answer to the stale one would come first.
+	lds := warm[resource.ListenerType]
+	c.send(&discovery.DiscoveryRequest{TypeUrl: resource.ListenerType, ResponseNonce: lds.GetNonce()})
+	if r := c.recv(); r.GetTypeUrl() != resource.ListenerType {
+		t.Fatalf("got a %s response (version %s) before the LDS one: the stale request was answered",
+			r.GetTypeUrl(), r.GetVersionInfo())
+	}
+	if v := value(h.srv.metrics.pushes[typeEndpoint]); v != 2 {
+		t.Errorf("endpoint pushes = %v, want 2 (none for the stale request)", v)
+	}
+	// The answer to the latest response still counts.
+	c.ack(second, "api")
+	waitFor(t, "the EDS watch", func() bool { return h.watches("web", false) == 3 })
+}
+
+// TestADSSlowClientDoesNotHoldOthers: a client that stops reading blocks
+// only its own stream; an update still reaches everyone else, and the
+// stuck stream ends cleanly when its client goes.
+func TestADSSlowClientDoesNotHoldOthers(t *testing.T) {
+	h := start(t)
+	big := func(port uint32) *translate.Resources {
+		r := &translate.Resources{}
+		for i := range 3000 {
+			name := fmt.Sprintf("cluster-%04d-%s", i, strings.Repeat("x", 64))
+			c := edsCluster(name)
+			c.EdsClusterConfig.ServiceName = ""
+			r.Clusters = append(r.Clusters, c)
+			r.Endpoints = append(r.Endpoints, cla(name, port))
+			r.Listeners = append(r.Listeners, &listenerv3.Listener{Name: name, Address: sockAddr("127.0.0.1", uint32(10000+i))})
+		}
+		return r
+	}
+	h.fake.set("stuck", big(9000))
+	h.fake.set("web", sidecar("api", 15001, 9000))
+	h.srv.Update(mesh(1, "stuck", "web"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
+		if err := st.Send(&discovery.DiscoveryRequest{Node: envoyNode("stuck"), TypeUrl: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := h.sotw(envoyNode("web"))
+	before := warmSotW(t, h, c, "api")
+
+	// Both change: the stuck stream's new responses queue behind its
+	// blocked send, web's go out.
+	h.fake.set("stuck", big(9001))
+	h.fake.set("web", sidecar("api", 15001, 9001))
+	h.srv.Update(mesh(2, "stuck", "web"))
+	r := c.recvType(resource.EndpointType)
+	if r.GetVersionInfo() == before[resource.EndpointType].GetVersionInfo() {
+		t.Fatal("web got no new endpoints")
+	}
+
+	cancel()
+	waitFor(t, "the stuck stream to end", func() bool { return value(h.srv.metrics.streams) == 1 })
+	if n := h.adsStreams(); n != 1 {
+		t.Errorf("%d streams reachable by the dispatcher, want 1 (web)", n)
+	}
+	if n := h.watches("stuck", false); n != -1 {
+		t.Errorf("the stuck node's cache state outlived its stream (%d watches)", n)
+	}
+}
+
+// TestADSStreamEndReleasesState: a closed stream leaves nothing behind in
+// the dispatcher or the cache, in either protocol.
+func TestADSStreamEndReleasesState(t *testing.T) {
+	h := start(t)
+	h.fake.set("web", sidecar("api", 15001, 9000))
+	h.srv.Update(mesh(1, "web"))
+
+	c := h.sotw(envoyNode("web"))
+	warmSotW(t, h, c, "api")
+	d := h.delta(envoyNode("web"))
+	d.subscribe(resource.ClusterType)
+	d.ack(d.recvType(resource.ClusterType))
+	waitFor(t, "a delta watch", func() bool { return h.watches("web", true) == 1 })
+	if n := h.adsStreams(); n != 2 {
+		t.Fatalf("%d streams reachable, want 2", n)
+	}
+
+	d.cancel()
+	waitFor(t, "the delta stream to end", func() bool { return h.adsStreams() == 1 })
+	if n := h.watches("web", true); n != 0 {
+		t.Errorf("%d delta watches left after the delta stream ended", n)
+	}
+	if n := h.watches("web", false); n != 4 {
+		t.Errorf("the SotW stream lost its watches: %d", n)
+	}
+	c.cancel()
+	waitFor(t, "no stream", func() bool { return h.adsStreams() == 0 && value(h.srv.metrics.streams) == 0 })
+}
+
+// TestADSRequestWithoutType: ADS needs every request's type.
+func TestADSRequestWithoutType(t *testing.T) {
+	h := start(t)
+	h.fake.set("web", sidecar("api", 15001, 9000))
+	h.srv.Update(mesh(1, "web"))
+	c := h.sotw(envoyNode("web"))
+	c.send(&discovery.DiscoveryRequest{})
+	if err := c.streamErr(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "type URL") {
+		t.Errorf("SotW request without a type: %v", err)
+	}
+	d := h.delta(envoyNode("web"))
+	d.send(&discovery.DeltaDiscoveryRequest{})
+	if err := d.streamErr(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "type URL") {
+		t.Errorf("delta request without a type: %v", err)
+	}
+}
