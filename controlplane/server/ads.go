@@ -47,8 +47,13 @@ type ads struct {
 	sotwResponses  chan cache.Response
 	deltaResponses chan cache.DeltaResponse
 
-	mu      sync.RWMutex
-	streams map[*corev3.Node]*adsStream // by the node its cache requests carry
+	start sync.Once // the dispatcher, with the first stream
+
+	mu       sync.RWMutex
+	streams  map[*corev3.Node]*adsStream // by the node its cache requests carry
+	active   int                         // streams between open and the end of serve
+	stopping bool                        // ctx ended: no new stream
+	idle     chan struct{}               // closed once stopping with no stream: the dispatcher ends
 
 	intern *interner
 }
@@ -58,6 +63,16 @@ type ads struct {
 // hands them over without a context switch per response.
 const responseBuffer = 1024
 
+// maxPendingRequests is how many received requests a stream queues while
+// its worker is busy (for instance blocked sending to a client that stopped
+// reading); then its receiver stops reading and gRPC's flow control holds
+// the client back, as go-control-plane's unbuffered request channel did.
+const maxPendingRequests = 16
+
+// maxTypes bounds the resource types one stream may ask for: Envoy and
+// gRPC ask for at most six; each costs a watch and a retained request.
+const maxTypes = 16
+
 func newADS(ctx context.Context, s *Server, c cache.ConfigWatcher) *ads {
 	a := &ads{
 		s:              s,
@@ -66,12 +81,25 @@ func newADS(ctx context.Context, s *Server, c cache.ConfigWatcher) *ads {
 		sotwResponses:  make(chan cache.Response, responseBuffer),
 		deltaResponses: make(chan cache.DeltaResponse, responseBuffer),
 		streams:        map[*corev3.Node]*adsStream{},
+		idle:           make(chan struct{}),
 		intern:         newInterner(),
 	}
-	// The dispatcher lives as long as the process: a cache may answer a
-	// watch (under its lock) at any time until the watch is cancelled.
-	go a.dispatch()
 	return a
+}
+
+// run starts the dispatcher, and ends it once ctx has ended and every
+// stream is gone (their watches cancelled, so no cache answers any more).
+func (a *ads) run() {
+	go a.dispatch()
+	go func() {
+		<-a.ctx.Done()
+		a.mu.Lock()
+		a.stopping = true
+		if a.active == 0 {
+			close(a.idle)
+		}
+		a.mu.Unlock()
+	}()
 }
 
 // dispatch queues each response on its stream; responses for a stream that
@@ -79,6 +107,8 @@ func newADS(ctx context.Context, s *Server, c cache.ConfigWatcher) *ads {
 func (a *ads) dispatch() {
 	for {
 		select {
+		case <-a.idle:
+			return
 		case r := <-a.sotwResponses:
 			if st := a.stream(r.GetRequest().GetNode()); st != nil {
 				st.enqueue(event{sotwResp: r})
@@ -100,6 +130,9 @@ func (a *ads) stream(n *corev3.Node) *adsStream {
 // StreamAggregatedResources serves a state-of-the-world ADS stream.
 func (a *ads) StreamAggregatedResources(ss discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
 	st := a.open(ss.Context(), false)
+	if st == nil {
+		return errStopping
+	}
 	st.sendSotw = ss.Send
 	go func() {
 		for {
@@ -108,7 +141,9 @@ func (a *ads) StreamAggregatedResources(ss discovery.AggregatedDiscoveryService_
 				st.fail(nil)
 				return
 			}
-			st.enqueue(event{sotwReq: req})
+			if !st.request(event{sotwReq: req}) {
+				return
+			}
 		}
 	}()
 	return a.serve(st)
@@ -117,6 +152,9 @@ func (a *ads) StreamAggregatedResources(ss discovery.AggregatedDiscoveryService_
 // DeltaAggregatedResources serves an incremental (delta) ADS stream.
 func (a *ads) DeltaAggregatedResources(ss discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
 	st := a.open(ss.Context(), true)
+	if st == nil {
+		return errStopping
+	}
 	st.sendDelta = ss.Send
 	go func() {
 		for {
@@ -125,14 +163,29 @@ func (a *ads) DeltaAggregatedResources(ss discovery.AggregatedDiscoveryService_D
 				st.fail(nil)
 				return
 			}
-			st.enqueue(event{deltaReq: req})
+			if !st.request(event{deltaReq: req}) {
+				return
+			}
 		}
 	}()
 	return a.serve(st)
 }
 
+// errStopping answers a stream opened while the server stops.
+var errStopping = status.Error(codes.Unavailable, "the control plane is stopping; reconnect")
+
+// open registers a new stream, nil when the server is stopping.
 func (a *ads) open(ctx context.Context, delta bool) *adsStream {
+	a.start.Do(a.run)
+	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		return nil
+	}
+	a.active++
+	a.mu.Unlock()
 	st := &adsStream{a: a, ctx: ctx, key: streamKey{id: a.ids.Add(1), delta: delta, ads: true}, done: make(chan struct{})}
+	st.room.L = &st.mu
 	a.s.open(st.key)
 	return st
 }
@@ -149,6 +202,7 @@ func (a *ads) serve(st *adsStream) error {
 	}
 	st.mu.Lock()
 	st.closed = true
+	st.room.Broadcast() // a receiver waiting for room gives up
 	var wait chan struct{}
 	if st.running {
 		wait = make(chan struct{})
@@ -165,11 +219,15 @@ func (a *ads) serve(st *adsStream) error {
 			c()
 		}
 	}
+	a.mu.Lock()
 	if st.cacheNode != nil {
-		a.mu.Lock()
 		delete(a.streams, st.cacheNode)
-		a.mu.Unlock()
 	}
+	a.active--
+	if a.stopping && a.active == 0 {
+		close(a.idle)
+	}
+	a.mu.Unlock()
 	a.s.close(st.key)
 	st.mu.Lock()
 	err := st.err
@@ -197,6 +255,8 @@ type adsStream struct {
 
 	mu      sync.Mutex
 	queue   []event
+	pending int           // requests in queue
+	room    sync.Cond     // signalled when pending drops or the stream closes
 	running bool          // a worker is draining queue
 	closed  bool          // the stream ended: no more work
 	stopped chan struct{} // closed by the worker when it stops after closed
@@ -237,6 +297,23 @@ func (st *adsStream) enqueue(e event) {
 	}
 }
 
+// request queues a received request, first waiting while maxPendingRequests
+// are queued. It reports false when the stream has closed.
+func (st *adsStream) request(e event) bool {
+	st.mu.Lock()
+	for st.pending >= maxPendingRequests && !st.closed {
+		st.room.Wait()
+	}
+	if st.closed {
+		st.mu.Unlock()
+		return false
+	}
+	st.pending++
+	st.mu.Unlock()
+	st.enqueue(e)
+	return true
+}
+
 // fail ends the stream with err (nil: the client's input ended); the first
 // call wins.
 func (st *adsStream) fail(err error) {
@@ -269,6 +346,10 @@ func (st *adsStream) work() {
 		e := st.queue[0]
 		st.queue[0] = event{}
 		st.queue = st.queue[1:]
+		if e.sotwReq != nil || e.deltaReq != nil {
+			st.pending--
+			st.room.Signal()
+		}
 		st.mu.Unlock()
 
 		var err error
@@ -303,12 +384,15 @@ func (st *adsStream) watch(typeURL string) *adsWatch {
 
 // addWatch adds the state of a type the stream had not asked for. A
 // sidecar asks for the five known types: room for them at once.
-func (st *adsStream) addWatch(typeURL string) *adsWatch {
+func (st *adsStream) addWatch(typeURL string) (*adsWatch, error) {
+	if len(st.watches) == maxTypes {
+		return nil, status.Errorf(codes.InvalidArgument, "more than %d resource types asked for on one stream (%s)", maxTypes, typeURL)
+	}
 	if st.watches == nil {
 		st.watches = make([]adsWatch, 0, numTypes-1)
 	}
 	st.watches = append(st.watches, adsWatch{typeURL: typeURL})
-	return &st.watches[len(st.watches)-1]
+	return &st.watches[len(st.watches)-1], nil
 }
 
 // nodeOf is the node to identify a request by: the client's own on its
@@ -350,7 +434,9 @@ func (st *adsStream) sotwRequest(req *discovery.DiscoveryRequest) error {
 
 	w := st.watch(typeURL)
 	if w == nil {
-		w = st.addWatch(typeURL)
+		if w, err = st.addWatch(typeURL); err != nil {
+			return err
+		}
 		w.sub = st.a.intern.sotwSubscription(req.GetResourceNames())
 	} else {
 		if w.nonce != "" && req.GetResponseNonce() != w.nonce {
@@ -401,7 +487,8 @@ func (st *adsStream) sotwResponse(r cache.Response) error {
 func (st *adsStream) deltaRequest(req *discovery.DeltaDiscoveryRequest) error {
 	req.Node = st.nodeOf(req.Node)
 	req.TypeUrl = canonicalType(req.GetTypeUrl())
-	if _, err := st.a.s.request(st.key, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail()); err != nil {
+	_, err := st.a.s.request(st.key, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
+	if err != nil {
 		return err
 	}
 	typeURL := req.GetTypeUrl()
@@ -412,7 +499,9 @@ func (st *adsStream) deltaRequest(req *discovery.DeltaDiscoveryRequest) error {
 
 	w := st.watch(typeURL)
 	if w == nil {
-		w = st.addWatch(typeURL)
+		if w, err = st.addWatch(typeURL); err != nil {
+			return err
+		}
 		w.sub = st.a.intern.deltaSubscription(req.GetResourceNamesSubscribe(),
 			req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions())
 	} else {
@@ -422,8 +511,8 @@ func (st *adsStream) deltaRequest(req *discovery.DeltaDiscoveryRequest) error {
 		}
 		w.sub = st.a.intern.update(w.sub, req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe())
 	}
-	// The initial versions are in the subscription now.
-	req.InitialResourceVersions = nil
+	// The subscription holds them now.
+	req.InitialResourceVersions, req.ResourceNamesSubscribe, req.ResourceNamesUnsubscribe = nil, nil, nil
 	w.deltaReq = req
 	cancel, err := st.a.cache.CreateDeltaWatch(req, w.sub, st.a.deltaResponses)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -154,5 +155,132 @@ func TestADSRequestWithoutType(t *testing.T) {
 	d.send(&discovery.DeltaDiscoveryRequest{})
 	if err := d.streamErr(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "type URL") {
 		t.Errorf("delta request without a type: %v", err)
+	}
+}
+
+// TestADSRequestWithoutNode: the first request must carry the node.
+func TestADSRequestWithoutNode(t *testing.T) {
+	h := start(t)
+	h.fake.set("web", sidecar("api", 15001, 9000))
+	h.srv.Update(mesh(1, "web"))
+	c := h.sotw(nil)
+	c.stream.Send(&discovery.DiscoveryRequest{TypeUrl: resource.ClusterType})
+	if err := c.streamErr(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "node.id") {
+		t.Errorf("SotW without a node: %v", err)
+	}
+	d := h.delta(nil)
+	d.stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType})
+	if err := d.streamErr(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "node.id") {
+		t.Errorf("delta without a node: %v", err)
+	}
+	waitFor(t, "no stream", func() bool { return h.adsStreams() == 0 && value(h.srv.metrics.streams) == 0 })
+}
+
+// TestADSTooManyTypes: a stream may not open watches without bound; the
+// refusal ends the stream and releases everything it held.
+func TestADSTooManyTypes(t *testing.T) {
+	h := start(t)
+	h.fake.set("web", sidecar("api", 15001, 9000))
+	h.srv.Update(mesh(1, "web"))
+	c := h.sotw(envoyNode("web"))
+	c.request(resource.ClusterType)
+	c.recvType(resource.ClusterType)
+	for i := range maxTypes {
+		c.request(fmt.Sprintf("type.googleapis.com/example.Unknown%d", i))
+	}
+	err := c.streamErr()
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "resource types") {
+		t.Fatalf("stream asking for %d types: %v", maxTypes+1, err)
+	}
+	waitFor(t, "the stream's state to go", func() bool {
+		return h.adsStreams() == 0 && value(h.srv.metrics.streams) == 0 && h.watches("web", false) == -1
+	})
+}
+
+// TestADSReceiverBackpressure: while the worker is stuck sending to a
+// client that stopped reading, the stream queues at most
+// maxPendingRequests requests; the rest wait in gRPC's flow control.
+func TestADSReceiverBackpressure(t *testing.T) {
+	h := start(t)
+	big := &translate.Resources{}
+	for i := range 3000 {
+		name := fmt.Sprintf("cluster-%04d-%s", i, strings.Repeat("x", 64))
+		c := edsCluster(name)
+		c.EdsClusterConfig.ServiceName = ""
+		big.Clusters = append(big.Clusters, c)
+		big.Endpoints = append(big.Endpoints, cla(name, 9000))
+		big.Listeners = append(big.Listeners, &listenerv3.Listener{Name: name, Address: sockAddr("127.0.0.1", uint32(10000+i))})
+	}
+	h.fake.set("stuck", big)
+	h.srv.Update(mesh(1, "stuck"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
+		if err := st.Send(&discovery.DiscoveryRequest{Node: envoyNode("stuck"), TypeUrl: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Never read: the second response blocks the worker in Send. Then a
+	// stream of (stale) requests the worker cannot get to.
+	waitFor(t, "both responses attempted", func() bool {
+		return value(h.srv.metrics.pushes[typeCluster])+value(h.srv.metrics.pushes[typeListener]) == 2
+	})
+	const n = 200
+	sent := make(chan int, 1)
+	go func() {
+		i := 0
+		for ; i < n; i++ {
+			if st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.RouteType, ResponseNonce: fmt.Sprint("stale-", i)}) != nil {
+				break
+			}
+		}
+		sent <- i
+	}()
+	var s *adsStream
+	waitFor(t, "the stream", func() bool {
+		h.srv.ads.mu.RLock()
+		defer h.srv.ads.mu.RUnlock()
+		for _, x := range h.srv.ads.streams {
+			s = x
+		}
+		return s != nil
+	})
+	queued := func() (pending, events int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.pending, len(s.queue)
+	}
+	waitFor(t, "the request queue to fill", func() bool { p, _ := queued(); return p == maxPendingRequests })
+	// An observation window: the receiver must stay blocked.
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if p, e := queued(); p > maxPendingRequests || e > maxPendingRequests+2 {
+			t.Fatalf("%d requests (%d events) queued, want at most %d", p, e, maxPendingRequests)
+		}
+	}
+	cancel()
+	waitFor(t, "the stream to end", func() bool { return h.adsStreams() == 0 && value(h.srv.metrics.streams) == 0 })
+	<-sent
+}
+
+// TestADSDispatcherEnds: once the server has stopped and its streams are
+// gone, the dispatcher ends (a stopped server leaves no goroutine behind).
+func TestADSDispatcherEnds(t *testing.T) {
+	h := start(t)
+	h.fake.set("web", sidecar("api", 15001, 9000))
+	h.srv.Update(mesh(1, "web"))
+	c := h.sotw(envoyNode("web"))
+	warmSotW(t, h, c, "api")
+	h.stop()
+	select {
+	case <-h.srv.ads.idle:
+	case <-time.After(waitTimeout):
+		t.Fatal("the dispatcher is still running after the server stopped")
+	}
+	if st := h.srv.ads.open(context.Background(), false); st != nil {
+		t.Error("a stream opened on a stopped server")
 	}
 }

@@ -366,7 +366,7 @@ func TestUnknownNodeRefused(t *testing.T) {
 	if got := names(t, c.recvType(resource.ClusterType).GetResources()); !slices.Equal(got, []string{"db"}) {
 		t.Errorf("clusters: %v", got)
 	}
-	waitFor(t, "refused streams to be forgotten", func() bool { return value(h.srv.metrics.streams) == 1 })
+	waitFor(t, "refused streams to be forgotten", func() bool { return value(h.srv.metrics.streams) == 1 && h.adsStreams() == 1 })
 	if st := h.srv.Status(); len(st.Nodes) != 1 {
 		t.Errorf("refused nodes should leave no state: %+v", st.Nodes)
 	}

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"hash/maphash"
 	"maps"
+	"runtime"
 	"slices"
-	"strings"
+	"strconv"
 	"sync"
+	"weak"
 )
 
 // explicitWildcard subscribes to every resource of a type.
@@ -37,78 +40,91 @@ func (s *subscription) IsWildcard() bool { return s.wildcard }
 
 // interner hands out shared subscriptions: thousands of proxies in one
 // group are in the same state for every type, and a map per stream and type
-// was most of an idle stream's memory. The tables are dropped when they
-// grow past maxInterned entries (streams keep what they hold); distinct
-// states are few, so that happens only after many configuration changes.
+// was most of an idle stream's memory. It holds its subscriptions weakly:
+// an entry goes when the last stream holding it lets go, so the table is as
+// large as the distinct states in use, whatever clients send. Entries are
+// found by a hash of their content (names may hold any byte, so no
+// separator-joined key) and confirmed equal before they are shared.
 type interner struct {
-	mu       sync.Mutex
-	names    map[string]map[string]struct{}
-	versions map[string]map[string]string
-	subs     map[subKey]*subscription
+	seed maphash.Seed
+	mu   sync.Mutex
+	subs map[uint64][]weak.Pointer[subscription]
 }
-
-type subKey struct {
-	wildcard, legacy   bool
-	subscribed, served string
-}
-
-const maxInterned = 4096
 
 func newInterner() *interner {
-	in := &interner{}
-	in.reset()
-	return in
-}
-
-func (in *interner) reset() {
-	in.names = map[string]map[string]struct{}{}
-	in.versions = map[string]map[string]string{}
-	in.subs = map[subKey]*subscription{}
+	return &interner{seed: maphash.MakeSeed(), subs: map[uint64][]weak.Pointer[subscription]{}}
 }
 
 // get returns the shared subscription equal to s.
 func (in *interner) get(s subscription) *subscription {
-	nk := namesKey(s.subscribed)
-	vk := versionsKey(s.returned)
+	h := in.hash(&s)
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	k := subKey{wildcard: s.wildcard, legacy: s.legacy, subscribed: nk, served: vk}
-	if p := in.subs[k]; p != nil {
-		return p
-	}
-	if len(in.subs) >= maxInterned {
-		in.reset()
-	}
-	if m, ok := in.names[nk]; ok {
-		s.subscribed = m
-	} else {
-		in.names[nk] = s.subscribed
-	}
-	if m, ok := in.versions[vk]; ok {
-		s.returned = m
-	} else {
-		in.versions[vk] = s.returned
+	for _, w := range in.subs[h] {
+		if p := w.Value(); p != nil && p.equal(&s) {
+			return p
+		}
 	}
 	p := &s
-	in.subs[k] = p
+	in.subs[h] = append(in.subs[h], weak.Make(p))
+	runtime.AddCleanup(p, in.forget, h)
 	return p
 }
 
-// namesKey and versionsKey spell a map's content, sorted.
-func namesKey(m map[string]struct{}) string {
-	names := slices.Sorted(maps.Keys(m))
-	return strings.Join(names, "\x00")
+// forget drops the entries under h whose subscription is gone.
+func (in *interner) forget(h uint64) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	live := slices.DeleteFunc(in.subs[h], func(w weak.Pointer[subscription]) bool { return w.Value() == nil })
+	if len(live) == 0 {
+		delete(in.subs, h)
+	} else {
+		in.subs[h] = live
+	}
 }
 
-func versionsKey(m map[string]string) string {
-	var b strings.Builder
-	for _, n := range slices.Sorted(maps.Keys(m)) {
-		b.WriteString(n)
-		b.WriteByte(0)
-		b.WriteString(m[n])
-		b.WriteByte(0)
+// len is how many subscriptions the table holds (tests).
+func (in *interner) len() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	n := 0
+	for _, ws := range in.subs {
+		n += len(ws)
 	}
-	return b.String()
+	return n
+}
+
+// hash digests s's content, independent of map order: the entries' hashes
+// are summed (collisions are resolved by equal).
+func (in *interner) hash(s *subscription) uint64 {
+	var h uint64
+	if s.wildcard {
+		h |= 1
+	}
+	if s.legacy {
+		h |= 2
+	}
+	for n := range s.subscribed {
+		h += maphash.String(in.seed, n)
+	}
+	var mh maphash.Hash
+	mh.SetSeed(in.seed)
+	for n, v := range s.returned {
+		mh.Reset()
+		// Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+		mh.WriteString(strconv.Itoa(len(n)))
+		mh.WriteByte(':')
+		mh.WriteString(n)
+		mh.WriteString(v)
+		h += mh.Sum64() * 3 // apart from the subscribed names' sum
+	}
+	return h
+}
+
+// equal reports whether two subscriptions are in the same state.
+func (s *subscription) equal(o *subscription) bool {
+	return s.wildcard == o.wildcard && s.legacy == o.legacy &&
+		maps.Equal(s.subscribed, o.subscribed) && maps.Equal(s.returned, o.returned)
 }
 
 // sotwSubscription is a state-of-the-world stream's first request of a

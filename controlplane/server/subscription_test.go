@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	gcpstream "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
@@ -119,18 +121,46 @@ func TestSubscriptionsShared(t *testing.T) {
 	}
 }
 
-// TestInternerBounded: the tables are dropped past maxInterned states,
-// and what streams hold stays valid.
-func TestInternerBounded(t *testing.T) {
+// TestInternerForgetsUnused: the table holds its subscriptions weakly, so
+// states no stream holds any more (one client's huge or odd ones included)
+// leave it, while what a stream holds stays valid.
+func TestInternerForgetsUnused(t *testing.T) {
 	in := newInterner()
-	first := in.sotwSubscription([]string{"keep"})
-	for i := range maxInterned + 10 {
-		in.sotwSubscription([]string{fmt.Sprint("n", i)})
+	kept := in.sotwSubscription([]string{"keep"})
+	for i := range 1000 {
+		in.deltaSubscription(nil, nil, map[string]string{fmt.Sprint("n", i): "v"})
 	}
-	if n := len(in.subs); n > maxInterned {
-		t.Fatalf("%d interned subscriptions, want at most %d", n, maxInterned)
+	deadline := time.Now().Add(10 * time.Second)
+	for in.len() > 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscriptions still interned after every holder let go, want 1", in.len())
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
 	}
-	if _, ok := first.SubscribedResources()["keep"]; !ok {
-		t.Fatal("a subscription handed out before the reset changed")
+	if again := in.sotwSubscription([]string{"keep"}); again != kept {
+		t.Fatal("a subscription still held was not shared")
+	}
+	runtime.KeepAlive(kept)
+}
+
+// TestInternerUnambiguous: names and versions may hold any byte; states
+// that a separator-joined key would confuse stay apart.
+func TestInternerUnambiguous(t *testing.T) {
+	in := newInterner()
+	for _, tc := range []struct {
+		name string
+		a, b *subscription
+	}{
+		{"a NUL inside a name", in.sotwSubscription([]string{"a\x00b"}), in.sotwSubscription([]string{"a", "b"})},
+		{"an empty name", in.sotwSubscription([]string{""}), in.sotwSubscription([]string{"*"})},
+		{"name and version split differently", in.deltaSubscription([]string{"x"}, nil, map[string]string{"ab": "c"}),
+			in.deltaSubscription([]string{"x"}, nil, map[string]string{"a": "bc"})},
+		{"NUL between name and version", in.deltaSubscription([]string{"x"}, nil, map[string]string{"a\x00": "b"}),
+			in.deltaSubscription([]string{"x"}, nil, map[string]string{"a": "\x00b"})},
+	} {
+		if tc.a == tc.b || tc.a.equal(tc.b) {
+			t.Errorf("%s: two different states share one subscription: %+v", tc.name, tc.a)
+		}
 	}
 }
