@@ -73,7 +73,7 @@ bench-quick: build
 bench-cp: build consul
 	$(GO) build -o $(BIN)/outrigger-cpbench ./bench/cmd/outrigger-cpbench
 	$(BIN)/outrigger-cpbench --outrigger-cp $(BIN)/outrigger-cp --proxies 1000 --layout pods,shared --mode sotw,delta --deadline 10m $(CPBENCH_FLAGS)
-	$(BIN)/outrigger-cpbench --outrigger-cp $(BIN)/outrigger-cp --proxies 10000 --layout shared --wait-gc 2m30s --deadline 15m --append $(CPBENCH_FLAGS)
+	$(BIN)/outrigger-cpbench --outrigger-cp $(BIN)/outrigger-cp --proxies 10000 --layout shared --mode sotw,delta --wait-gc 2m30s --deadline 20m --append $(CPBENCH_FLAGS)
 
 ## bench-tail: one slow backend of three: p99 with no retry, per-try timeout + retries, hedging (~2 min) -> bench/results/tail.md, tail-40ms.md
 bench-tail: build
