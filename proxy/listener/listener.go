@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/outrigger-mesh/outrigger/internal/rawio"
 )
 
 // ErrInvalidConfig is wrapped by New's errors for a Config it cannot serve.
@@ -397,6 +399,7 @@ func (l *Listener) finish() {
 // bytes peeked to tell TLS from plaintext.
 type trackedConn struct {
 	net.Conn
+	raw    *rawio.IO // nil unless a TCP socket
 	l      *Listener
 	peeked []byte
 	once   sync.Once
@@ -420,7 +423,17 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		c.peeked = c.peeked[n:]
 		return n, nil
 	}
+	if c.raw != nil {
+		return c.raw.Read(p)
+	}
 	return c.Conn.Read(p)
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.Write(p)
+	}
+	return c.Conn.Write(p)
 }
 
 // Raw implements RawConn: the socket and the bytes peeked from it.
@@ -446,7 +459,7 @@ func (c *trackedConn) Close() error {
 }
 
 func (l *Listener) track(c net.Conn) *trackedConn {
-	tc := &trackedConn{Conn: c, l: l}
+	tc := &trackedConn{Conn: c, l: l, raw: rawio.For(c)}
 	l.mu.Lock()
 	if l.closing.Load() {
 		l.mu.Unlock()

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/outrigger-mesh/outrigger/internal/rawio"
 )
 
 // keepAlive is the TCP keep-alive probe period for upstream connections.
@@ -47,7 +49,7 @@ func (d *dialer) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	cc := &conn{Conn: c}
+	cc := &conn{Conn: c, raw: rawio.For(c)}
 	d.opened(cc, addr)
 	return cc, nil
 }
@@ -65,7 +67,7 @@ func (d *dialer) dialTLS(ctx context.Context, network, addr string) (net.Conn, e
 		cfg = cfg.Clone()
 		cfg.ServerName, _, _ = net.SplitHostPort(addr)
 	}
-	cc := &conn{Conn: raw}
+	cc := &conn{Conn: raw, raw: rawio.For(raw)}
 	tc := tls.Client(cc, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		tc.Close()
@@ -127,6 +129,7 @@ func (d *dialer) opened(cc *conn, addr string) {
 // the context to its watcher (see watch.go).
 type conn struct {
 	net.Conn
+	raw      *rawio.IO // nil unless a TCP socket
 	requests atomic.Uint64
 	once     atomic.Bool
 	closed   func()
@@ -134,18 +137,32 @@ type conn struct {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	n, err := c.read(p)
 	for n == 0 && err != nil && c.slow != nil && c.slow.fired(err) {
-		n, err = c.Conn.Read(p)
+		n, err = c.read(p)
 	}
 	return n, err
 }
 
+func (c *conn) read(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.Read(p)
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *conn) write(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.Write(p)
+	}
+	return c.Conn.Write(p)
+}
+
 func (c *conn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+	n, err := c.write(p)
 	for err != nil && c.slow != nil && c.slow.fired(err) {
 		var m int
-		m, err = c.Conn.Write(p[n:])
+		m, err = c.write(p[n:])
 		n += m
 	}
 	return n, err
