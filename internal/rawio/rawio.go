@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -28,10 +29,25 @@ import (
 // long (a stop-the-world waits for it).
 const maxIO = 256 << 10
 
-// IO does a TCP connection's reads and writes.
+// IO does a TCP connection's reads and writes. The state of the read and
+// the write in progress lives in it, with the functions given to
+// syscall.RawConn bound once, so a read or a write allocates nothing.
 type IO struct {
 	c  *net.TCPConn
 	rc syscall.RawConn
+
+	rmu    sync.Mutex // one read at a time, as the poller's own lock
+	rbuf   []byte
+	rn     int
+	rerrno syscall.Errno
+	readFn func(uintptr) bool
+
+	wmu     sync.Mutex
+	wbuf    []byte
+	wn      int
+	werrno  syscall.Errno
+	wshort  bool
+	writeFn func(uintptr) bool
 }
 
 // For returns the raw I/O of c, nil when c is not a *net.TCPConn.
@@ -44,7 +60,9 @@ func For(c net.Conn) *IO {
 	if err != nil {
 		return nil
 	}
-	return &IO{c: tc, rc: rc}
+	r := &IO{c: tc, rc: rc}
+	r.readFn, r.writeFn = r.read, r.write
+	return r
 }
 
 // Read reads like net.Conn's Read: at least one byte, or io.EOF, or a
@@ -57,21 +75,12 @@ func (r *IO) Read(p []byte) (int, error) {
 	if len(p) > maxIO {
 		p = p[:maxIO]
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			r1, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			n, errno = int(r1), e
-			return true
-		}
-	})
+	r.rmu.Lock()
+	r.rbuf, r.rn, r.rerrno = p, 0, 0
+	err := r.rc.Read(r.readFn)
+	n, errno := r.rn, r.rerrno
+	r.rbuf = nil
+	r.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, r.opError("read", err)
@@ -83,36 +92,31 @@ func (r *IO) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// read is one attempt under the poller: false means EAGAIN (wait).
+func (r *IO) read(fd uintptr) bool {
+	p := r.rbuf
+	for {
+		r1, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		r.rn, r.rerrno = int(r1), e
+		return true
+	}
+}
+
 // Write writes all of p like net.Conn's Write, or returns the count
 // written and why it stopped.
 func (r *IO) Write(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	short := false
-	err := r.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			chunk := p[n:]
-			if len(chunk) > maxIO {
-				chunk = chunk[:maxIO]
-			}
-			r1, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&chunk[0])), uintptr(len(chunk)))
-			switch e {
-			case 0:
-				if r1 == 0 {
-					short = true
-					return true
-				}
-				n += int(r1)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	r.wmu.Lock()
+	r.wbuf, r.wn, r.werrno, r.wshort = p, 0, 0, false
+	err := r.rc.Write(r.writeFn)
+	n, errno, short := r.wn, r.werrno, r.wshort
+	r.wbuf = nil
+	r.wmu.Unlock()
 	switch {
 	case err != nil:
 		return n, r.opError("write", err)
@@ -122,6 +126,34 @@ func (r *IO) Write(p []byte) (int, error) {
 		return n, r.opError("write", io.ErrShortWrite)
 	}
 	return n, nil
+}
+
+// write writes what it can under the poller: false means EAGAIN (wait
+// for room, then go on).
+func (r *IO) write(fd uintptr) bool {
+	p := r.wbuf
+	for r.wn < len(p) {
+		chunk := p[r.wn:]
+		if len(chunk) > maxIO {
+			chunk = chunk[:maxIO]
+		}
+		r1, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&chunk[0])), uintptr(len(chunk)))
+		switch e {
+		case 0:
+			if r1 == 0 {
+				r.wshort = true
+				return true
+			}
+			r.wn += int(r1)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError wraps err as net's own Read and Write do.

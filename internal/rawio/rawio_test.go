@@ -186,3 +186,29 @@ func TestReset(t *testing.T) {
 		t.Fatalf("error %T is not an *os.SyscallError", err)
 	}
 }
+
+// TestNoAllocations: a read and a write allocate nothing (the proxy makes
+// several per request).
+func TestNoAllocations(t *testing.T) {
+	_, r, peer := pair(t)
+	msg := []byte("ping")
+	buf := make([]byte, 16)
+	pbuf := make([]byte, 16)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := r.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, pbuf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(r, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per write and read, want 0", allocs)
+	}
+}
