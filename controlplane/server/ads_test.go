@@ -7,13 +7,10 @@ import (
 	"testing"
 	"time"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/outrigger-mesh/outrigger/controlplane/translate"
 )
 
 // adsStreams counts the streams the dispatcher can reach.
@@ -62,39 +59,16 @@ func TestADSStaleNonceIgnored(t *testing.T) {
 // stuck stream ends cleanly when its client goes.
 func TestADSSlowClientDoesNotHoldOthers(t *testing.T) {
 	h := start(t)
-	big := func(port uint32) *translate.Resources {
-		r := &translate.Resources{}
-		for i := range 3000 {
-			name := fmt.Sprintf("cluster-%04d-%s", i, strings.Repeat("x", 64))
-			c := edsCluster(name)
-			c.EdsClusterConfig.ServiceName = ""
-			r.Clusters = append(r.Clusters, c)
-			r.Endpoints = append(r.Endpoints, cla(name, port))
-			r.Listeners = append(r.Listeners, &listenerv3.Listener{Name: name, Address: sockAddr("127.0.0.1", uint32(10000+i))})
-		}
-		return r
-	}
-	h.fake.set("stuck", big(9000))
+	h.fake.set("stuck", bigResources(9000))
 	h.fake.set("web", sidecar("api", 15001, 9000))
 	h.srv.Update(mesh(1, "stuck", "web"))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
-		if err := st.Send(&discovery.DiscoveryRequest{Node: envoyNode("stuck"), TypeUrl: typ}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, cancel := h.stuckClient("stuck")
 	c := h.sotw(envoyNode("web"))
 	before := warmSotW(t, h, c, "api")
 
 	// Both change: the stuck stream's new responses queue behind its
 	// blocked send, web's go out.
-	h.fake.set("stuck", big(9001))
+	h.fake.set("stuck", bigResources(9001))
 	h.fake.set("web", sidecar("api", 15001, 9001))
 	h.srv.Update(mesh(2, "stuck", "web"))
 	r := c.recvType(resource.EndpointType)
@@ -202,28 +176,9 @@ func TestADSTooManyTypes(t *testing.T) {
 // maxPendingRequests requests; the rest wait in gRPC's flow control.
 func TestADSReceiverBackpressure(t *testing.T) {
 	h := start(t)
-	big := &translate.Resources{}
-	for i := range 3000 {
-		name := fmt.Sprintf("cluster-%04d-%s", i, strings.Repeat("x", 64))
-		c := edsCluster(name)
-		c.EdsClusterConfig.ServiceName = ""
-		big.Clusters = append(big.Clusters, c)
-		big.Endpoints = append(big.Endpoints, cla(name, 9000))
-		big.Listeners = append(big.Listeners, &listenerv3.Listener{Name: name, Address: sockAddr("127.0.0.1", uint32(10000+i))})
-	}
-	h.fake.set("stuck", big)
+	h.fake.set("stuck", bigResources(9000))
 	h.srv.Update(mesh(1, "stuck"))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
-		if err := st.Send(&discovery.DiscoveryRequest{Node: envoyNode("stuck"), TypeUrl: typ}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st, cancel := h.stuckClient("stuck")
 	// Never read: the second response blocks the worker in Send. Then a
 	// stream of (stale) requests the worker cannot get to.
 	waitFor(t, "both responses attempted", func() bool {

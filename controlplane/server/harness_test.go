@@ -546,3 +546,38 @@ func value(m prometheus.Metric) float64 {
 	}
 	return d.GetCounter().GetValue() + d.GetGauge().GetValue()
 }
+
+// bigResources is a configuration larger than a stream's flow-control
+// window: a client that does not read blocks the server's Send on it.
+func bigResources(port uint32) *translate.Resources {
+	r := &translate.Resources{}
+	for i := range 3000 {
+		name := fmt.Sprintf("cluster-%04d-%s", i, strings.Repeat("x", 64))
+		c := edsCluster(name)
+		c.EdsClusterConfig.ServiceName = ""
+		r.Clusters = append(r.Clusters, c)
+		r.Endpoints = append(r.Endpoints, cla(name, port))
+		r.Listeners = append(r.Listeners, &listenerv3.Listener{Name: name, Address: sockAddr("127.0.0.1", uint32(10000+i))})
+	}
+	return r
+}
+
+// stuckClient opens an ADS stream for node, asks for clusters and
+// listeners and never reads: with bigResources the server's second Send
+// blocks. The stream ends when the returned cancel is called (or at
+// cleanup).
+func (h *harness) stuckClient(node string) (discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient, context.CancelFunc) {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.t.Cleanup(cancel)
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
+		if err := st.Send(&discovery.DiscoveryRequest{Node: envoyNode(node), TypeUrl: typ}); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	return st, cancel
+}

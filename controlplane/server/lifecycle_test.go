@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -10,14 +9,11 @@ import (
 	"testing"
 	"time"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/outrigger-mesh/outrigger/controlplane/translate"
 )
 
 func TestStreamCloseForgetsNode(t *testing.T) {
@@ -214,29 +210,10 @@ func TestRunStopsStuckStream(t *testing.T) {
 	defer func(d time.Duration) { stopTimeout = d }(stopTimeout)
 	stopTimeout = 200 * time.Millisecond
 	h := start(t)
-	big := &translate.Resources{}
-	for i := range 3000 {
-		name := fmt.Sprintf("cluster-%04d-%s", i, strings.Repeat("x", 64))
-		c := edsCluster(name)
-		c.EdsClusterConfig.ServiceName = ""
-		big.Clusters = append(big.Clusters, c)
-		big.Endpoints = append(big.Endpoints, cla(name, 9000))
-		big.Listeners = append(big.Listeners, &listenerv3.Listener{Name: name, Address: sockAddr("127.0.0.1", uint32(10000+i))})
-	}
-	h.fake.set("web", big)
+	h.fake.set("web", bigResources(9000))
 	h.srv.Update(mesh(1, "web"))
 	// Ask for two large types without reading: the second send blocks.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
-		if err := st.Send(&discovery.DiscoveryRequest{Node: envoyNode("web"), TypeUrl: typ}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.stuckClient("web")
 	waitFor(t, "both responses attempted", func() bool {
 		return value(h.srv.metrics.pushes[typeCluster])+value(h.srv.metrics.pushes[typeListener]) == 2
 	})
