@@ -215,9 +215,7 @@ func (a *ads) serve(st *adsStream) error {
 	}
 	// The worker has stopped for good: its state is ours.
 	for i := range st.watches {
-		if c := st.watches[i].cancel; c != nil {
-			c()
-		}
+		st.watches[i].stop()
 	}
 	a.mu.Lock()
 	if st.cacheNode != nil {
@@ -444,10 +442,7 @@ func (st *adsStream) sotwRequest(req *discovery.DiscoveryRequest) error {
 			// protocol says (the client will answer the newer one).
 			return nil
 		}
-		if w.cancel != nil {
-			w.cancel()
-			w.cancel = nil
-		}
+		w.stop()
 		w.sub = st.a.intern.resubscribe(w.sub, req.GetResourceNames())
 	}
 	w.sotwReq = req
@@ -470,16 +465,31 @@ func (st *adsStream) sotwResponse(r cache.Response) error {
 	if err != nil {
 		return status.Errorf(codes.Internal, "building the %s response: %v", w.typeURL, err)
 	}
-	st.nonce++
-	out.Nonce = strconv.FormatInt(st.nonce, 10)
-	w.sub = st.a.intern.returned(w.sub, r.GetReturnedResources())
-	w.nonce = out.Nonce
-	w.cancel = nil // a watch answers once
-	st.a.s.response(st.key, w.typeURL, out.GetNonce(), out.GetVersionInfo())
+	out.Nonce = st.answered(w, r.GetReturnedResources(), out.GetVersionInfo())
 	if err := st.sendSotw(out); err != nil {
 		return status.Errorf(codes.Unavailable, "sending the %s response: %v", w.typeURL, err)
 	}
 	return nil
+}
+
+// answered records that w's watch was answered — the client now has
+// returned — and returns the response's nonce.
+func (st *adsStream) answered(w *adsWatch, returned map[string]string, version string) string {
+	st.nonce++
+	nonce := strconv.FormatInt(st.nonce, 10)
+	w.sub = st.a.intern.returned(w.sub, returned)
+	w.nonce = nonce
+	w.cancel = nil // a watch answers once
+	st.a.s.response(st.key, w.typeURL, nonce, version)
+	return nonce
+}
+
+// stop cancels the type's open watch, if any, before it is replaced.
+func (w *adsWatch) stop() {
+	if w.cancel != nil {
+		w.cancel()
+		w.cancel = nil
+	}
 }
 
 // deltaRequest handles one delta request as go-control-plane's delta loop
@@ -505,10 +515,7 @@ func (st *adsStream) deltaRequest(req *discovery.DeltaDiscoveryRequest) error {
 		w.sub = st.a.intern.deltaSubscription(req.GetResourceNamesSubscribe(),
 			req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions())
 	} else {
-		if w.cancel != nil {
-			w.cancel()
-			w.cancel = nil
-		}
+		w.stop()
 		w.sub = st.a.intern.update(w.sub, req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe())
 	}
 	// The subscription holds them now.
@@ -532,12 +539,7 @@ func (st *adsStream) deltaResponse(r cache.DeltaResponse) error {
 	if err != nil {
 		return status.Errorf(codes.Internal, "building the %s response: %v", w.typeURL, err)
 	}
-	st.nonce++
-	out.Nonce = strconv.FormatInt(st.nonce, 10)
-	w.sub = st.a.intern.returned(w.sub, r.GetNextVersionMap())
-	w.nonce = out.Nonce
-	w.cancel = nil
-	st.a.s.response(st.key, w.typeURL, out.GetNonce(), out.GetSystemVersionInfo())
+	out.Nonce = st.answered(w, r.GetNextVersionMap(), out.GetSystemVersionInfo())
 	if err := st.sendDelta(out); err != nil {
 		return status.Errorf(codes.Unavailable, "sending the %s response: %v", w.typeURL, err)
 	}
