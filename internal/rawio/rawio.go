@@ -14,19 +14,28 @@
 // keeps the P on its thread. Waiting for readiness still goes through the
 // runtime's poller (syscall.RawConn), so deadlines and Close work as
 // with net.Conn.
+//
+// A raw system call on a blocking descriptor would hold the P while it
+// sleeps and freeze the process, so For refuses a socket whose descriptor
+// is not non-blocking, and the descriptor of a connection given to For
+// must never be handed out (File, Fd): that could make it blocking.
+// Under the race detector the buffers are touched from Go as well, so
+// races on them are still reported (the system calls themselves are not
+// instrumented).
 package rawio
 
 import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"unsafe"
 )
 
-// maxIO bounds one raw read or write, so one call never holds the P for
-// long (a stop-the-world waits for it).
+// maxIO bounds one raw read or write system call; a longer write yields
+// between its chunks, so a stop-the-world never waits on more than one.
 const maxIO = 256 << 10
 
 // IO does a TCP connection's reads and writes. The state of the read and
@@ -50,7 +59,8 @@ type IO struct {
 	writeFn func(uintptr) bool
 }
 
-// For returns the raw I/O of c, nil when c is not a *net.TCPConn.
+// For returns the raw I/O of c, nil when c is not a *net.TCPConn with a
+// non-blocking descriptor (then use c itself).
 func For(c net.Conn) *IO {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
@@ -58,6 +68,13 @@ func For(c net.Conn) *IO {
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
+		return nil
+	}
+	nonblocking := false
+	if err := rc.Control(func(fd uintptr) {
+		flags, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+		nonblocking = e == 0 && flags&syscall.O_NONBLOCK != 0
+	}); err != nil || !nonblocking {
 		return nil
 	}
 	r := &IO{c: tc, rc: rc}
@@ -81,6 +98,9 @@ func (r *IO) Read(p []byte) (int, error) {
 	n, errno := r.rn, r.rerrno
 	r.rbuf = nil
 	r.rmu.Unlock()
+	if n > 0 {
+		raceWrote(p[:n])
+	}
 	switch {
 	case err != nil:
 		return 0, r.opError("read", err)
@@ -111,6 +131,7 @@ func (r *IO) read(fd uintptr) bool {
 // Write writes all of p like net.Conn's Write, or returns the count
 // written and why it stopped.
 func (r *IO) Write(p []byte) (int, error) {
+	raceRead(p)
 	r.wmu.Lock()
 	r.wbuf, r.wn, r.werrno, r.wshort = p, 0, 0, false
 	err := r.rc.Write(r.writeFn)
@@ -132,7 +153,12 @@ func (r *IO) Write(p []byte) (int, error) {
 // for room, then go on).
 func (r *IO) write(fd uintptr) bool {
 	p := r.wbuf
-	for r.wn < len(p) {
+	for chunks := 0; r.wn < len(p); chunks++ {
+		if chunks > 0 {
+			// A preemption point: a raw system call has none, and a
+			// stop-the-world must not wait for a whole large write.
+			runtime.Gosched()
+		}
 		chunk := p[r.wn:]
 		if len(chunk) > maxIO {
 			chunk = chunk[:maxIO]
@@ -143,6 +169,9 @@ func (r *IO) write(fd uintptr) bool {
 			if r1 == 0 {
 				r.wshort = true
 				return true
+			}
+			if int(r1) > len(chunk) {
+				panic("rawio: write returned more than it was given")
 			}
 			r.wn += int(r1)
 		case syscall.EINTR:
@@ -156,7 +185,12 @@ func (r *IO) write(fd uintptr) bool {
 	return true
 }
 
-// opError wraps err as net's own Read and Write do.
+// opError wraps err as net's own Read and Write do (syscall.RawConn
+// wraps its errors as a "raw-read" or "raw-write" *net.OpError: unwrapped
+// first).
 func (r *IO) opError(op string, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		err = oe.Err
+	}
 	return &net.OpError{Op: op, Net: "tcp", Source: r.c.LocalAddr(), Addr: r.c.RemoteAddr(), Err: err}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +46,30 @@ func pair(t *testing.T) (*net.TCPConn, *IO, *net.TCPConn) {
 		t.Fatal("no raw I/O for a *net.TCPConn")
 	}
 	return c.(*net.TCPConn), r, peer.(*net.TCPConn)
+}
+
+// TestForRefusesABlockingSocket: a raw system call on a blocking
+// descriptor would hold the P while it sleeps, freezing the process.
+func TestForRefusesABlockingSocket(t *testing.T) {
+	c, _, _ := pair(t)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	setBlocking := func(b bool) {
+		if err := rc.Control(func(fd uintptr) {
+			if err := syscall.SetNonblock(int(fd), !b); err != nil {
+				t.Error(err)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setBlocking(true)
+	defer setBlocking(false)
+	if For(c) != nil {
+		t.Fatal("raw I/O for a blocking socket")
+	}
 }
 
 func TestForNonTCP(t *testing.T) {
@@ -123,8 +148,9 @@ func TestDeadline(t *testing.T) {
 	_, err := r.Read(make([]byte, 4))
 	var ne net.Error
 	var oe *net.OpError
-	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() || !errors.As(err, &oe) || oe.Op != "read" {
-		t.Fatalf("read past the deadline: %v (%T)", err, err)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() || !errors.As(err, &oe) || oe.Op != "read" ||
+		oe.Err != os.ErrDeadlineExceeded || strings.Contains(err.Error(), "raw-") {
+		t.Fatalf("read past the deadline: %v (%T), want net's own error", err, err)
 	}
 	c.SetReadDeadline(time.Time{})
 	c.SetWriteDeadline(time.Now().Add(-time.Second))
