@@ -2,6 +2,8 @@ package sqlitedb
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,5 +53,58 @@ func TestOpenErrors(t *testing.T) {
 				t.Fatalf("Open = %v, want an error with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestConcurrentOpen: two processes sharing a file (payments v1 and v2
+// start together) open it and apply the schema at the same moment; both
+// must succeed. SQLite answers some of these races with SQLITE_BUSY at
+// once, without its busy timeout (a read that must become a write after
+// another connection wrote, the switch to WAL).
+func TestConcurrentOpen(t *testing.T) {
+	schema := []string{
+		`CREATE TABLE IF NOT EXISTS a (k TEXT PRIMARY KEY)`,
+		`CREATE TABLE IF NOT EXISTS b (k TEXT PRIMARY KEY, v INTEGER)`,
+		`CREATE INDEX IF NOT EXISTS b_v ON b (v)`,
+	}
+	for round := range 20 {
+		path := filepath.Join(t.TempDir(), "x.db")
+		errs := make(chan error, 4)
+		for range 4 {
+			go func() {
+				db, err := Open(context.Background(), path, schema...)
+				if err == nil {
+					db.Close()
+				}
+				errs <- err
+			}()
+		}
+		for range 4 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+}
+
+type codedErr int
+
+func (e codedErr) Error() string { return "coded" }
+func (e codedErr) Code() int     { return int(e) }
+
+func TestBusy(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{codedErr(5), true},                              // SQLITE_BUSY
+		{codedErr(517), true},                            // SQLITE_BUSY_SNAPSHOT
+		{codedErr(6), false},                             // SQLITE_LOCKED
+		{fmt.Errorf("wrapped: %w", codedErr(261)), true}, // SQLITE_BUSY_RECOVERY
+		{errors.New("other"), false},
+	} {
+		if got := busy(tt.err); got != tt.want {
+			t.Errorf("busy(%v code) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }
