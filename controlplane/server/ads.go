@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -134,18 +135,10 @@ func (a *ads) StreamAggregatedResources(ss discovery.AggregatedDiscoveryService_
 		return errStopping
 	}
 	st.sendSotw = ss.Send
-	go func() {
-		for {
-			req, err := ss.Recv()
-			if err != nil {
-				st.fail(nil)
-				return
-			}
-			if !st.request(event{sotwReq: req}) {
-				return
-			}
-		}
-	}()
+	go st.receive(func() (event, error) {
+		req, err := ss.Recv()
+		return event{sotwReq: req}, err
+	})
 	return a.serve(st)
 }
 
@@ -156,18 +149,10 @@ func (a *ads) DeltaAggregatedResources(ss discovery.AggregatedDiscoveryService_D
 		return errStopping
 	}
 	st.sendDelta = ss.Send
-	go func() {
-		for {
-			req, err := ss.Recv()
-			if err != nil {
-				st.fail(nil)
-				return
-			}
-			if !st.request(event{deltaReq: req}) {
-				return
-			}
-		}
-	}()
+	go st.receive(func() (event, error) {
+		req, err := ss.Recv()
+		return event{deltaReq: req}, err
+	})
 	return a.serve(st)
 }
 
@@ -295,6 +280,21 @@ func (st *adsStream) enqueue(e event) {
 	}
 }
 
+// receive is the stream's receiver: it queues what recv returns until the
+// client's input ends or the stream closes.
+func (st *adsStream) receive(recv func() (event, error)) {
+	for {
+		e, err := recv()
+		if err != nil {
+			st.fail(nil)
+			return
+		}
+		if !st.request(e) {
+			return
+		}
+	}
+}
+
 // request queues a received request, first waiting while maxPendingRequests
 // are queued. It reports false when the stream has closed.
 func (st *adsStream) request(e event) bool {
@@ -410,16 +410,25 @@ func (st *adsStream) nodeOf(n *corev3.Node) *corev3.Node {
 	return n
 }
 
+// begin does what every request needs before its protocol's handling: the
+// node (the first request's identifies the stream), the type (required
+// in ADS; the program's copy of a known one), and the hooks' accounting of
+// the request and the ACK or NACK it carries (rejected: see
+// Server.request).
+func (st *adsStream) begin(node *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status) (canonical, rejected string, err error) {
+	node = st.nodeOf(node)
+	if typeURL == "" {
+		return "", "", status.Error(codes.InvalidArgument, "type URL is required for ADS")
+	}
+	typeURL = canonicalType(typeURL)
+	rejected, err = st.a.s.request(st.key, node, typeURL, nonce, version, detail)
+	return typeURL, rejected, err
+}
+
 // sotwRequest handles one state-of-the-world request as go-control-plane's
 // ordered ADS loop does.
 func (st *adsStream) sotwRequest(req *discovery.DiscoveryRequest) error {
-	req.Node = st.nodeOf(req.Node)
-	req.TypeUrl = canonicalType(req.GetTypeUrl())
-	typeURL := req.GetTypeUrl()
-	if typeURL == "" {
-		return status.Error(codes.InvalidArgument, "type URL is required for ADS")
-	}
-	rejected, err := st.a.s.request(st.key, req.GetNode(), typeURL, req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
+	typeURL, rejected, err := st.begin(req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
 	if err != nil {
 		return err
 	}
@@ -428,7 +437,7 @@ func (st *adsStream) sotwRequest(req *discovery.DiscoveryRequest) error {
 	}
 	// What the cache keeps of the request: no node beyond its ID, no
 	// error detail.
-	req.Node, req.ErrorDetail = st.cacheNode, nil
+	req.TypeUrl, req.Node, req.ErrorDetail = typeURL, st.cacheNode, nil
 
 	w := st.watch(typeURL)
 	if w == nil {
@@ -495,17 +504,11 @@ func (w *adsWatch) stop() {
 // deltaRequest handles one delta request as go-control-plane's delta loop
 // does.
 func (st *adsStream) deltaRequest(req *discovery.DeltaDiscoveryRequest) error {
-	req.Node = st.nodeOf(req.Node)
-	req.TypeUrl = canonicalType(req.GetTypeUrl())
-	_, err := st.a.s.request(st.key, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
+	typeURL, _, err := st.begin(req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
 	if err != nil {
 		return err
 	}
-	typeURL := req.GetTypeUrl()
-	if typeURL == "" {
-		return status.Error(codes.InvalidArgument, "type URL is required for ADS")
-	}
-	req.Node, req.ErrorDetail = st.cacheNode, nil
+	req.TypeUrl, req.Node, req.ErrorDetail = typeURL, st.cacheNode, nil
 
 	w := st.watch(typeURL)
 	if w == nil {

@@ -1,11 +1,11 @@
 package server
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"maps"
 	"runtime"
 	"slices"
-	"strconv"
 	"sync"
 	"weak"
 )
@@ -112,8 +112,9 @@ func (in *interner) hash(s *subscription) uint64 {
 	for n, v := range s.returned {
 		mh.Reset()
 		// Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
-		mh.WriteString(strconv.Itoa(len(n)))
-		mh.WriteByte(':')
+		var l [8]byte
+		binary.LittleEndian.PutUint64(l[:], uint64(len(n)))
+		mh.Write(l[:])
 		mh.WriteString(n)
 		mh.WriteString(v)
 		h += mh.Sum64() * 3 // apart from the subscribed names' sum

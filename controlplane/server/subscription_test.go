@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,5 +163,19 @@ func TestInternerUnambiguous(t *testing.T) {
 		if tc.a == tc.b || tc.a.equal(tc.b) {
 			t.Errorf("%s: two different states share one subscription: %+v", tc.name, tc.a)
 		}
+	}
+}
+
+// TestInternerHashAllocs: hashing a subscription's state (once per
+// response sent) allocates nothing, however long its names.
+func TestInternerHashAllocs(t *testing.T) {
+	in := newInterner()
+	s := &subscription{subscribed: map[string]struct{}{}, returned: map[string]string{}}
+	for i := range 200 {
+		s.subscribed[fmt.Sprint("name-", i)] = struct{}{}
+		s.returned[fmt.Sprint("name-", i, strings.Repeat("x", i))] = "v1"
+	}
+	if n := testing.AllocsPerRun(20, func() { in.hash(s) }); n != 0 {
+		t.Fatalf("%.0f allocations per hash, want 0", n)
 	}
 }
