@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outrigger-mesh/outrigger/internal/coalesce"
 	"github.com/outrigger-mesh/outrigger/internal/rawio"
 )
 
@@ -47,6 +48,7 @@ type Listener struct {
 
 	started  atomic.Bool
 	closing  atomic.Bool
+	aborting atomic.Bool   // Close: connections are cut, not flushed
 	detached atomic.Bool   // the socket was handed to a successor: never close it
 	accepted chan struct{} // closed when the accept loop has returned
 	stopOnce sync.Once
@@ -359,6 +361,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 
 // Close closes the listener and every connection at once.
 func (l *Listener) Close() error {
+	l.aborting.Store(true) // connections close without sending what is queued
 	l.stopAccepting()
 	for _, cs := range l.chains {
 		if cs.srv == nil {
@@ -399,10 +402,20 @@ func (l *Listener) finish() {
 // bytes peeked to tell TLS from plaintext.
 type trackedConn struct {
 	net.Conn
-	raw    *rawio.IO // nil unless a TCP socket
+	raw *rawio.IO // nil unless a TCP socket
+	// wb coalesces writes once the connection serves HTTP/2 (see
+	// coalesceWrites); nil for HTTP/1.1 and TCP, which write once per
+	// event already.
+	wb     atomic.Pointer[coalesce.Writer]
 	l      *Listener
 	peeked []byte
-	once   sync.Once
+	// rbuf, when set (plaintext HTTP/2), holds what one read system call
+	// returned beyond what the reader asked for: net/http's HTTP/2 server
+	// reads each frame's 9-byte header and then its payload straight
+	// from the connection, two system calls per frame without it.
+	rbuf []byte
+	rpos int // rbuf[rpos:] is unread
+	once sync.Once
 	// local replaces the socket's local address: the original
 	// destination the original_dst filter restored.
 	local net.Addr
@@ -423,23 +436,71 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		c.peeked = c.peeked[n:]
 		return n, nil
 	}
+	if c.rbuf == nil || len(p) >= cap(c.rbuf) {
+		if c.rpos < len(c.rbuf) {
+			return c.readBuffered(p), nil
+		}
+		return c.readRaw(p)
+	}
+	if c.rpos == len(c.rbuf) {
+		n, err := c.readRaw(c.rbuf[:cap(c.rbuf)])
+		c.rbuf, c.rpos = c.rbuf[:n], 0
+		if n == 0 {
+			return 0, err
+		}
+	}
+	return c.readBuffered(p), nil
+}
+
+func (c *trackedConn) readBuffered(p []byte) int {
+	n := copy(p, c.rbuf[c.rpos:])
+	c.rpos += n
+	return n
+}
+
+func (c *trackedConn) readRaw(p []byte) (int, error) {
 	if c.raw != nil {
 		return c.raw.Read(p)
 	}
 	return c.Conn.Read(p)
 }
 
+// bufferReads makes reads go through a buffer (see rbuf). Call it before
+// the connection is shared; reads must come from one goroutine at a time.
+func (c *trackedConn) bufferReads() { c.rbuf = make([]byte, 0, 4<<10) }
+
 func (c *trackedConn) Write(p []byte) (int, error) {
+	if wb := c.wb.Load(); wb != nil {
+		return wb.Write(p)
+	}
+	return c.WriteRaw(p)
+}
+
+// WriteRaw writes to the socket itself (coalesce.Conn).
+func (c *trackedConn) WriteRaw(p []byte) (int, error) {
 	if c.raw != nil {
 		return c.raw.Write(p)
 	}
 	return c.Conn.Write(p)
 }
 
+// Fail closes the connection after a coalesced write failed
+// (coalesce.Conn).
+func (c *trackedConn) Fail() { _ = c.Close() }
+
+// coalesceWrites makes the writes of one scheduling round one system
+// call, for a connection handed to net/http's HTTP/2 server (which
+// flushes per frame group). Call it before the connection is shared.
+func (c *trackedConn) coalesceWrites() { c.wb.Store(coalesce.NewWriter(c)) }
+
 // Raw implements RawConn: the socket and the bytes peeked from it.
 func (c *trackedConn) Raw() (net.Conn, []byte) {
 	b := c.peeked
 	c.peeked = nil
+	if c.rpos < len(c.rbuf) {
+		b = append(b, c.rbuf[c.rpos:]...)
+		c.rpos = len(c.rbuf)
+	}
 	return c.Conn, b
 }
 
@@ -453,6 +514,13 @@ func (c *trackedConn) CloseWrite() error {
 }
 
 func (c *trackedConn) Close() error {
+	if wb := c.wb.Load(); wb != nil {
+		if c.l.aborting.Load() {
+			wb.Abort()
+		} else {
+			wb.Close()
+		}
+	}
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.untrack(c) })
 	return err

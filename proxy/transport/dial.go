@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outrigger-mesh/outrigger/internal/coalesce"
 	"github.com/outrigger-mesh/outrigger/internal/rawio"
 )
 
@@ -22,10 +23,11 @@ type dialer struct {
 	opts *Options
 	net  net.Dialer
 	tls  *tls.Config // nil for plaintext
+	h2   bool        // connections for net/http's HTTP/2: writes coalesced
 }
 
 func newDialer(o *Options, h2 bool) *dialer {
-	d := &dialer{opts: o, net: net.Dialer{KeepAlive: keepAlive}}
+	d := &dialer{opts: o, net: net.Dialer{KeepAlive: keepAlive}, h2: h2}
 	if o.TLS != nil {
 		// The caller's config is never modified. ALPN offers only the
 		// protocol this pool speaks; a session cache makes reconnects cheap.
@@ -50,6 +52,9 @@ func (d *dialer) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		return nil, err
 	}
 	cc := &conn{Conn: c, raw: rawio.For(c)}
+	if d.h2 {
+		cc.coalesceWrites()
+	}
 	d.opened(cc, addr)
 	return cc, nil
 }
@@ -72,6 +77,9 @@ func (d *dialer) dialTLS(ctx context.Context, network, addr string) (net.Conn, e
 	if err := tc.HandshakeContext(ctx); err != nil {
 		tc.Close()
 		return nil, d.failed(addr, err, true)
+	}
+	if d.h2 {
+		cc.coalesceWrites() // after the handshake, which writes per flight
 	}
 	d.opened(cc, addr) // counted once usable, as for plaintext
 	return tc, nil
@@ -129,7 +137,8 @@ func (d *dialer) opened(cc *conn, addr string) {
 // the context to its watcher (see watch.go).
 type conn struct {
 	net.Conn
-	raw      *rawio.IO // nil unless a TCP socket
+	raw      *rawio.IO        // nil unless a TCP socket
+	wb       *coalesce.Writer // HTTP/2 only: net/http flushes per frame group
 	requests atomic.Uint64
 	once     atomic.Bool
 	closed   func()
@@ -159,6 +168,22 @@ func (c *conn) write(p []byte) (int, error) {
 }
 
 func (c *conn) Write(p []byte) (int, error) {
+	if c.wb != nil {
+		return c.wb.Write(p)
+	}
+	return c.WriteRaw(p)
+}
+
+// coalesceWrites makes the writes of one scheduling round one system
+// call (see package coalesce). Call it before the connection is shared.
+func (c *conn) coalesceWrites() { c.wb = coalesce.NewWriter(c) }
+
+// Fail closes the connection after a coalesced write failed
+// (coalesce.Conn).
+func (c *conn) Fail() { _ = c.Close() }
+
+// WriteRaw writes to the socket itself (coalesce.Conn).
+func (c *conn) WriteRaw(p []byte) (int, error) {
 	n, err := c.write(p)
 	for err != nil && c.slow != nil && c.slow.fired(err) {
 		var m int
@@ -169,6 +194,9 @@ func (c *conn) Write(p []byte) (int, error) {
 }
 
 func (c *conn) Close() error {
+	if c.wb != nil {
+		c.wb.Close()
+	}
 	err := c.Conn.Close()
 	if c.once.CompareAndSwap(false, true) && c.closed != nil {
 		c.closed()
@@ -179,7 +207,7 @@ func (c *conn) Close() error {
 // ReadFrom and WriteTo keep the kernel fast paths (splice, sendfile) of the
 // TCP connection underneath.
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok && c.slow == nil {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok && c.slow == nil && c.wb == nil {
 		return rf.ReadFrom(r)
 	}
 	return io.Copy(struct{ io.Writer }{c}, r)

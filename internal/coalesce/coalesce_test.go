@@ -1,0 +1,335 @@
+package coalesce
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tcpConn is a real loopback connection as a Writer's Conn, counting the
+// system-call writes.
+type tcpConn struct {
+	net.Conn
+	writes atomic.Int64
+	failed atomic.Int64
+}
+
+func (c *tcpConn) WriteRaw(p []byte) (int, error) { c.writes.Add(1); return c.Conn.Write(p) }
+func (c *tcpConn) Fail()                          { c.failed.Add(1); _ = c.Conn.Close() }
+
+func pipe(t *testing.T) (*tcpConn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); peer.Close() })
+	return &tcpConn{Conn: c}, peer
+}
+
+func TestWritesArriveInOrder(t *testing.T) {
+	c, peer := pipe(t)
+	w := NewWriter(c)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want bytes.Buffer
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(peer)
+		got <- b
+	}()
+	for i := range 2000 {
+		// Mostly frame-sized writes, some past the direct-write size and
+		// past the buffer bound.
+		n := 1 + rng.IntN(300)
+		switch i % 97 {
+		case 0:
+			n = direct + rng.IntN(direct)
+		case 1:
+			n = maxBuffered + rng.IntN(4096)
+		}
+		p := make([]byte, n)
+		for j := range p {
+			p[j] = byte(rng.Uint32())
+		}
+		want.Write(p)
+		if m, err := w.Write(p); err != nil || m != n {
+			t.Fatalf("write %d: %d, %v", i, m, err)
+		}
+		if i%10 == 0 {
+			runtime.Gosched()
+		}
+	}
+	w.Close()
+	_ = c.Conn.(*net.TCPConn).CloseWrite()
+	b := <-got
+	if !bytes.Equal(b, want.Bytes()) {
+		t.Fatalf("peer got %d bytes, want %d (or different content)", len(b), want.Len())
+	}
+}
+
+// The point of the package: writes made back to back leave in one
+// system call once the writer blocks.
+func TestBackToBackWritesAreOneSystemCall(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	c, peer := pipe(t)
+	w := NewWriter(c)
+	buf := make([]byte, 64)
+	for round := range 20 {
+		for _, frame := range []string{"headers", "data", "trailers"} {
+			if _, err := w.Write([]byte(frame)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Blocking on the peer's bytes lets the flusher run.
+		if _, err := io.ReadFull(peer, buf[:len("headersdatatrailers")]); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(buf[:len("headersdatatrailers")]); got != "headersdatatrailers" {
+			t.Fatalf("round %d: peer read %q", round, got)
+		}
+	}
+	if n := c.writes.Load(); n != 20 {
+		t.Fatalf("60 writes in 20 rounds took %d system calls, want 20", n)
+	}
+}
+
+// failConn fails every write after the first `ok` ones.
+type failConn struct {
+	ok     int
+	mu     sync.Mutex
+	writes int
+	fails  atomic.Int64
+}
+
+var errBroken = errors.New("broken pipe")
+
+func (c *failConn) WriteRaw(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	if c.writes > c.ok {
+		return 0, errBroken
+	}
+	return len(p), nil
+}
+func (c *failConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *failConn) Fail()                            { c.fails.Add(1) }
+
+func TestFailedWriteIsStickyAndClosesOnce(t *testing.T) {
+	c := &failConn{ok: 0}
+	w := NewWriter(c)
+	if _, err := w.Write([]byte("x")); err != nil {
+		t.Fatalf("first write: %v (queued: no error yet)", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.fails.Load() == 0 && time.Now().Before(deadline) {
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+	if n := c.fails.Load(); n != 1 {
+		t.Fatalf("Fail called %d times, want 1", n)
+	}
+	for range 3 {
+		if _, err := w.Write([]byte("y")); !errors.Is(err, errBroken) {
+			t.Fatalf("write after the failure: %v, want %v", err, errBroken)
+		}
+	}
+	// A direct (large) write reports its own failure too.
+	w2 := NewWriter(&failConn{ok: 0})
+	if _, err := w2.Write(make([]byte, direct)); !errors.Is(err, errBroken) {
+		t.Fatalf("direct write: %v, want %v", err, errBroken)
+	}
+	w.Close()
+	if n := c.fails.Load(); n != 1 {
+		t.Fatalf("Fail called %d times after Close, want 1", n)
+	}
+}
+
+// gateConn blocks every write until released: a peer that stopped
+// reading.
+type gateConn struct {
+	gate    chan struct{}
+	written atomic.Int64
+}
+
+func (c *gateConn) WriteRaw(p []byte) (int, error) {
+	<-c.gate
+	c.written.Add(int64(len(p)))
+	return len(p), nil
+}
+func (c *gateConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *gateConn) Fail()                            {}
+
+func TestFullBufferPushesBack(t *testing.T) {
+	c := &gateConn{gate: make(chan struct{})}
+	w := NewWriter(c)
+	chunk := make([]byte, 4096)
+	var queued atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 64 { // 256 KiB: far past what may wait
+			if _, err := w.Write(chunk); err != nil {
+				t.Error(err)
+				return
+			}
+			queued.Add(int64(len(chunk)))
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	// One write is stuck in the "kernel"; at most maxBuffered more wait.
+	if q := queued.Load(); q > 2*maxBuffered {
+		t.Fatalf("%d bytes accepted while the connection took none", q)
+	}
+	select {
+	case <-done:
+		t.Fatal("the writer never waited")
+	default:
+	}
+	close(c.gate)
+	<-done
+	w.Close()
+}
+
+func TestCloseSendsWhatIsBuffered(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	c, peer := pipe(t)
+	w := NewWriter(c)
+	_, _ = w.Write([]byte("GOAWAY"))
+	w.Close() // before the flusher had a chance to run
+	_ = c.Conn.Close()
+	b, err := io.ReadAll(peer)
+	if err != nil || string(b) != "GOAWAY" {
+		t.Fatalf("peer read %q, %v; want GOAWAY", b, err)
+	}
+	if _, err := w.Write([]byte("late")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+func TestCloseDoesNotWaitForAPeerThatReadsNothing(t *testing.T) {
+	c, _ := pipe(t) // the peer never reads
+	w := NewWriter(c)
+	chunk := make([]byte, 16<<10)
+	go func() {
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	// Let the socket buffers fill and the flusher block in the kernel.
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	w.Close()
+	_ = c.Conn.Close()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Close took %v with a stuck peer", d)
+	}
+}
+
+func BenchmarkWriteFlushRound(b *testing.B) {
+	c := &gateConn{gate: make(chan struct{})}
+	close(c.gate)
+	w := NewWriter(c)
+	p := make([]byte, 100)
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = w.Write(p)
+		_, _ = w.Write(p)
+		runtime.Gosched()
+	}
+}
+
+// Close while a flush is in the kernel waits for it and for what was
+// queued behind it: a server's last frames (GOAWAY) must not be cut off.
+func TestCloseWaitsForTheFlushInProgress(t *testing.T) {
+	c := &gateConn{gate: make(chan struct{})}
+	w := NewWriter(c)
+	_, _ = w.Write(make([]byte, 100)) // taken by the flusher, stuck at the gate
+	time.Sleep(20 * time.Millisecond)
+	_, _ = w.Write(make([]byte, 50)) // queued behind it
+	closed := make(chan struct{})
+	go func() { w.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned with a flush in progress")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(c.gate)
+	<-closed
+	if n := c.written.Load(); n != 150 {
+		t.Fatalf("%d bytes written by Close's end, want 150", n)
+	}
+}
+
+// closingConn closes its Writer when a write fails, as the proxy's
+// connections do (Fail -> Close -> Writer.Close).
+type closingConn struct {
+	w *Writer
+}
+
+func (c *closingConn) WriteRaw([]byte) (int, error)     { return 0, errBroken }
+func (c *closingConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *closingConn) Fail()                            { c.w.Close() }
+
+func TestFailClosingTheWriterDoesNotDeadlock(t *testing.T) {
+	for _, size := range []int{10, direct} { // queued and direct writes
+		c := &closingConn{}
+		c.w = NewWriter(c)
+		done := make(chan struct{})
+		go func() {
+			_, _ = c.w.Write(make([]byte, size))
+			c.w.Close()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("size %d: Write/Close deadlocked after a failure", size)
+		}
+	}
+}
+
+func TestAbortDoesNotWait(t *testing.T) {
+	c := &gateConn{gate: make(chan struct{})}
+	defer close(c.gate)
+	w := NewWriter(c)
+	_, _ = w.Write(make([]byte, 100)) // stuck at the gate
+	time.Sleep(20 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { w.Abort(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Abort waited for a stuck flush")
+	}
+	if _, err := w.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after Abort: %v", err)
+	}
+}
