@@ -86,10 +86,10 @@ bench-protocols: build
 	$(GO) build -o $(BIN)/outrigger-bench ./bench/cmd/outrigger-bench
 	$(BIN)/outrigger-bench --outrigger $(BIN)/outrigger --scenarios small-h3,tcp-bulk --targets direct,outrigger,haproxy,caddy --name protocols --no-crosscheck --max-duration 5m $(BENCH_FLAGS)
 
-## bench-mtls: two sidecars with mTLS vs the same two in plaintext, gRPC unary at 1k req/s open loop (~3 min) -> bench/results/mtls.md
+## bench-mtls: two sidecars with mTLS vs the same two in plaintext, gRPC unary at 1k req/s open loop: interleaved in one pair of sidecars (30 reps, the verdict) and as separate targets (5 reps) (~9 min) -> bench/results/mtls.md
 bench-mtls: build
 	$(GO) build -o $(BIN)/outrigger-bench ./bench/cmd/outrigger-bench
-	$(BIN)/outrigger-bench --outrigger $(BIN)/outrigger --scenarios grpc-unary --targets direct,outrigger-2hop,outrigger-2hop-mtls --rate 1000 --open-duration 10s --no-closed --reps 5 --name mtls --max-duration 5m $(BENCH_FLAGS)
+	$(BIN)/outrigger-bench --outrigger $(BIN)/outrigger --scenarios grpc-unary --targets direct,outrigger-2hop,outrigger-2hop-mtls,outrigger-2hop-ab --rate 1000 --open-duration 10s --no-closed --reps 5 --ab-reps 30 --name mtls --max-duration 14m $(BENCH_FLAGS)
 
 ## bench-go: the proxy's in-process Go benchmarks (proxied vs direct, allocs)
 bench-go:

@@ -34,8 +34,8 @@ func crossCheck(ctx context.Context, cfg *Config, sc Scenario, running []*target
 	}
 	var res []report.CrossCheck
 	for _, t := range running {
-		if t.Alive() != nil {
-			continue
+		if t.Alive() != nil || t.Endpoints.GRPCMTLS != "" {
+			continue // the A/B target is for the interleaved comparison only
 		}
 		addr := sc.endpoint(t.Endpoints)
 		argv, err := crossCheckArgs(sc, bin, addr, cfg.TmpDir)

@@ -22,17 +22,20 @@ const (
 	Outrigger         = targets.NameOutrigger
 	Outrigger2Hop     = targets.NameOutrigger2Hop
 	Outrigger2HopMTLS = targets.NameOutrigger2HopMTLS
+	Outrigger2HopAB   = targets.NameOutrigger2HopAB
 	Nginx             = "nginx"
 	HAProxy           = "haproxy"
 	Caddy             = "caddy"
 )
 
 // AllTargets lists every target the harness knows.
-var AllTargets = []string{Direct, Outrigger, Outrigger2Hop, Outrigger2HopMTLS, Nginx, HAProxy, Caddy}
+var AllTargets = []string{Direct, Outrigger, Outrigger2Hop, Outrigger2HopMTLS, Outrigger2HopAB, Nginx, HAProxy, Caddy}
 
 // DefaultTargets are the targets of a run that names none: all but the
-// mTLS two-hop, which `make bench-mtls` compares with the plaintext one.
-var DefaultTargets = slices.DeleteFunc(slices.Clone(AllTargets), func(t string) bool { return t == Outrigger2HopMTLS })
+// mTLS ones, which `make bench-mtls` compares with the plaintext path.
+var DefaultTargets = slices.DeleteFunc(slices.Clone(AllTargets), func(t string) bool {
+	return t == Outrigger2HopMTLS || t == Outrigger2HopAB
+})
 
 // Config is one bench run.
 type Config struct {
@@ -40,6 +43,9 @@ type Config struct {
 	// Targets to include, by name; missing binaries are skipped with a note.
 	Targets []string
 	Reps    int
+	// ABReps are the repetitions of the A/B target (0: Reps): its verdict
+	// needs more than the others' tables.
+	ABReps int
 	// Upstream is the running backend.
 	Upstream targets.Upstream
 	// OutriggerBin is the proxy under test; empty skips the outrigger targets.
@@ -111,6 +117,14 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// repsOf is the number of repetitions of target t.
+func (c *Config) repsOf(t *targets.Target) int {
+	if t.Endpoints.GRPCMTLS != "" && c.ABReps > 0 {
+		return c.ABReps
+	}
+	return c.Reps
+}
+
 // Run measures every scenario against every target that starts.
 func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 	if err := cfg.validate(); err != nil {
@@ -140,11 +154,33 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 	for _, sc := range cfg.Scenarios {
 		cfg.Log.Info("scenario", "name", sc.Name, "targets", len(running), "reps", cfg.Reps,
 			"estimate", sc.Estimate(len(running), cfg.Reps).Round(time.Second))
-		for rep := range cfg.Reps {
+		for rep := range max(cfg.Reps, cfg.ABReps) {
 			// Rotate the order each repetition so no target always runs
 			// first (cold) or last (after the machine warmed up).
 			for i := range running {
 				t := running[(i+rep)%len(running)]
+				if reps := cfg.repsOf(t); rep >= reps {
+					continue
+				}
+				if t.Endpoints.GRPCMTLS != "" {
+					// The A/B target: both paths at once, gRPC unary only.
+					if sc.Protocol != loadgen.GRPC {
+						if rep == 0 {
+							out.Notes = append(out.Notes, fmt.Sprintf("%s: target %s compares gRPC unary only", sc.Name, t.Name))
+						}
+						continue
+					}
+					ms, err := runAB(ctx, &cfg, sc, t, rep+1)
+					out.Measurements = append(out.Measurements, ms...)
+					if err != nil {
+						if ctx.Err() != nil {
+							return out, fmt.Errorf("harness: interrupted: %w", ctx.Err())
+						}
+						out.Notes = append(out.Notes, fmt.Sprintf("%s/%s rep %d: %v", sc.Name, t.Name, rep+1, err))
+						cfg.Log.Warn("run failed", "scenario", sc.Name, "target", t.Name, "error", err)
+					}
+					continue
+				}
 				if sc.endpoint(t.Endpoints) == "" {
 					if rep == 0 {
 						out.Notes = append(out.Notes, fmt.Sprintf("%s: target %s does not serve %s", sc.Name, t.Name, sc.Protocol))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,8 @@ func TestOutriggerOptions(t *testing.T) {
 		}
 	}
 	for _, d := range DefaultTargets {
-		if d == Outrigger2HopMTLS {
-			t.Error("the mTLS target runs by default")
+		if d == Outrigger2HopMTLS || d == Outrigger2HopAB {
+			t.Errorf("the mTLS target %s runs by default", d)
 		}
 	}
 }
@@ -110,5 +111,64 @@ func TestRunMTLS(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+}
+
+// TestRunAB runs the interleaved comparison end to end on a built
+// outrigger: the A/B target with more repetitions than the plaintext
+// target beside it (--ab-reps), gRPC open loop on both paths at once, a
+// scenario it cannot run noted, and the report's interleaved comparison.
+func TestRunAB(t *testing.T) {
+	bin := os.Getenv("OUTRIGGER_BIN")
+	if bin == "" {
+		bin, _ = filepath.Abs("../../bin/outrigger")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no outrigger binary at %s", bin)
+	}
+	up := startBackend(t)
+	grpc := Scenario{
+		Name: "grpc-unary", Description: "tiny gRPC", Protocol: loadgen.GRPC, BodySize: 16, ResponseSize: 16,
+		Workers: 4, Conns: 1, Warmup: 50 * time.Millisecond, OpenRates: []float64{400}, OpenDuration: 200 * time.Millisecond,
+	}
+	h1 := tinyScenario()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	res, err := Run(ctx, Config{
+		Scenarios: []Scenario{grpc, h1}, Targets: []string{Outrigger2Hop, Outrigger2HopAB}, Reps: 1, ABReps: 3,
+		Upstream: up, OutriggerBin: bin, TmpDir: t.TempDir(), Command: "test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, m := range res.Measurements {
+		if m.Scenario != grpc.Name {
+			if strings.HasPrefix(m.Target, Outrigger2HopAB) {
+				t.Errorf("the A/B target ran %s", m.Scenario)
+			}
+			continue
+		}
+		count[m.Target]++
+		if m.OK == 0 || m.Failed != 0 {
+			t.Errorf("%s rep %d: ok %d failed %d (%s)", m.Target, m.Rep, m.OK, m.Failed, m.Errors)
+		}
+		if strings.HasPrefix(m.Target, Outrigger2HopAB) {
+			// Half the rate each, recorded at the whole rate; no new
+			// connection between the sidecars during the run.
+			if m.Rate != 400 || m.OK > 60 || !m.LastHopConnsKnown || m.LastHopConns != 0 {
+				t.Errorf("%s rep %d: rate %v ok %d conns %d (known %v)", m.Target, m.Rep, m.Rate, m.OK, m.LastHopConns, m.LastHopConnsKnown)
+			}
+		}
+	}
+	if count[report.ABPlaintext] != 3 || count[report.ABMTLS] != 3 || count[Outrigger2Hop] != 1 {
+		t.Fatalf("runs per target %v, notes %v", count, res.Notes)
+	}
+	if !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "compares gRPC unary only") }) {
+		t.Errorf("no note for the scenario the A/B target skips: %v", res.Notes)
+	}
+	cs := report.MTLSComparisons(res)
+	if len(cs) != 1 || !cs[0].Interleaved || cs[0].AddedP99.N != 3 {
+		t.Fatalf("comparisons %+v", cs)
 	}
 }

@@ -43,6 +43,12 @@ func startTargets(ctx context.Context, cfg *Config, out *report.Run) []*targets.
 				break
 			}
 			t, err = targets.StartOutrigger(ctx, cfg.TmpDir, cfg.Upstream, outriggerOptions(name, cfg.OutriggerBin))
+		case Outrigger2HopAB:
+			if cfg.OutriggerBin == "" {
+				err = fmt.Errorf("no outrigger binary (build it with `go build -o bin/outrigger ./proxy/cmd/outrigger`)")
+				break
+			}
+			t, err = targets.StartOutriggerAB(ctx, cfg.TmpDir, cfg.Upstream, cfg.OutriggerBin)
 		default:
 			var bin string
 			if bin, err = targets.LookBinary(name); err != nil {

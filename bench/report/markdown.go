@@ -243,14 +243,18 @@ func writeScenario(b *strings.Builder, r *Run, sc ScenarioInfo, sums []Summary, 
 	}
 }
 
-// targetsOf lists the targets measured in a scenario, in run order.
+// targetsOf lists the targets measured in a scenario, in run order; a
+// target measured as several paths (the A/B target's "name/plaintext" and
+// "name/mtls") is listed as its paths.
 func targetsOf(r *Run, scenario string) []string {
 	var out []string
 	for _, t := range r.Targets {
 		for _, m := range r.Measurements {
-			if m.Scenario == scenario && m.Target == t.Name {
-				out = append(out, t.Name)
-				break
+			if m.Scenario != scenario || slices.Contains(out, m.Target) {
+				continue
+			}
+			if m.Target == t.Name || strings.HasPrefix(m.Target, t.Name+"/") {
+				out = append(out, m.Target)
 			}
 		}
 	}

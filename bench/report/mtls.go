@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -17,6 +18,12 @@ const (
 	// Target names the comparison needs (bench/harness's).
 	TwoHopTarget     = "outrigger-2hop"
 	TwoHopMTLSTarget = "outrigger-2hop-mtls"
+	// The A/B target's two paths, measured at the same time through the
+	// same two processes.
+	ABPlaintext = "outrigger-2hop-ab/plaintext"
+	ABMTLS      = "outrigger-2hop-ab/mtls"
+	// verdictConfidence is the confidence of the interval a verdict needs.
+	verdictConfidence = 0.90
 )
 
 // Comparison is the latency one target adds over another in one scenario's
@@ -30,6 +37,13 @@ type Comparison struct {
 	AddedP50     Spread
 	AddedP90     Spread
 	AddedP99     Spread
+	// AddedP99s are the repetitions' p99 differences, for the confidence
+	// interval of their median.
+	AddedP99s []float64
+	// Interleaved is true for the A/B paths: both ran at once through the
+	// same processes, so the machine's noise hit both alike; their CPU and
+	// system calls cannot be told apart and are not reported.
+	Interleaved bool
 	// AddedCPU is the proxy processes' CPU time per request (nanoseconds)
 	// of the target minus the base's (direct has none): the cost that
 	// scheduling noise on a shared machine does not blur.
@@ -49,7 +63,8 @@ type Comparison struct {
 // Compare pairs target's and base's open-loop measurements of scenario at
 // rate by repetition. ok is false when no repetition has both.
 func Compare(ms []Measurement, scenario string, rate float64, target, base string) (Comparison, bool) {
-	c := Comparison{Scenario: scenario, Rate: rate, Target: target, Base: base, TargetConns: -1, BaseConns: -1}
+	c := Comparison{Scenario: scenario, Rate: rate, Target: target, Base: base, TargetConns: -1, BaseConns: -1,
+		Interleaved: target == ABMTLS && base == ABPlaintext}
 	pick := func(name string) map[int]Measurement {
 		out := map[int]Measurement{}
 		for _, m := range ms {
@@ -108,12 +123,14 @@ func Compare(ms []Measurement, scenario string, rate float64, target, base strin
 		return c, false
 	}
 	c.AddedP50, c.AddedP90, c.AddedP99, c.AddedCPU = SpreadOf(p50), SpreadOf(p90), SpreadOf(p99), SpreadOf(cpu)
+	c.AddedP99s = p99
 	c.TargetSyscR, c.TargetSyscW, c.BaseSyscR, c.BaseSyscW = SpreadOf(tr), SpreadOf(tw), SpreadOf(br), SpreadOf(bw)
 	return c, true
 }
 
-// MTLSComparisons are, for every scenario and open-loop rate with both
-// two-hop targets, mTLS over plaintext and each over direct.
+// MTLSComparisons are, for every scenario and open-loop rate with an mTLS
+// target: the interleaved A/B paths' mTLS over plaintext, the sequential
+// two-hop targets' mTLS over plaintext, and each two-hop over direct.
 func MTLSComparisons(r *Run) []Comparison {
 	var out []Comparison
 	type sr struct {
@@ -123,11 +140,12 @@ func MTLSComparisons(r *Run) []Comparison {
 	var seen []sr
 	for _, m := range r.Measurements {
 		k := sr{m.Scenario, m.Rate}
-		if m.Target != TwoHopMTLSTarget || m.Mode != "open" || slices.Contains(seen, k) {
+		if (m.Target != TwoHopMTLSTarget && m.Target != ABMTLS) || m.Mode != "open" || slices.Contains(seen, k) {
 			continue
 		}
 		seen = append(seen, k)
 		for _, pair := range [][2]string{
+			{ABMTLS, ABPlaintext},
 			{TwoHopMTLSTarget, TwoHopTarget},
 			{TwoHopTarget, DirectTarget},
 			{TwoHopMTLSTarget, DirectTarget},
@@ -149,7 +167,10 @@ func writeMTLS(b *strings.Builder, r *Run) {
 	}
 	b.WriteString("## mTLS between sidecars: latency added\n\n")
 	b.WriteString("Each repetition's percentile of the first target minus the same repetition's percentile of the " +
-		"second (they ran back to back); median of the repetitions with the min–max range in brackets. " +
+		"second; median of the repetitions with the min–max range in brackets. " + ABMTLS + " and " + ABPlaintext +
+		" are the two paths of one pair of sidecars, loaded at the same time with their sends interleaved, so the " +
+		"processes, their garbage collections and the machine's noise are the same for both; the other targets ran " +
+		"back to back in separate processes. " +
 		"\"conns\" are the connections the server-side proxy (nearest the backend) accepted during the measured " +
 		"runs: between the two sidecars, so with mTLS each is one handshake. \"added CPU\" is the proxy processes' " +
 		"CPU time per request (both sidecars; direct has none) of the first minus the second's: on a busy shared " +
@@ -158,46 +179,91 @@ func writeMTLS(b *strings.Builder, r *Run) {
 		"syscalls per request, read + write (first / second) | reps | conns (first / second) | requests |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cs {
-		fmt.Fprintf(b, "| %s | %s/s | %s | %s | %s | %s | %s | %s | %s / %s | %d | %s / %s | %d |\n",
+		cpu, sysc := fmtSpread(c.AddedCPU, fmtSignedFine), syscCell(c.TargetSyscR, c.TargetSyscW)+" / "+syscCell(c.BaseSyscR, c.BaseSyscW)
+		if c.Interleaved {
+			cpu, sysc = "— (same processes)", "—"
+		}
+		fmt.Fprintf(b, "| %s | %s/s | %s | %s | %s | %s | %s | %s | %s | %d | %s / %s | %d |\n",
 			c.Scenario, fmtRate(c.Rate), c.Target, c.Base,
 			fmtSpread(c.AddedP50, fmtSigned), fmtSpread(c.AddedP90, fmtSigned), fmtSpread(c.AddedP99, fmtSigned),
-			fmtSpread(c.AddedCPU, fmtSignedFine), syscCell(c.TargetSyscR, c.TargetSyscW), syscCell(c.BaseSyscR, c.BaseSyscW),
-			c.AddedP99.N, connsCell(c.TargetConns, c.Target), connsCell(c.BaseConns, c.Base), c.Requests)
+			cpu, sysc, c.AddedP99.N, connsCell(c.TargetConns, c.Target), connsCell(c.BaseConns, c.Base), c.Requests)
 	}
 	b.WriteString("\n")
 	for _, c := range cs {
-		if c.Scenario != goalMTLSScenario || c.Rate != goalMTLSRate || c.Target != TwoHopMTLSTarget || c.Base != TwoHopTarget {
+		if c.Scenario != goalMTLSScenario || c.Rate != goalMTLSRate ||
+			!(c.Target == ABMTLS && c.Base == ABPlaintext || c.Target == TwoHopMTLSTarget && c.Base == TwoHopTarget) {
 			continue
 		}
-		verdict := MTLSVerdict(c.AddedP99)
-		if verdict == "short" {
-			verdict = "**short**"
+		how := "sequential runs (separate processes, back to back)"
+		if c.Interleaved {
+			how = "interleaved (both paths at once through the same sidecars)"
 		}
-		if verdict == "inconclusive" {
-			verdict = fmt.Sprintf("**inconclusive** (the repetitions' differences spread over %s, more than twice the target: "+
-				"this machine's noise is larger than what is measured; see the CPU and syscall columns)",
-				fmtDur(c.AddedP99.Max-c.AddedP99.Min))
+		verdict := MTLSVerdict(c.AddedP99s)
+		switch verdict {
+		case "short", "inconclusive":
+			verdict = "**" + verdict + "**"
+		}
+		ci := fmt.Sprintf("too few repetitions for a %.0f %% confidence interval", 100*verdictConfidence)
+		if lo, hi, ok := MedianCI(c.AddedP99s, verdictConfidence); ok {
+			ci = fmt.Sprintf("%.0f %% confidence interval of the median %s to %s", 100*verdictConfidence, fmtSigned(lo), fmtSigned(hi))
 		}
 		fmt.Fprintf(b, "Issue 8's target, added p99 of mTLS over plaintext for both hops together ≤ %s "+
-			"(%s at %s req/s open loop): %s, median %s (range %s to %s over %d repetitions).\n\n",
-			fmtDur(float64(GoalMTLSAddedP99)), c.Scenario, fmtRate(c.Rate), verdict,
-			fmtSigned(c.AddedP99.Median), fmtSigned(c.AddedP99.Min), fmtSigned(c.AddedP99.Max), c.AddedP99.N)
+			"(%s at %s req/s open loop), %s: %s, median %s, %s (range %s to %s over %d repetitions).\n\n",
+			fmtDur(float64(GoalMTLSAddedP99)), c.Scenario, fmtRate(c.Rate), how, verdict,
+			fmtSigned(c.AddedP99.Median), ci, fmtSigned(c.AddedP99.Min), fmtSigned(c.AddedP99.Max), c.AddedP99.N)
+	}
+	b.WriteString("A verdict needs the confidence interval of the median difference (distribution-free, from the " +
+		"repetitions' order statistics) on one side of the target: \"met\" when its upper end is at most the " +
+		"target, \"short\" when its lower end is above it, \"inconclusive\" otherwise.\n\n")
+}
+
+// MTLSVerdict judges issue 8's target from the repetitions' paired p99
+// differences: "met" when the confidence interval of their median lies at
+// or below the target, "short" when it lies above, and "inconclusive"
+// when it straddles the target or there are too few repetitions for one
+// (the machine's noise would decide the verdict).
+func MTLSVerdict(addedP99s []float64) string {
+	lo, hi, ok := MedianCI(addedP99s, verdictConfidence)
+	switch {
+	case !ok:
+		return "inconclusive"
+	case hi <= float64(GoalMTLSAddedP99):
+		return "met"
+	case lo > float64(GoalMTLSAddedP99):
+		return "short"
+	default:
+		return "inconclusive"
 	}
 }
 
-// MTLSVerdict judges issue 8's target from the paired p99 differences:
-// "met" or "short" by their median, but "inconclusive" when fewer than three
-// repetitions paired or their range is wider than twice the target (the
-// noise of the machine would decide the verdict).
-func MTLSVerdict(addedP99 Spread) string {
-	switch {
-	case addedP99.N < 3 || addedP99.Max-addedP99.Min > 2*float64(GoalMTLSAddedP99):
-		return "inconclusive"
-	case addedP99.Median > float64(GoalMTLSAddedP99):
-		return "short"
-	default:
-		return "met"
+// MedianCI is a distribution-free confidence interval for the median of
+// the population vs were drawn from: the k-th smallest and k-th largest
+// values, k the largest for which a Binomial(n, ½) falls below k with
+// probability at most (1−conf)/2 (the sign test's interval; its coverage is
+// at least conf). ok is false when n is too small for any k (n < 5 at
+// 90 %).
+func MedianCI(vs []float64, conf float64) (lo, hi float64, ok bool) {
+	n := len(vs)
+	if n == 0 {
+		return 0, 0, false
 	}
+	tail := (1 - conf) / 2
+	// cdf accumulates P(B <= j) for B ~ Binomial(n, 1/2).
+	k, cdf, pj := 0, 0.0, math.Pow(0.5, float64(n))
+	for j := 0; j < n/2; j++ {
+		cdf += pj
+		if cdf > tail {
+			break
+		}
+		k = j + 1
+		pj = pj * float64(n-j) / float64(j+1)
+	}
+	if k == 0 {
+		return 0, 0, false
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	return s[k-1], s[n-k], true
 }
 
 func syscCell(r, w Spread) string {

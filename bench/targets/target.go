@@ -33,6 +33,10 @@ type Endpoints struct {
 	// are empty when the target does not serve them.
 	H3  string
 	TCP string
+	// GRPCMTLS is, for the A/B target only, the entry of the path through
+	// the same processes whose sidecar-to-sidecar hop is mutual TLS (GRPC
+	// is the plaintext one).
+	GRPCMTLS string
 }
 
 // Target is a running target.

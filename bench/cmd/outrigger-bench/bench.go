@@ -55,7 +55,7 @@ func runBench(ctx context.Context, o *options, command string, log hclog.Logger)
 	log.Info("backend ready", "http", up.HTTP, "grpc", up.GRPC)
 
 	cfg := harness.Config{
-		Scenarios: scenarios, Targets: o.targets, Reps: o.reps, Upstream: up,
+		Scenarios: scenarios, Targets: o.targets, Reps: o.reps, ABReps: o.abReps, Upstream: up,
 		OutriggerBin: outrigger, TmpDir: tmp, CrossCheck: o.crossCheck,
 		Command: command, Log: log,
 	}

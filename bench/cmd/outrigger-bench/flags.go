@@ -16,6 +16,7 @@ import (
 type options struct {
 	quick        bool
 	reps         int
+	abReps       int
 	targets      []string
 	scenarios    []string
 	outrigger    string
@@ -45,8 +46,9 @@ Usage:
 Flags:
   --quick              one short scenario, one repetition, no two-hop target (make bench-quick)
   --reps N             repetitions of every run (default 3; 1 with --quick)
+  --ab-reps N          repetitions of the outrigger-2hop-ab target (default: --reps)
   --targets LIST       comma-separated subset of: %s
-                       (default all but outrigger-2hop-mtls: make bench-mtls)
+                       (default all but outrigger-2hop-mtls and outrigger-2hop-ab: make bench-mtls)
   --scenarios LIST     comma-separated subset of: %s
                        (small-h3 and tcp-bulk run only when named: make bench-protocols)
   --outrigger PATH     the proxy binary (default bin/outrigger when it exists)
@@ -72,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(io.Discard)
 	fs.BoolVar(&o.quick, "quick", false, "")
 	reps := fs.Int("reps", 0, "")
+	abReps := fs.Int("ab-reps", 0, "")
 	targets := fs.String("targets", "", "")
 	scenarios := fs.String("scenarios", "", "")
 	fs.StringVar(&o.outrigger, "outrigger", "", "")
@@ -109,6 +112,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.reps = 1
 	default:
 		o.reps = 3
+	}
+	switch {
+	case *abReps < 0:
+		return nil, fmt.Errorf("--ab-reps must be positive, got %d", *abReps)
+	case *abReps > 0:
+		o.abReps = *abReps
+	default:
+		o.abReps = o.reps
 	}
 	if o.name == "" {
 		o.name = "latest"

@@ -76,10 +76,19 @@ func TestParseFlags(t *testing.T) {
 			}
 		}},
 		{name: "default targets leave out mtls", args: nil, check: func(t *testing.T, o *options) {
-			if slices.Contains(o.targets, "outrigger-2hop-mtls") {
+			if slices.Contains(o.targets, "outrigger-2hop-mtls") || slices.Contains(o.targets, "outrigger-2hop-ab") {
 				t.Errorf("targets %v", o.targets)
 			}
+			if o.abReps != o.reps {
+				t.Errorf("A/B repetitions %d, want --reps's %d", o.abReps, o.reps)
+			}
 		}},
+		{name: "A/B repetitions", args: []string{"--targets", "outrigger-2hop-ab,outrigger-2hop", "--reps", "5", "--ab-reps", "30"}, check: func(t *testing.T, o *options) {
+			if o.reps != 5 || o.abReps != 30 || !slices.Equal(o.targets, []string{"outrigger-2hop-ab", "outrigger-2hop"}) {
+				t.Errorf("%+v", o)
+			}
+		}},
+		{name: "negative A/B reps", args: []string{"--ab-reps", "-2"}, wantErr: true},
 		{name: "negative rate", args: []string{"--rate", "-1"}, wantErr: true},
 		{name: "negative open duration", args: []string{"--open-duration", "-1s"}, wantErr: true},
 		{name: "negative profile seconds", args: []string{"--profile-seconds", "-1"}, wantErr: true},
