@@ -30,6 +30,7 @@ package coalesce
 
 import (
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -48,10 +49,13 @@ const (
 
 // Conn is what a Writer writes to: the connection's own write, and what
 // it needs to close it after a failure and to bound Close's last flush.
+// The connection must route its callers' write deadlines to the Writer
+// (Writer.SetWriteDeadline), not to the socket.
 type Conn interface {
 	// WriteRaw writes all of p or fails, as net.Conn's Write.
 	WriteRaw(p []byte) (int, error)
-	SetWriteDeadline(t time.Time) error
+	// SetSocketWriteDeadline sets the socket's own write deadline.
+	SetSocketWriteDeadline(t time.Time) error
 	// Fail closes the connection after a failed write.
 	Fail()
 }
@@ -67,7 +71,12 @@ type Writer struct {
 	err     error     // sticky: the first failure
 	closed  bool      // Close was called: no more writes accepted
 	running bool      // a flusher is scheduled or writing
-	writing bool      // the flusher (or a direct write) is in the kernel
+	// deadline is the caller's write deadline (SetWriteDeadline): it bounds
+	// how long a Write waits for room and fails Writes once past, but never
+	// cuts a flush of bytes an earlier Write already accepted (crypto/tls
+	// sets a deadline of "now" right after queueing its close_notify).
+	deadline time.Time
+	writing  bool // the flusher (or a direct write) is in the kernel
 }
 
 // NewWriter returns a Writer for c.
@@ -100,14 +109,20 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	w.mu.Lock()
-	for w.err == nil && w.running && len(w.buf) > 0 && len(w.buf)+len(p) > maxBuffered {
+	var timer *time.Timer
+	for w.err == nil && !w.closed && w.running && len(w.buf) > 0 && len(w.buf)+len(p) > maxBuffered {
+		if w.pastDeadline() {
+			break
+		}
+		if !w.deadline.IsZero() && timer == nil {
+			timer = time.AfterFunc(time.Until(w.deadline), w.wake)
+		}
 		w.room.Wait()
 	}
-	if w.err != nil || w.closed {
-		err := w.err
-		if err == nil {
-			err = net.ErrClosed
-		}
+	if timer != nil {
+		timer.Stop()
+	}
+	if err := w.refusal(); err != nil {
 		w.mu.Unlock()
 		return 0, err
 	}
@@ -141,6 +156,38 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	w.mu.Unlock()
 	return len(p), nil
+}
+
+// refusal is why a Write may not queue now: a failure, Close, or a
+// deadline that has passed.
+func (w *Writer) refusal() error {
+	switch {
+	case w.err != nil:
+		return w.err
+	case w.closed:
+		return net.ErrClosed
+	case w.pastDeadline():
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+func (w *Writer) pastDeadline() bool {
+	return !w.deadline.IsZero() && !time.Now().Before(w.deadline)
+}
+
+func (w *Writer) wake() {
+	w.mu.Lock()
+	w.room.Broadcast()
+	w.mu.Unlock()
+}
+
+// SetWriteDeadline sets the deadline of later Writes (see deadline).
+func (w *Writer) SetWriteDeadline(t time.Time) {
+	w.mu.Lock()
+	w.deadline = t
+	w.room.Broadcast() // a waiting Write rechecks it
+	w.mu.Unlock()
 }
 
 // flush writes what is buffered until nothing is.
@@ -189,18 +236,24 @@ func (w *Writer) release() {
 // calls the connection's Close) it returns at once.
 func (w *Writer) Close() {
 	w.mu.Lock()
-	if w.err != nil || w.closed {
+	if w.err != nil {
 		w.mu.Unlock()
 		return
 	}
+	first := !w.closed
 	w.closed = true
+	w.room.Broadcast() // writers waiting for room give up
 	if !w.running {
 		w.release()
 		w.mu.Unlock()
 		return
 	}
 	w.mu.Unlock()
-	_ = w.c.SetWriteDeadline(time.Now().Add(closeFlush))
+	if first {
+		_ = w.c.SetSocketWriteDeadline(time.Now().Add(closeFlush))
+	}
+	// A second Close (net/http's and the listener's racing) waits too:
+	// returning early would let its caller cut the flush.
 	w.mu.Lock()
 	for w.running && w.err == nil {
 		w.room.Wait()

@@ -2,10 +2,18 @@ package coalesce
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"io"
+	"math/big"
 	"math/rand/v2"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -23,6 +31,9 @@ type tcpConn struct {
 
 func (c *tcpConn) WriteRaw(p []byte) (int, error) { c.writes.Add(1); return c.Conn.Write(p) }
 func (c *tcpConn) Fail()                          { c.failed.Add(1); _ = c.Conn.Close() }
+func (c *tcpConn) SetSocketWriteDeadline(t time.Time) error {
+	return c.Conn.SetWriteDeadline(t)
+}
 
 func pipe(t *testing.T) (*tcpConn, net.Conn) {
 	t.Helper()
@@ -137,8 +148,8 @@ func (c *failConn) WriteRaw(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-func (c *failConn) SetWriteDeadline(time.Time) error { return nil }
-func (c *failConn) Fail()                            { c.fails.Add(1) }
+func (c *failConn) SetSocketWriteDeadline(time.Time) error { return nil }
+func (c *failConn) Fail()                                  { c.fails.Add(1) }
 
 func TestFailedWriteIsStickyAndClosesOnce(t *testing.T) {
 	c := &failConn{ok: 0}
@@ -182,8 +193,8 @@ func (c *gateConn) WriteRaw(p []byte) (int, error) {
 	c.written.Add(int64(len(p)))
 	return len(p), nil
 }
-func (c *gateConn) SetWriteDeadline(time.Time) error { return nil }
-func (c *gateConn) Fail()                            {}
+func (c *gateConn) SetSocketWriteDeadline(time.Time) error { return nil }
+func (c *gateConn) Fail()                                  {}
 
 func TestFullBufferPushesBack(t *testing.T) {
 	c := &gateConn{gate: make(chan struct{})}
@@ -294,9 +305,9 @@ type closingConn struct {
 	w *Writer
 }
 
-func (c *closingConn) WriteRaw([]byte) (int, error)     { return 0, errBroken }
-func (c *closingConn) SetWriteDeadline(time.Time) error { return nil }
-func (c *closingConn) Fail()                            { c.w.Close() }
+func (c *closingConn) WriteRaw([]byte) (int, error)           { return 0, errBroken }
+func (c *closingConn) SetSocketWriteDeadline(time.Time) error { return nil }
+func (c *closingConn) Fail()                                  { c.w.Close() }
 
 func TestFailClosingTheWriterDoesNotDeadlock(t *testing.T) {
 	for _, size := range []int{10, direct} { // queued and direct writes
@@ -331,5 +342,168 @@ func TestAbortDoesNotWait(t *testing.T) {
 	}
 	if _, err := w.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("write after Abort: %v", err)
+	}
+}
+
+// tlsUnder is a connection as the proxy's: writes through the Writer once
+// it is set, callers' write deadlines routed to it (sending them to the
+// socket instead is the bug TestTLSCloseDeliversTheTail guards against),
+// Close closing the Writer then the socket.
+type tlsUnder struct {
+	net.Conn
+	wb *Writer
+}
+
+func (c *tlsUnder) Write(p []byte) (int, error) {
+	if c.wb != nil {
+		return c.wb.Write(p)
+	}
+	return c.Conn.Write(p)
+}
+func (c *tlsUnder) WriteRaw(p []byte) (int, error) { return c.Conn.Write(p) }
+func (c *tlsUnder) Fail()                          { _ = c.Close() }
+func (c *tlsUnder) SetSocketWriteDeadline(t time.Time) error {
+	return c.Conn.SetWriteDeadline(t)
+}
+func (c *tlsUnder) SetWriteDeadline(t time.Time) error {
+	if c.wb != nil {
+		c.wb.SetWriteDeadline(t)
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+func (c *tlsUnder) Close() error {
+	if c.wb != nil {
+		c.wb.Close()
+	}
+	return c.Conn.Close()
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "x"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"x"}}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+}
+
+// crypto/tls's Close queues close_notify, then sets the write deadline to
+// "now" and closes: a flush that ran between the two used to fail at once
+// and drop everything queued (found by review: 1-5 rounds in 2000 at
+// GOMAXPROCS=2). Every round must deliver the whole tail.
+func TestTLSCloseDeliversTheTail(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	}
+	cert := selfSigned(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tail := []byte("GOAWAY: the last frames of a response")
+	want := 15*4096 + len(tail)
+	for round := range 1500 {
+		srvErr := make(chan error, 1)
+		go func() {
+			raw, err := ln.Accept()
+			if err != nil {
+				srvErr <- err
+				return
+			}
+			wc := &tlsUnder{Conn: raw}
+			tc := tls.Server(wc, &tls.Config{Certificates: []tls.Certificate{cert}})
+			if err := tc.Handshake(); err != nil {
+				srvErr <- err
+				return
+			}
+			wc.wb = NewWriter(wc) // after the handshake, as the proxy does
+			for j := 0; j < 15 && err == nil; j++ {
+				_, err = tc.Write(make([]byte, 4<<10))
+			}
+			if err == nil {
+				_, err = tc.Write(tail)
+			}
+			_ = tc.Close()
+			srvErr <- err
+		}()
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, rerr := io.ReadAll(c)
+		c.Close()
+		if err := <-srvErr; err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != want || rerr != nil {
+			t.Fatalf("round %d: client read %d of %d bytes (%v)", round, len(got), want, rerr)
+		}
+	}
+}
+
+// A deadline set after Writes were accepted does not cut their flush, but
+// fails later Writes once past, and bounds a Write waiting for room.
+func TestWriteDeadline(t *testing.T) {
+	c := &gateConn{gate: make(chan struct{})}
+	w := NewWriter(c)
+	_, _ = w.Write(make([]byte, 100)) // accepted; its flush is stuck at the gate
+	w.SetWriteDeadline(time.Now())
+	if _, err := w.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write past the deadline: %v", err)
+	}
+	close(c.gate)
+	w.SetWriteDeadline(time.Time{})
+	w.Close()
+	if n := c.written.Load(); n != 100 {
+		t.Fatalf("%d bytes flushed, want the 100 accepted before the deadline", n)
+	}
+
+	// A writer waiting for room gives up at its deadline.
+	c2 := &gateConn{gate: make(chan struct{})}
+	defer close(c2.gate)
+	w2 := NewWriter(c2)
+	_, _ = w2.Write(make([]byte, 100))
+	time.Sleep(10 * time.Millisecond) // the flusher takes it and blocks
+	_, _ = w2.Write(make([]byte, maxBuffered-10))
+	w2.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	if _, err := w2.Write(make([]byte, 100)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write waiting for room: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the deadline took %v to end the wait", d)
+	}
+}
+
+// A second Close (net/http's and the listener's racing) waits for the
+// flush as the first does, so neither caller cuts it.
+func TestSecondCloseWaitsToo(t *testing.T) {
+	c := &gateConn{gate: make(chan struct{})}
+	w := NewWriter(c)
+	_, _ = w.Write([]byte("tail"))
+	first := make(chan struct{})
+	go func() { w.Close(); close(first) }()
+	time.Sleep(10 * time.Millisecond) // the first Close is waiting
+	second := make(chan struct{})
+	go func() { w.Close(); close(second) }()
+	select {
+	case <-second:
+		t.Fatal("the second Close returned with the flush in progress")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(c.gate)
+	<-first
+	<-second
+	if n := c.written.Load(); n != 4 {
+		t.Fatalf("%d bytes flushed, want 4", n)
 	}
 }

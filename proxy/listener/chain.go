@@ -187,7 +187,10 @@ func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logg
 		ReadHeaderTimeout: set.RequestHeadersTimeout,
 		IdleTimeout:       set.IdleTimeout,
 		Protocols:         &protos,
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: streams},
+		// No WriteTimeout and no HTTP2Config.WriteByteTimeout: HTTP/2
+		// connections coalesce their writes (trackedConn.coalesceWrites),
+		// so a deadline around a Write would bound only the queueing.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: streams},
 		ErrorLog: logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{
 			ForceLevel: hclog.Debug,
 		}),

@@ -328,6 +328,9 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 				err = h1Err
 			}
 			if err != nil {
+				// Cut short: connections close without sending what they
+				// still queue (a peer that stopped reading holds nothing).
+				l.aborting.Store(true)
 				_ = cs.srv.Close()
 				if cs.h1 != nil {
 					_ = cs.h1.Close()
@@ -488,6 +491,30 @@ func (c *trackedConn) WriteRaw(p []byte) (int, error) {
 // (coalesce.Conn).
 func (c *trackedConn) Fail() { _ = c.Close() }
 
+// SetSocketWriteDeadline sets the socket's write deadline (coalesce.Conn).
+func (c *trackedConn) SetSocketWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(t) }
+
+// SetWriteDeadline bounds later writes; once writes are coalesced it goes
+// to the coalescing writer, never cutting a flush of bytes already
+// accepted (crypto/tls sets a deadline of "now" right after queueing its
+// close_notify).
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	if wb := c.wb.Load(); wb != nil {
+		wb.SetWriteDeadline(t)
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline is SetReadDeadline and SetWriteDeadline.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if wb := c.wb.Load(); wb != nil {
+		wb.SetWriteDeadline(t)
+		return c.Conn.SetReadDeadline(t)
+	}
+	return c.Conn.SetDeadline(t)
+}
+
 // coalesceWrites makes the writes of one scheduling round one system
 // call, for a connection handed to net/http's HTTP/2 server (which
 // flushes per frame group). Call it before the connection is shared.
@@ -505,8 +532,12 @@ func (c *trackedConn) Raw() (net.Conn, []byte) {
 }
 
 // CloseWrite half-closes TCP, so a refused client reads the answer and
-// an EOF while the codec drains what it still sends.
+// an EOF while the codec drains what it still sends. Coalesced writes are
+// sent first (no write may follow).
 func (c *trackedConn) CloseWrite() error {
+	if wb := c.wb.Load(); wb != nil {
+		wb.Close()
+	}
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}

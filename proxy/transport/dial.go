@@ -182,6 +182,29 @@ func (c *conn) coalesceWrites() { c.wb = coalesce.NewWriter(c) }
 // (coalesce.Conn).
 func (c *conn) Fail() { _ = c.Close() }
 
+// SetSocketWriteDeadline sets the socket's write deadline (coalesce.Conn).
+func (c *conn) SetSocketWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(t) }
+
+// SetWriteDeadline bounds later writes; with coalesced writes it goes to
+// the writer and never cuts a flush of bytes already accepted (crypto/tls
+// sets a deadline of "now" right after queueing its close_notify).
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	if c.wb != nil {
+		c.wb.SetWriteDeadline(t)
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline is SetReadDeadline and SetWriteDeadline.
+func (c *conn) SetDeadline(t time.Time) error {
+	if c.wb != nil {
+		c.wb.SetWriteDeadline(t)
+		return c.Conn.SetReadDeadline(t)
+	}
+	return c.Conn.SetDeadline(t)
+}
+
 // WriteRaw writes to the socket itself (coalesce.Conn).
 func (c *conn) WriteRaw(p []byte) (int, error) {
 	n, err := c.write(p)

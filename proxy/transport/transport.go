@@ -156,7 +156,9 @@ func (t *Transport) newHTTP(h2 bool) *http.Transport {
 		Protocols:              &p,
 		MaxResponseHeaderBytes: 0, // net/http's default; the HCM limits requests
 		// ResponseHeaderTimeout stays unset: route timeouts arrive as the
-		// request's context deadline.
+		// request's context deadline. No HTTP2 WriteByteTimeout: h2
+		// connections coalesce their writes (conn.coalesceWrites), so a
+		// deadline around a Write would bound only the queueing.
 	}
 	if t.opts.TLS != nil {
 		// Our own TLS dial so a handshake failure is a connect failure.
