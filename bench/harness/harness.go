@@ -162,26 +162,17 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 				if reps := cfg.repsOf(t); rep >= reps {
 					continue
 				}
-				if t.Endpoints.GRPCMTLS != "" {
+				run := runScenario
+				switch {
+				case t.Endpoints.GRPCMTLS != "" && sc.Protocol != loadgen.GRPC:
 					// The A/B target: both paths at once, gRPC unary only.
-					if sc.Protocol != loadgen.GRPC {
-						if rep == 0 {
-							out.Notes = append(out.Notes, fmt.Sprintf("%s: target %s compares gRPC unary only", sc.Name, t.Name))
-						}
-						continue
-					}
-					ms, err := runAB(ctx, &cfg, sc, t, rep+1)
-					out.Measurements = append(out.Measurements, ms...)
-					if err != nil {
-						if ctx.Err() != nil {
-							return out, fmt.Errorf("harness: interrupted: %w", ctx.Err())
-						}
-						out.Notes = append(out.Notes, fmt.Sprintf("%s/%s rep %d: %v", sc.Name, t.Name, rep+1, err))
-						cfg.Log.Warn("run failed", "scenario", sc.Name, "target", t.Name, "error", err)
+					if rep == 0 {
+						out.Notes = append(out.Notes, fmt.Sprintf("%s: target %s compares gRPC unary only", sc.Name, t.Name))
 					}
 					continue
-				}
-				if sc.endpoint(t.Endpoints) == "" {
+				case t.Endpoints.GRPCMTLS != "":
+					run = runAB
+				case sc.endpoint(t.Endpoints) == "":
 					if rep == 0 {
 						out.Notes = append(out.Notes, fmt.Sprintf("%s: target %s does not serve %s", sc.Name, t.Name, sc.Protocol))
 					}
@@ -191,7 +182,7 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 					out.Notes = append(out.Notes, fmt.Sprintf("%s/%s rep %d skipped: %s", sc.Name, t.Name, rep+1, firstAndLast(err)))
 					continue
 				}
-				ms, err := runScenario(ctx, &cfg, sc, t, rep+1)
+				ms, err := run(ctx, &cfg, sc, t, rep+1)
 				out.Measurements = append(out.Measurements, ms...)
 				if err != nil {
 					if ctx.Err() != nil {

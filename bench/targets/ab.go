@@ -13,8 +13,8 @@ const NameOutrigger2HopAB = "outrigger-2hop-ab"
 
 // abBootstrap is one sidecar of the A/B pair: gRPC listeners, each routed
 // to one h2 cluster, with the mesh's mutual TLS where a listener or a
-// cluster has it.
-var abBootstrap = template.Must(template.New("ab").Parse(`# written by outrigger-bench (A/B: plaintext and mTLS paths in the same processes)
+// cluster has it (outriggerBootstrap's TLS blocks).
+var abBootstrap = template.Must(template.Must(outriggerBootstrap.Clone()).New("ab").Parse(`# written by outrigger-bench (A/B: plaintext and mTLS paths in the same processes)
 admin:
   address:
     socket_address: { address: 127.0.0.1, port_value: {{.AdminPort}} }
@@ -43,20 +43,7 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-{{- with .Inbound}}
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            tls_params: { tls_minimum_protocol_version: TLSv1_3 }
-            tls_certificates:
-            - certificate_chain: { filename: "{{.Leaf.CertFile}}" }
-              private_key: { filename: "{{.Leaf.KeyFile}}" }
-            validation_context:
-              trusted_ca: { filename: "{{.CAFile}}" }
-{{- end}}
+{{- template "downstreamTLS" .Inbound}}
 {{- end}}
   clusters:
 {{- range .Clusters}}
@@ -73,23 +60,7 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: {{.Host}}, port_value: {{.Port}} } } }
-{{- with .Outbound}}
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: "{{.SNI}}"
-        common_tls_context:
-          tls_params: { tls_minimum_protocol_version: TLSv1_3 }
-          tls_certificates:
-          - certificate_chain: { filename: "{{.Leaf.CertFile}}" }
-            private_key: { filename: "{{.Leaf.KeyFile}}" }
-          validation_context:
-            trusted_ca: { filename: "{{.CAFile}}" }
-            match_typed_subject_alt_names:
-            - san_type: URI
-              matcher: { exact: "{{.PeerSpiffeID}}" }
-{{- end}}
+{{- template "upstreamTLS" .Outbound}}
 {{- end}}
 `))
 

@@ -41,20 +41,7 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-{{- with .TLS.Inbound}}
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            tls_params: { tls_minimum_protocol_version: TLSv1_3 }
-            tls_certificates:
-            - certificate_chain: { filename: "{{.Leaf.CertFile}}" }
-              private_key: { filename: "{{.Leaf.KeyFile}}" }
-            validation_context:
-              trusted_ca: { filename: "{{.CAFile}}" }
-{{- end}}
+{{- template "downstreamTLS" .TLS.Inbound}}
 {{- if .H3Port}}
   - name: bench_h3
     address:
@@ -152,6 +139,20 @@ static_resources:
             match_typed_subject_alt_names:
             - san_type: URI
               matcher: { exact: "{{.PeerSpiffeID}}" }
+{{- end}}{{end}}
+{{- define "downstreamTLS"}}{{with .}}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_params: { tls_minimum_protocol_version: TLSv1_3 }
+            tls_certificates:
+            - certificate_chain: { filename: "{{.Leaf.CertFile}}" }
+              private_key: { filename: "{{.Leaf.KeyFile}}" }
+            validation_context:
+              trusted_ca: { filename: "{{.CAFile}}" }
 {{- end}}{{end}}
 `))
 
