@@ -12,19 +12,15 @@ import (
 	"github.com/outrigger-mesh/outrigger/bench/targets"
 )
 
-// runAB runs one repetition of a gRPC unary scenario against the A/B
-// target: each open-loop rate is split between the plaintext path and the
-// mTLS path, half each at the same time, the mTLS schedule half a period
-// behind the plaintext one so their sends alternate; the sidecars carry
-// the rate in all, as the sequential targets do. The two results are
-// recorded as targets report.ABPlaintext and report.ABMTLS at the whole
-// rate, paired by repetition.
-// Closed loop is not run: two saturating loads would only measure each
-// other.
+// runAB runs one repetition of a gRPC unary scenario (Run gives it no
+// other) against the A/B target: each open-loop rate is split between the
+// plaintext path and the mTLS path, half each at the same time, the mTLS
+// schedule half a period behind the plaintext one so their sends
+// alternate; the sidecars carry the rate in all, as the sequential targets
+// do. The two results are recorded as targets report.ABPlaintext and
+// report.ABMTLS at the whole rate, paired by repetition. Closed loop is
+// not run: two saturating loads would only measure each other.
 func runAB(ctx context.Context, cfg *Config, sc Scenario, t *targets.Target, rep int) ([]report.Measurement, error) {
-	if sc.Protocol != loadgen.GRPC {
-		return nil, fmt.Errorf("the A/B target compares gRPC unary only, not %s", sc.Protocol)
-	}
 	plain, err := loadgen.NewClient(sc.loadTarget(t.Endpoints.GRPC))
 	if err != nil {
 		return nil, err

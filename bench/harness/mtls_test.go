@@ -52,13 +52,7 @@ func TestProfileConfigErrors(t *testing.T) {
 // three targets, gRPC open loop, two repetitions, a profile of the mTLS
 // target's server sidecar, and the report's comparison.
 func TestRunMTLS(t *testing.T) {
-	bin := os.Getenv("OUTRIGGER_BIN")
-	if bin == "" {
-		bin, _ = filepath.Abs("../../bin/outrigger")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no outrigger binary at %s", bin)
-	}
+	bin := outriggerBin(t)
 	up := startBackend(t)
 	sc := Scenario{
 		Name: "grpc-unary", Description: "tiny gRPC", Protocol: loadgen.GRPC, BodySize: 16, ResponseSize: 16,
@@ -119,13 +113,7 @@ func TestRunMTLS(t *testing.T) {
 // target beside it (--ab-reps), gRPC open loop on both paths at once, a
 // scenario it cannot run noted, and the report's interleaved comparison.
 func TestRunAB(t *testing.T) {
-	bin := os.Getenv("OUTRIGGER_BIN")
-	if bin == "" {
-		bin, _ = filepath.Abs("../../bin/outrigger")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no outrigger binary at %s", bin)
-	}
+	bin := outriggerBin(t)
 	up := startBackend(t)
 	grpc := Scenario{
 		Name: "grpc-unary", Description: "tiny gRPC", Protocol: loadgen.GRPC, BodySize: 16, ResponseSize: 16,
@@ -171,4 +159,18 @@ func TestRunAB(t *testing.T) {
 	if len(cs) != 1 || !cs[0].Interleaved || cs[0].AddedP99.N != 3 {
 		t.Fatalf("comparisons %+v", cs)
 	}
+}
+
+// outriggerBin is the built outrigger (bin/outrigger at the repository
+// root, or $OUTRIGGER_BIN); the test is skipped when there is none.
+func outriggerBin(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("OUTRIGGER_BIN")
+	if bin == "" {
+		bin, _ = filepath.Abs("../../bin/outrigger")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no outrigger binary at %s", bin)
+	}
+	return bin
 }

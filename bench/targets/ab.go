@@ -46,22 +46,7 @@ static_resources:
 {{- template "downstreamTLS" .Inbound}}
 {{- end}}
   clusters:
-{{- range .Clusters}}
-  - name: {{.Name}}
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {}
-    load_assignment:
-      cluster_name: {{.Name}}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: {{.Host}}, port_value: {{.Port}} } } }
-{{- template "upstreamTLS" .Outbound}}
-{{- end}}
+{{- range .Clusters}}{{template "h2Cluster" .}}{{end}}
 `))
 
 type abListener struct {
@@ -71,15 +56,10 @@ type abListener struct {
 	Inbound *MeshTLS
 }
 
-type abCluster struct {
-	Name, Host, Port string
-	Outbound         *MeshTLS
-}
-
 type abParams struct {
 	AdminPort int
 	Listeners []abListener
-	Clusters  []abCluster
+	Clusters  []h2Cluster
 }
 
 // abPorts are one sidecar's admin and listener ports.
@@ -103,7 +83,7 @@ func abSidecar(hop int, ports abPorts, plainUp, mtlsUp string, certs *MeshCerts)
 		if err != nil {
 			return "", err
 		}
-		p.Clusters = append(p.Clusters, abCluster{Name: c.name, Host: h, Port: port, Outbound: c.out})
+		p.Clusters = append(p.Clusters, h2Cluster{Name: c.name, Host: h, Port: port, Outbound: c.out})
 	}
 	var b strings.Builder
 	if err := abBootstrap.Execute(&b, p); err != nil {

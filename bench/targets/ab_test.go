@@ -59,14 +59,7 @@ func TestABBootstrapLoads(t *testing.T) {
 // both paths, and only the mTLS path's server sidecar listener refuses a
 // plaintext caller.
 func TestOutriggerAB(t *testing.T) {
-	bin := os.Getenv("OUTRIGGER_BIN")
-	if bin == "" {
-		bin, _ = filepath.Abs("../../bin/outrigger")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no outrigger binary at %s: build it with `go build -o bin/outrigger ./proxy/cmd/outrigger`", bin)
-	}
-	tg, err := StartOutriggerAB(context.Background(), t.TempDir(), plainBackend(t), bin)
+	tg, err := StartOutriggerAB(context.Background(), t.TempDir(), plainBackend(t), outriggerBin(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,18 +72,7 @@ func TestOutriggerAB(t *testing.T) {
 		t.Fatalf("pids %v, endpoints %+v", tg.PIDs(), tg.Endpoints)
 	}
 	for _, addr := range []string{tg.Endpoints.GRPC, tg.Endpoints.GRPCMTLS} {
-		c, err := loadgen.NewClient(loadgen.Target{Protocol: loadgen.GRPC, Addr: addr, ResponseSize: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := loadgen.Run(context.Background(), c, loadgen.Options{Mode: loadgen.ClosedLoop, Duration: 5 * time.Second, MaxRequests: 3, Workers: 1})
-		c.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.OK != 3 {
-			t.Errorf("gRPC via %s: ok %d (%s), want 3", addr, res.OK, res.ErrorSummary())
-		}
+		sendThree(t, loadgen.Target{Protocol: loadgen.GRPC, Addr: addr, ResponseSize: 10}, tg.Name)
 	}
 
 	// hop2.yaml's ports: admin, the plaintext listener, the mTLS listener.

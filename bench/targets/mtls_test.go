@@ -209,18 +209,7 @@ func testMTLS(t *testing.T, tg *Target) {
 			{Protocol: loadgen.H2C, Addr: tg.Endpoints.H2C, Path: "/?size=10"},
 			{Protocol: loadgen.GRPC, Addr: tg.Endpoints.GRPC, ResponseSize: 10},
 		} {
-			c, err := loadgen.NewClient(lt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := loadgen.Run(context.Background(), c, loadgen.Options{Mode: loadgen.ClosedLoop, Duration: 5 * time.Second, MaxRequests: 3, Workers: 1})
-			c.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.OK != 3 {
-				t.Errorf("%s over mTLS: ok %d (%s), want 3", lt.Protocol, res.OK, res.ErrorSummary())
-			}
+			sendThree(t, lt, tg.Name)
 		}
 	}
 	send()

@@ -109,7 +109,9 @@ static_resources:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: {{.HTTPHost}}, port_value: {{.HTTPPort}} } } }
 {{- template "upstreamTLS" .TLS.Outbound}}
-  - name: grpc_upstream
+{{- template "h2Cluster" .GRPCCluster}}
+{{- define "h2Cluster"}}
+  - name: {{.Name}}
     type: STATIC
     connect_timeout: 1s
     typed_extension_protocol_options:
@@ -118,11 +120,12 @@ static_resources:
         explicit_http_config:
           http2_protocol_options: {}
     load_assignment:
-      cluster_name: grpc_upstream
+      cluster_name: {{.Name}}
       endpoints:
       - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: {{.GRPCHost}}, port_value: {{.GRPCPort}} } } }
-{{- template "upstreamTLS" .TLS.Outbound}}
+        - endpoint: { address: { socket_address: { address: {{.Host}}, port_value: {{.Port}} } } }
+{{- template "upstreamTLS" .Outbound}}
+{{- end}}
 {{- define "upstreamTLS"}}{{with .}}
     transport_socket:
       name: envoy.transport_sockets.tls
@@ -202,6 +205,18 @@ type bootstrapParams struct {
 	CertFile, KeyFile  string
 	TCPHost, TCPUpPort string
 	TLS                HopTLS
+}
+
+// h2Cluster is an HTTP/2 (h2c, or h2 over the mesh's TLS) STATIC cluster
+// of one endpoint.
+type h2Cluster struct {
+	Name, Host, Port string
+	Outbound         *MeshTLS
+}
+
+// GRPCCluster is the gRPC cluster of the bench bootstrap.
+func (p bootstrapParams) GRPCCluster() h2Cluster {
+	return h2Cluster{Name: "grpc_upstream", Host: p.GRPCHost, Port: p.GRPCPort, Outbound: p.TLS.Outbound}
 }
 
 // ExtraPorts are the optional listeners of a one-hop outrigger: HTTP/3 (UDP,

@@ -2,11 +2,9 @@ package targets
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/outrigger-mesh/outrigger/bench/loadgen"
 )
@@ -15,13 +13,7 @@ import (
 // the repository root, or $OUTRIGGER_BIN) and sends each protocol through.
 // Skipped when no binary is built.
 func TestOutrigger(t *testing.T) {
-	bin := os.Getenv("OUTRIGGER_BIN")
-	if bin == "" {
-		bin, _ = filepath.Abs("../../bin/outrigger")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no outrigger binary at %s: build it with `go build -o bin/outrigger ./proxy/cmd/outrigger`", bin)
-	}
+	bin := outriggerBin(t)
 	up := plainBackend(t)
 	for _, hops := range []int{1, 2} {
 		t.Run(map[int]string{1: "one hop", 2: "two hops"}[hops], func(t *testing.T) {
@@ -43,18 +35,7 @@ func TestOutrigger(t *testing.T) {
 				{Protocol: loadgen.H2C, Addr: tg.Endpoints.H2C, Path: "/?size=10"},
 				{Protocol: loadgen.GRPC, Addr: tg.Endpoints.GRPC, ResponseSize: 10},
 			} {
-				c, err := loadgen.NewClient(lt)
-				if err != nil {
-					t.Fatal(err)
-				}
-				res, err := loadgen.Run(context.Background(), c, loadgen.Options{Mode: loadgen.ClosedLoop, Duration: 5 * time.Second, MaxRequests: 3, Workers: 1})
-				c.Close()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if res.OK != 3 {
-					t.Errorf("%s through %d hop(s): ok %d (%s), want 3", lt.Protocol, hops, res.OK, res.ErrorSummary())
-				}
+				sendThree(t, lt, fmt.Sprintf("%d hop(s)", hops))
 			}
 			if tg.Endpoints.H3 != "" || tg.Endpoints.TCP != "" {
 				t.Errorf("HTTP/3 or TCP endpoints without a backend serving them: %+v", tg.Endpoints)

@@ -59,22 +59,44 @@ func sendH3AndTCP(t *testing.T, tg *Target) {
 		lts = append(lts, loadgen.Target{Protocol: loadgen.TCPBulk, Addr: tg.Endpoints.TCP})
 	}
 	for _, lt := range lts {
-		c, err := loadgen.NewClient(lt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if lt.Protocol == loadgen.H3 {
-			waitFirstOK(t, c)
-		}
-		res, err := loadgen.Run(context.Background(), c, loadgen.Options{Mode: loadgen.ClosedLoop, Duration: 5 * time.Second, MaxRequests: 3, Workers: 1})
-		c.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.OK != 3 {
-			t.Errorf("%s via %s: ok %d (%s), want 3", lt.Protocol, tg.Name, res.OK, res.ErrorSummary())
-		}
+		sendThree(t, lt, tg.Name)
 	}
+}
+
+// sendThree sends three requests (or reads three chunks) to lt, after a
+// first answer for HTTP/3 (a UDP listener cannot be probed by
+// connecting), and wants all three to succeed.
+func sendThree(t *testing.T, lt loadgen.Target, via string) {
+	t.Helper()
+	c, err := loadgen.NewClient(lt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if lt.Protocol == loadgen.H3 {
+		waitFirstOK(t, c)
+	}
+	res, err := loadgen.Run(context.Background(), c, loadgen.Options{Mode: loadgen.ClosedLoop, Duration: 5 * time.Second, MaxRequests: 3, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK != 3 {
+		t.Errorf("%s via %s (%s): ok %d (%s), want 3", lt.Protocol, via, lt.Addr, res.OK, res.ErrorSummary())
+	}
+}
+
+// outriggerBin is the built outrigger (bin/outrigger at the repository
+// root, or $OUTRIGGER_BIN); the test is skipped when there is none.
+func outriggerBin(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("OUTRIGGER_BIN")
+	if bin == "" {
+		bin, _ = filepath.Abs("../../bin/outrigger")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no outrigger binary at %s: build it with `go build -o bin/outrigger ./proxy/cmd/outrigger`", bin)
+	}
+	return bin
 }
 
 // waitFirstOK polls until one request succeeds: a UDP listener cannot be

@@ -345,38 +345,23 @@ func TestAbortDoesNotWait(t *testing.T) {
 	}
 }
 
-// tlsUnder is a connection as the proxy's: writes through the Writer once
-// it is set, callers' write deadlines routed to it (sending them to the
-// socket instead is the bug TestTLSCloseDeliversTheTail guards against),
-// Close closing the Writer then the socket.
-type tlsUnder struct {
-	net.Conn
-	wb *Writer
+// owned is a connection as the proxy's: a Socket whose owner's Close
+// stops the writes (sending what is queued) and then closes the socket.
+type owned struct {
+	*Socket
+	closes atomic.Int64
 }
 
-func (c *tlsUnder) Write(p []byte) (int, error) {
-	if c.wb != nil {
-		return c.wb.Write(p)
-	}
-	return c.Conn.Write(p)
+func newOwned(c net.Conn) *owned {
+	o := &owned{}
+	o.Socket = NewSocket(c, o)
+	return o
 }
-func (c *tlsUnder) WriteRaw(p []byte) (int, error) { return c.Conn.Write(p) }
-func (c *tlsUnder) Fail()                          { _ = c.Close() }
-func (c *tlsUnder) SetSocketWriteDeadline(t time.Time) error {
-	return c.Conn.SetWriteDeadline(t)
-}
-func (c *tlsUnder) SetWriteDeadline(t time.Time) error {
-	if c.wb != nil {
-		c.wb.SetWriteDeadline(t)
-		return nil
-	}
-	return c.Conn.SetWriteDeadline(t)
-}
-func (c *tlsUnder) Close() error {
-	if c.wb != nil {
-		c.wb.Close()
-	}
-	return c.Conn.Close()
+
+func (o *owned) Close() error {
+	o.closes.Add(1)
+	o.StopWrites(false)
+	return o.Conn.Close()
 }
 
 func selfSigned(t *testing.T) tls.Certificate {
@@ -397,7 +382,8 @@ func selfSigned(t *testing.T) tls.Certificate {
 // crypto/tls's Close queues close_notify, then sets the write deadline to
 // "now" and closes: a flush that ran between the two used to fail at once
 // and drop everything queued (found by review: 1-5 rounds in 2000 at
-// GOMAXPROCS=2). Every round must deliver the whole tail.
+// GOMAXPROCS=2) while write deadlines went to the socket; Socket routes
+// them to the Writer. Every round must deliver the whole tail.
 func TestTLSCloseDeliversTheTail(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
@@ -418,13 +404,13 @@ func TestTLSCloseDeliversTheTail(t *testing.T) {
 				srvErr <- err
 				return
 			}
-			wc := &tlsUnder{Conn: raw}
+			wc := newOwned(raw)
 			tc := tls.Server(wc, &tls.Config{Certificates: []tls.Certificate{cert}})
 			if err := tc.Handshake(); err != nil {
 				srvErr <- err
 				return
 			}
-			wc.wb = NewWriter(wc) // after the handshake, as the proxy does
+			wc.Coalesce() // after the handshake, as the proxy does
 			for j := 0; j < 15 && err == nil; j++ {
 				_, err = tc.Write(make([]byte, 4<<10))
 			}
@@ -505,5 +491,62 @@ func TestSecondCloseWaitsToo(t *testing.T) {
 	<-second
 	if n := c.written.Load(); n != 4 {
 		t.Fatalf("%d bytes flushed, want 4", n)
+	}
+}
+
+// Socket over a real TCP connection: raw system calls, coalescing once
+// asked, write deadlines to the Writer (not the socket) while coalescing,
+// and a failed flush closing the owner once.
+func TestSocket(t *testing.T) {
+	c, peer := pipe(t)
+	o := newOwned(c.Conn)
+	if o.raw == nil {
+		t.Fatal("a TCP socket was not given raw I/O")
+	}
+	if _, err := o.Write([]byte("plain")); err != nil || o.Coalescing() {
+		t.Fatalf("write before Coalesce: %v, coalescing %v", err, o.Coalescing())
+	}
+	o.Coalesce()
+	// A deadline in the past fails later writes but not the socket's reads.
+	if err := o.SetDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Write([]byte("late")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write past the deadline: %v", err)
+	}
+	_ = o.SetWriteDeadline(time.Time{})
+	_ = o.SetReadDeadline(time.Time{})
+	if _, err := o.Write([]byte("-queued")); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = peer.Write([]byte("x")) }()
+	b := make([]byte, 1)
+	if _, err := o.Read(b); err != nil || b[0] != 'x' {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(peer)
+	if string(got) != "plain-queued" {
+		t.Fatalf("peer read %q", got)
+	}
+
+	// A flush that fails closes the owner (once), and later writes fail.
+	c2, peer2 := pipe(t)
+	o2 := newOwned(c2.Conn)
+	o2.Coalesce()
+	_ = peer2.(*net.TCPConn).SetLinger(0)
+	_ = peer2.Close() // a reset: the flush fails
+	deadline := time.Now().Add(5 * time.Second)
+	for o2.closes.Load() == 0 && time.Now().Before(deadline) {
+		_, _ = o2.Write(make([]byte, 1024))
+		time.Sleep(time.Millisecond)
+	}
+	if n := o2.closes.Load(); n != 1 {
+		t.Fatalf("owner closed %d times after a failed flush, want 1", n)
+	}
+	if _, err := o2.Write([]byte("x")); err == nil {
+		t.Fatal("write after a failed flush succeeded")
 	}
 }

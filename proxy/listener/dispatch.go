@@ -56,7 +56,7 @@ func (l *Listener) dispatch(c *trackedConn) {
 		switch cs.settings.Codec {
 		case CodecHTTP2:
 			// h2c prior knowledge only: net/http refuses HTTP/1.1 here.
-			c.coalesceWrites()
+			c.Coalesce()
 			c.bufferReads()
 			l.deliver(cs, c)
 		case CodecHTTP1:
@@ -71,7 +71,7 @@ func (l *Listener) dispatch(c *trackedConn) {
 				l.log.Debug("connection closed before protocol detection", "remote", c.RemoteAddr(), "error", err)
 				_ = c.Close()
 			case isH2C:
-				c.coalesceWrites()
+				c.Coalesce()
 				c.bufferReads()
 				l.deliver(cs, c)
 			default:
@@ -193,7 +193,7 @@ func (l *Listener) serveTLS(c *trackedConn, sel *chainSelector) {
 	if tc.ConnectionState().NegotiatedProtocol == protoH2 {
 		// net/http serves h2 only on a real *tls.Conn (ALPN via TLSNextProto);
 		// HTTP/2 framing has no smuggling ambiguity to scan for.
-		c.coalesceWrites()
+		c.Coalesce()
 		l.deliver(picked, tc)
 		return
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/outrigger-mesh/outrigger/internal/coalesce"
-	"github.com/outrigger-mesh/outrigger/internal/rawio"
 )
 
 // ErrInvalidConfig is wrapped by New's errors for a Config it cannot serve.
@@ -404,12 +403,9 @@ func (l *Listener) finish() {
 // even after net/http has let go of it (hijacked). It also replays the
 // bytes peeked to tell TLS from plaintext.
 type trackedConn struct {
-	net.Conn
-	raw *rawio.IO // nil unless a TCP socket
-	// wb coalesces writes once the connection serves HTTP/2 (see
-	// coalesceWrites); nil for HTTP/1.1 and TCP, which write once per
-	// event already.
-	wb     atomic.Pointer[coalesce.Writer]
+	// Socket does the raw reads and writes, and coalesces writes once
+	// the connection serves HTTP/2 (dispatch).
+	*coalesce.Socket
 	l      *Listener
 	peeked []byte
 	// rbuf, when set (plaintext HTTP/2), holds what one read system call
@@ -443,10 +439,10 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		if c.rpos < len(c.rbuf) {
 			return c.readBuffered(p), nil
 		}
-		return c.readRaw(p)
+		return c.Socket.Read(p)
 	}
 	if c.rpos == len(c.rbuf) {
-		n, err := c.readRaw(c.rbuf[:cap(c.rbuf)])
+		n, err := c.Socket.Read(c.rbuf[:cap(c.rbuf)])
 		c.rbuf, c.rpos = c.rbuf[:n], 0
 		if n == 0 {
 			return 0, err
@@ -461,64 +457,9 @@ func (c *trackedConn) readBuffered(p []byte) int {
 	return n
 }
 
-func (c *trackedConn) readRaw(p []byte) (int, error) {
-	if c.raw != nil {
-		return c.raw.Read(p)
-	}
-	return c.Conn.Read(p)
-}
-
 // bufferReads makes reads go through a buffer (see rbuf). Call it before
 // the connection is shared; reads must come from one goroutine at a time.
 func (c *trackedConn) bufferReads() { c.rbuf = make([]byte, 0, 4<<10) }
-
-func (c *trackedConn) Write(p []byte) (int, error) {
-	if wb := c.wb.Load(); wb != nil {
-		return wb.Write(p)
-	}
-	return c.WriteRaw(p)
-}
-
-// WriteRaw writes to the socket itself (coalesce.Conn).
-func (c *trackedConn) WriteRaw(p []byte) (int, error) {
-	if c.raw != nil {
-		return c.raw.Write(p)
-	}
-	return c.Conn.Write(p)
-}
-
-// Fail closes the connection after a coalesced write failed
-// (coalesce.Conn).
-func (c *trackedConn) Fail() { _ = c.Close() }
-
-// SetSocketWriteDeadline sets the socket's write deadline (coalesce.Conn).
-func (c *trackedConn) SetSocketWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(t) }
-
-// SetWriteDeadline bounds later writes; once writes are coalesced it goes
-// to the coalescing writer, never cutting a flush of bytes already
-// accepted (crypto/tls sets a deadline of "now" right after queueing its
-// close_notify).
-func (c *trackedConn) SetWriteDeadline(t time.Time) error {
-	if wb := c.wb.Load(); wb != nil {
-		wb.SetWriteDeadline(t)
-		return nil
-	}
-	return c.Conn.SetWriteDeadline(t)
-}
-
-// SetDeadline is SetReadDeadline and SetWriteDeadline.
-func (c *trackedConn) SetDeadline(t time.Time) error {
-	if wb := c.wb.Load(); wb != nil {
-		wb.SetWriteDeadline(t)
-		return c.Conn.SetReadDeadline(t)
-	}
-	return c.Conn.SetDeadline(t)
-}
-
-// coalesceWrites makes the writes of one scheduling round one system
-// call, for a connection handed to net/http's HTTP/2 server (which
-// flushes per frame group). Call it before the connection is shared.
-func (c *trackedConn) coalesceWrites() { c.wb.Store(coalesce.NewWriter(c)) }
 
 // Raw implements RawConn: the socket and the bytes peeked from it.
 func (c *trackedConn) Raw() (net.Conn, []byte) {
@@ -535,9 +476,7 @@ func (c *trackedConn) Raw() (net.Conn, []byte) {
 // an EOF while the codec drains what it still sends. Coalesced writes are
 // sent first (no write may follow).
 func (c *trackedConn) CloseWrite() error {
-	if wb := c.wb.Load(); wb != nil {
-		wb.Close()
-	}
+	c.StopWrites(false)
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
@@ -545,20 +484,15 @@ func (c *trackedConn) CloseWrite() error {
 }
 
 func (c *trackedConn) Close() error {
-	if wb := c.wb.Load(); wb != nil {
-		if c.l.aborting.Load() {
-			wb.Abort()
-		} else {
-			wb.Close()
-		}
-	}
+	c.StopWrites(c.l.aborting.Load())
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.untrack(c) })
 	return err
 }
 
 func (l *Listener) track(c net.Conn) *trackedConn {
-	tc := &trackedConn{Conn: c, l: l, raw: rawio.For(c)}
+	tc := &trackedConn{l: l}
+	tc.Socket = coalesce.NewSocket(c, tc)
 	l.mu.Lock()
 	if l.closing.Load() {
 		l.mu.Unlock()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/outrigger-mesh/outrigger/internal/coalesce"
-	"github.com/outrigger-mesh/outrigger/internal/rawio"
 )
 
 // keepAlive is the TCP keep-alive probe period for upstream connections.
@@ -51,9 +50,9 @@ func (d *dialer) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	cc := &conn{Conn: c, raw: rawio.For(c)}
+	cc := newConn(c)
 	if d.h2 {
-		cc.coalesceWrites()
+		cc.Coalesce()
 	}
 	d.opened(cc, addr)
 	return cc, nil
@@ -72,14 +71,14 @@ func (d *dialer) dialTLS(ctx context.Context, network, addr string) (net.Conn, e
 		cfg = cfg.Clone()
 		cfg.ServerName, _, _ = net.SplitHostPort(addr)
 	}
-	cc := &conn{Conn: raw, raw: rawio.For(raw)}
+	cc := newConn(raw)
 	tc := tls.Client(cc, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		tc.Close()
 		return nil, d.failed(addr, err, true)
 	}
 	if d.h2 {
-		cc.coalesceWrites() // after the handshake, which writes per flight
+		cc.Coalesce() // after the handshake, which writes per flight
 	}
 	d.opened(cc, addr) // counted once usable, as for plaintext
 	return tc, nil
@@ -136,90 +135,44 @@ func (d *dialer) opened(cc *conn, addr string) {
 // request's context watch: its deadline errors are retried after it hands
 // the context to its watcher (see watch.go).
 type conn struct {
-	net.Conn
-	raw      *rawio.IO        // nil unless a TCP socket
-	wb       *coalesce.Writer // HTTP/2 only: net/http flushes per frame group
+	// Socket does the raw reads and writes, and coalesces writes on
+	// HTTP/2 connections (net/http flushes per frame group).
+	*coalesce.Socket
 	requests atomic.Uint64
 	once     atomic.Bool
 	closed   func()
 	slow     *watch
 }
 
+func newConn(c net.Conn) *conn {
+	cc := &conn{}
+	cc.Socket = coalesce.NewSocket(c, cc)
+	return cc
+}
+
 func (c *conn) Read(p []byte) (int, error) {
-	n, err := c.read(p)
+	n, err := c.Socket.Read(p)
 	for n == 0 && err != nil && c.slow != nil && c.slow.fired(err) {
-		n, err = c.read(p)
+		n, err = c.Socket.Read(p)
 	}
 	return n, err
 }
 
-func (c *conn) read(p []byte) (int, error) {
-	if c.raw != nil {
-		return c.raw.Read(p)
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *conn) write(p []byte) (int, error) {
-	if c.raw != nil {
-		return c.raw.Write(p)
-	}
-	return c.Conn.Write(p)
-}
-
 func (c *conn) Write(p []byte) (int, error) {
-	if c.wb != nil {
-		return c.wb.Write(p)
+	if c.Coalescing() {
+		return c.Socket.Write(p)
 	}
-	return c.WriteRaw(p)
-}
-
-// coalesceWrites makes the writes of one scheduling round one system
-// call (see package coalesce). Call it before the connection is shared.
-func (c *conn) coalesceWrites() { c.wb = coalesce.NewWriter(c) }
-
-// Fail closes the connection after a coalesced write failed
-// (coalesce.Conn).
-func (c *conn) Fail() { _ = c.Close() }
-
-// SetSocketWriteDeadline sets the socket's write deadline (coalesce.Conn).
-func (c *conn) SetSocketWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(t) }
-
-// SetWriteDeadline bounds later writes; with coalesced writes it goes to
-// the writer and never cuts a flush of bytes already accepted (crypto/tls
-// sets a deadline of "now" right after queueing its close_notify).
-func (c *conn) SetWriteDeadline(t time.Time) error {
-	if c.wb != nil {
-		c.wb.SetWriteDeadline(t)
-		return nil
-	}
-	return c.Conn.SetWriteDeadline(t)
-}
-
-// SetDeadline is SetReadDeadline and SetWriteDeadline.
-func (c *conn) SetDeadline(t time.Time) error {
-	if c.wb != nil {
-		c.wb.SetWriteDeadline(t)
-		return c.Conn.SetReadDeadline(t)
-	}
-	return c.Conn.SetDeadline(t)
-}
-
-// WriteRaw writes to the socket itself (coalesce.Conn).
-func (c *conn) WriteRaw(p []byte) (int, error) {
-	n, err := c.write(p)
+	n, err := c.WriteRaw(p)
 	for err != nil && c.slow != nil && c.slow.fired(err) {
 		var m int
-		m, err = c.write(p[n:])
+		m, err = c.WriteRaw(p[n:])
 		n += m
 	}
 	return n, err
 }
 
 func (c *conn) Close() error {
-	if c.wb != nil {
-		c.wb.Close()
-	}
+	c.StopWrites(false)
 	err := c.Conn.Close()
 	if c.once.CompareAndSwap(false, true) && c.closed != nil {
 		c.closed()
@@ -230,7 +183,7 @@ func (c *conn) Close() error {
 // ReadFrom and WriteTo keep the kernel fast paths (splice, sendfile) of the
 // TCP connection underneath.
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok && c.slow == nil && c.wb == nil {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok && c.slow == nil && !c.Coalescing() {
 		return rf.ReadFrom(r)
 	}
 	return io.Copy(struct{ io.Writer }{c}, r)
