@@ -148,13 +148,13 @@ func (c *Cluster) RoundTrip(req *http.Request, h *Host) (*http.Response, error) 
 	start := time.Now()
 	resp, err := g.tr.RoundTrip(req)
 	if err != nil {
-		c.finish(g, h, 0, start, err)
+		c.finish(g, h, 0, 0, start, err)
 		return nil, err
 	}
 	if c.ewma.Load() {
 		h.ObserveLatency(time.Since(start))
 	}
-	b := &body{rc: resp.Body, c: c, g: g, h: h, ctx: ctx, status: resp.StatusCode, start: start}
+	b := &body{rc: resp.Body, c: c, g: g, h: h, ctx: ctx, status: resp.StatusCode, outcome: upstreamStatus(resp), start: start}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		if w, ok := resp.Body.(io.Writer); ok {
 			resp.Body = &upgradeBody{body: b, w: w}
@@ -165,8 +165,11 @@ func (c *Cluster) RoundTrip(req *http.Request, h *Host) (*http.Response, error) 
 	return resp, nil
 }
 
-// finish ends one request's accounting. status is 0 when no response came.
-func (c *Cluster) finish(g *generation, h *Host, status int, start time.Time, err error) {
+// finish ends one request's accounting. status is the response's HTTP
+// status (the cluster's 5xx count), outcome what it counts as for the host
+// and the outlier detector (upstreamStatus: a trailers-only gRPC error
+// maps to its HTTP status, as in Envoy); both 0 when no response came.
+func (c *Cluster) finish(g *generation, h *Host, status, outcome int, start time.Time, err error) {
 	c.stats.RqTime.Observe(time.Since(start))
 	c.stats.RqActive.Add(-1)
 	h.Stats.RqActive.Add(-1)
@@ -176,7 +179,7 @@ func (c *Cluster) finish(g *generation, h *Host, status int, start time.Time, er
 	}
 	switch kind {
 	case 0:
-		if err == nil && status < 500 {
+		if err == nil && outcome < 500 {
 			h.Stats.RqSuccess.Add(1)
 		} else {
 			h.Stats.RqError.Add(1)
@@ -200,21 +203,22 @@ func (c *Cluster) finish(g *generation, h *Host, status int, start time.Time, er
 	if status >= 500 {
 		c.stats.Rq5xx.Add(1)
 	}
-	c.reportOutcome(h, status, kind)
+	c.reportOutcome(h, outcome, kind)
 	g.release()
 }
 
 // body counts the request as active until the body ends and classifies
 // read errors. It is the one allocation RoundTrip adds per request.
 type body struct {
-	rc     io.ReadCloser
-	c      *Cluster
-	g      *generation
-	h      *Host
-	ctx    context.Context
-	status int
-	start  time.Time
-	done   atomic.Bool
+	rc      io.ReadCloser
+	c       *Cluster
+	g       *generation
+	h       *Host
+	ctx     context.Context
+	status  int // HTTP
+	outcome int // upstreamStatus
+	start   time.Time
+	done    atomic.Bool
 }
 
 func (b *body) Read(p []byte) (int, error) {
@@ -240,7 +244,7 @@ func (b *body) Close() error {
 
 func (b *body) end(err error) {
 	if b.done.CompareAndSwap(false, true) {
-		b.c.finish(b.g, b.h, b.status, b.start, err)
+		b.c.finish(b.g, b.h, b.status, b.outcome, b.start, err)
 	}
 }
 

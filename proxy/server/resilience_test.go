@@ -220,6 +220,54 @@ func TestHalfFailingBackendEjected(t *testing.T) {
 	t.Logf("%d/%d succeeded; bad backend hits %d", ok, total, bad.hits.Load())
 }
 
+// TestGRPCUnavailableEjected: a gRPC backend answering trailers-only
+// UNAVAILABLE (HTTP 200, grpc-status 14: what a sidecar answers for a
+// dead app) counts as a 503 to outlier detection, as in Envoy, and is
+// ejected by consecutive_5xx; the healthy one is not.
+func TestGRPCUnavailableEjected(t *testing.T) {
+	bad := killableBackend(t, "bad", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Grpc-Status", "14")
+		w.Header().Set("Grpc-Message", "no healthy upstream")
+	})
+	good := killableBackend(t, "good", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		_, _ = w.Write([]byte{0, 0, 0, 0, 0})
+		w.Header().Set("Grpc-Status", "0")
+	})
+	p := startProxy(t, bs{
+		VirtualHosts: vhostAll("up", ""),
+		Clusters: staticCluster("up", `    outlier_detection:
+      interval: 0.1s
+      consecutive_5xx: 3
+      base_ejection_time: 30s
+      max_ejection_percent: 50
+`, bad.addr, good.addr),
+	}.String())
+	c := h1Client()
+	url := "http://" + p.addr["ingress"] + "/grpc.Svc/Call"
+	for i := 0; i < 20; i++ {
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader("\x00\x00\x00\x00\x00"))
+		must(t, err)
+		req.Header.Set("Content-Type", "application/grpc")
+		resp, err := c.Do(req)
+		must(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(string(p.srv.Clusters()), bad.addr+"::health_flags::/failed_outlier_check") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the backend answering UNAVAILABLE was not ejected:\n%s", p.srv.Clusters())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(string(p.srv.Clusters()), good.addr+"::health_flags::/failed_outlier_check") {
+		t.Fatalf("the healthy gRPC backend was ejected:\n%s", p.srv.Clusters())
+	}
+}
+
 // TestTotalOutageDoesNotMultiplyLoad is test (c): with every backend
 // failing, the default retry budget keeps upstream attempts within 1.2 ×
 // the client requests plus the minimum retry concurrency, even though the
