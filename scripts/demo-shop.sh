@@ -442,7 +442,7 @@ log "killed payments-v1; its sidecar stays up, Consul's check of it fails within
 measure 5
 log "  traffic while v1 was down: $T_TEXT"
 if ((T_ERRORS == 0)); then
-	held "no order failed: the resolver's failover sent v1's share to v2; in the second before Consul saw v1 gone, retries (the router's, then loadgen's with the same request id) did"
+	held "no order failed: the resolver's failover sent v1's share to v2; in the second before Consul saw v1 gone, orders' passive health check ejected v1 on its first failure and the router's retry went to the failover (orders-defaults.hcl)"
 else
 	broke "payments v1 down: $T_TEXT"
 fi
