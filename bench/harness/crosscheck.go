@@ -38,6 +38,9 @@ func crossCheck(ctx context.Context, cfg *Config, sc Scenario, running []*target
 			continue // the A/B target is for the interleaved comparison only
 		}
 		addr := sc.endpoint(t.Endpoints)
+		if addr == "" {
+			continue // the target does not serve this protocol (go-floor: HTTP/1.1 only)
+		}
 		argv, err := crossCheckArgs(sc, bin, addr, cfg.TmpDir)
 		if err != nil {
 			out.Notes = append(out.Notes, fmt.Sprintf("%s cross-check: %v", sc.Name, err))

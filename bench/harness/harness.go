@@ -26,15 +26,17 @@ const (
 	Nginx             = "nginx"
 	HAProxy           = "haproxy"
 	Caddy             = "caddy"
+	GoFloor           = targets.NameGoFloor
 )
 
 // AllTargets lists every target the harness knows.
-var AllTargets = []string{Direct, Outrigger, Outrigger2Hop, Outrigger2HopMTLS, Outrigger2HopAB, Nginx, HAProxy, Caddy}
+var AllTargets = []string{Direct, Outrigger, Outrigger2Hop, Outrigger2HopMTLS, Outrigger2HopAB, Nginx, HAProxy, Caddy, GoFloor}
 
 // DefaultTargets are the targets of a run that names none: all but the
-// mTLS ones, which `make bench-mtls` compares with the plaintext path.
+// mTLS ones, which `make bench-mtls` compares with the plaintext path, and
+// the go-floor instrument (`make bench-floor`).
 var DefaultTargets = slices.DeleteFunc(slices.Clone(AllTargets), func(t string) bool {
-	return t == Outrigger2HopMTLS || t == Outrigger2HopAB
+	return t == Outrigger2HopMTLS || t == Outrigger2HopAB || t == GoFloor
 })
 
 // Config is one bench run.
@@ -50,6 +52,9 @@ type Config struct {
 	Upstream targets.Upstream
 	// OutriggerBin is the proxy under test; empty skips the outrigger targets.
 	OutriggerBin string
+	// BenchBin is the outrigger-bench binary, which serves the go-floor
+	// target (`outrigger-bench floor`); empty skips that target.
+	BenchBin string
 	// TmpDir holds the peers' configs and logs.
 	TmpDir string
 	// ProfileDir, when set, is where --profile writes outrigger's pprof files.

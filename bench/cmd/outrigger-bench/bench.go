@@ -59,6 +59,9 @@ func runBench(ctx context.Context, o *options, command string, log hclog.Logger)
 		OutriggerBin: outrigger, TmpDir: tmp, CrossCheck: o.crossCheck,
 		Command: command, Log: log,
 	}
+	if exe, err := os.Executable(); err == nil {
+		cfg.BenchBin = exe // serves the go-floor target
+	}
 	if o.profile || len(o.profileTargets) > 0 {
 		cfg.ProfileDir = filepath.Join(o.outDir, "profiles")
 		cfg.ProfileOneHop, cfg.ProfileTargets, cfg.ProfileSeconds = o.profile, o.profileTargets, o.profileSeconds

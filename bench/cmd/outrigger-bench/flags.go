@@ -48,7 +48,8 @@ Flags:
   --reps N             repetitions of every run (default 3; 1 with --quick)
   --ab-reps N          repetitions of the outrigger-2hop-ab target (default: --reps)
   --targets LIST       comma-separated subset of: %s
-                       (default all but outrigger-2hop-mtls and outrigger-2hop-ab: make bench-mtls)
+                       (default all but outrigger-2hop-mtls and outrigger-2hop-ab: make bench-mtls,
+                       and go-floor, the least a Go HTTP/1.1 proxy does per request: make bench-floor)
   --scenarios LIST     comma-separated subset of: %s
                        (small-h3 and tcp-bulk run only when named: make bench-protocols)
   --outrigger PATH     the proxy binary (default bin/outrigger when it exists)

@@ -3,6 +3,7 @@
 //
 //	outrigger-bench [--quick] [--reps N] [--targets a,b] [--scenarios a,b] [--profile]
 //	outrigger-bench backend --http ADDR --grpc ADDR   (the upstream; the bench starts it)
+//	outrigger-bench floor --listen ADDR --upstream ADDR   (the go-floor target; the bench starts it)
 //	outrigger-bench render --in bench/results/latest.json   (redraw the report from a run)
 package main
 
@@ -31,6 +32,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "backend":
 			return runBackend(ctx, args[1:], stderr)
+		case "floor":
+			return runFloor(ctx, args[1:], stderr)
 		case "render":
 			return runRender(args[1:], stdout, stderr)
 		}

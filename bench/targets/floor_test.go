@@ -1,0 +1,34 @@
+package targets
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/outrigger-mesh/outrigger/bench/loadgen"
+)
+
+// The go-floor target serves the HTTP/1.1 scenarios' requests through the
+// outrigger-bench binary's floor subcommand, and nothing else.
+func TestFloorTarget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds outrigger-bench")
+	}
+	bin := filepath.Join(t.TempDir(), "outrigger-bench")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/outrigger-bench").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tg, err := StartFloor(ctx, bin, t.TempDir(), plainBackend(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	if tg.Endpoints.H2C != "" || tg.Endpoints.GRPC != "" || len(tg.PIDs()) != 1 {
+		t.Fatalf("endpoints %+v, %d processes: want HTTP/1.1 only, one process", tg.Endpoints, len(tg.PIDs()))
+	}
+	sendThree(t, loadgen.Target{Protocol: loadgen.HTTP1, Addr: tg.Endpoints.HTTP1, Path: "/?size=10", Timeout: time.Second}, tg.Name)
+}
