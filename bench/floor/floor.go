@@ -9,7 +9,7 @@
 // do beyond that: no routing, no header rewriting (not even hop-by-hop
 // headers), no timeouts, no limits, no statistics. It is built the way
 // outrigger's hot path is, one goroutine per connection, reads and writes
-// as raw system calls (internal/rawio), a yield before each read that
+// as raw system calls (coalesce.Socket, as outrigger's connections), a yield before each read that
 // would usually find nothing yet, one write per response, so the
 // difference between the two is the cost of being a real proxy. Anything
 // it does not handle ends the connection (a request with a body gets a 501
@@ -26,7 +26,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/outrigger-mesh/outrigger/internal/rawio"
+	"github.com/outrigger-mesh/outrigger/internal/coalesce"
 )
 
 // Proxy forwards to one upstream address.
@@ -66,18 +66,9 @@ func (p *Proxy) Close() {
 	p.idle = nil
 }
 
-// raw reads and writes c with raw system calls when it can.
-func raw(c net.Conn) io.ReadWriteCloser {
-	r := rawio.For(c)
-	if r == nil {
-		return c
-	}
-	return struct {
-		io.Reader
-		io.Writer
-		io.Closer
-	}{r, r, c}
-}
+// raw reads and writes c with raw system calls where it can, as
+// outrigger's listener and upstream connections do.
+func raw(c net.Conn) io.ReadWriteCloser { return coalesce.NewSocket(c, c) }
 
 func (p *Proxy) get() (*upConn, error) {
 	p.mu.Lock()

@@ -224,3 +224,36 @@ func TestCrossCheckTools(t *testing.T) {
 		})
 	}
 }
+
+// go-floor runs through the outrigger-bench binary: without one it is
+// skipped with a note, as a peer that is not installed.
+func TestFloorSkippedWithoutBenchBinary(t *testing.T) {
+	cfg := &Config{Targets: []string{GoFloor}, Upstream: startBackend(t), TmpDir: t.TempDir(), Log: hclog.NewNullLogger()}
+	out := &report.Run{}
+	if running := startTargets(context.Background(), cfg, out); len(running) != 0 {
+		t.Fatalf("started %d targets without the bench binary", len(running))
+	}
+	if len(out.Notes) != 1 || !strings.Contains(out.Notes[0], "go-floor skipped") {
+		t.Fatalf("notes %v, want go-floor skipped", out.Notes)
+	}
+}
+
+// The cross-check runs only on targets serving the scenario's protocol
+// (go-floor serves HTTP/1.1 only): others are left out, not failed.
+func TestCrossCheckSkipsOtherProtocols(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs wrk")
+	}
+	if _, err := targets.LookBinary("wrk"); err != nil {
+		t.Skip(err)
+	}
+	up := startBackend(t)
+	grpcOnly := &targets.Target{Name: "grpc-only", Endpoints: targets.Endpoints{GRPC: up.GRPC}}
+	sc := Scenario{Name: "wrk", Protocol: loadgen.HTTP1, Path: "/?size=16", Workers: 4, CrossCheck: "wrk", CrossCheckTime: time.Second}
+	out := &report.Run{}
+	cc := crossCheck(context.Background(), &Config{TmpDir: t.TempDir(), Log: hclog.NewNullLogger()}, sc,
+		[]*targets.Target{targets.Direct(up), grpcOnly}, out)
+	if len(cc) != 1 || cc[0].Target != Direct || cc[0].Err != "" || len(out.Notes) != 0 {
+		t.Fatalf("cross-check %+v, notes %v: want direct only", cc, out.Notes)
+	}
+}
