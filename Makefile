@@ -91,11 +91,11 @@ bench-mtls: build
 	$(GO) build -o $(BIN)/outrigger-bench ./bench/cmd/outrigger-bench
 	$(BIN)/outrigger-bench --outrigger $(BIN)/outrigger --scenarios grpc-unary --targets direct,outrigger-2hop,outrigger-2hop-mtls,outrigger-2hop-ab --rate 1000 --open-duration 10s --no-closed --reps 5 --ab-reps 30 --name mtls --max-duration 14m $(BENCH_FLAGS)
 
-## bench-floor: small HTTP/1.1 through one hop: outrigger against go-floor (bench/floor, the least a Go proxy does per request) and nginx, 5 reps -> bench/results/floor.md
+## bench-floor: small HTTP/1.1 through one hop: outrigger against go-floor and go-lean (bench/floor: the least a Go proxy does per request, and that plus a proxy's work on bytes) and nginx, 5 reps -> bench/results/floor.md
 bench-floor: build
 	./bench/install-peers.sh
 	$(GO) build -o $(BIN)/outrigger-bench ./bench/cmd/outrigger-bench
-	$(BIN)/outrigger-bench --outrigger $(BIN)/outrigger --scenarios small-h1 --targets direct,go-floor,outrigger,nginx --reps 5 --name floor $(BENCH_FLAGS)
+	$(BIN)/outrigger-bench --outrigger $(BIN)/outrigger --scenarios small-h1 --targets direct,go-floor,go-lean,outrigger,nginx --reps 5 --name floor $(BENCH_FLAGS)
 
 ## bench-go: the proxy's in-process Go benchmarks (proxied vs direct, allocs)
 bench-go:

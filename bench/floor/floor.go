@@ -156,7 +156,7 @@ func (p *Proxy) serve(c net.Conn) {
 			_, _ = io.WriteString(rc, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 			return
 		}
-		out, err = p.exchange(u, h, out[:0])
+		out, err = p.exchange(u, h, out[:0], bytes.HasPrefix(h, []byte("HEAD ")))
 		if err != nil {
 			u.c.Close()
 			return
@@ -171,8 +171,9 @@ func (p *Proxy) serve(c net.Conn) {
 	}
 }
 
-// exchange sends the request head h on u and appends the response to out.
-func (p *Proxy) exchange(u *upConn, h, out []byte) ([]byte, error) {
+// exchange sends the request head h on u and appends the response to out
+// (its head only when head: the answer to a HEAD has no body).
+func (p *Proxy) exchange(u *upConn, h, out []byte, head bool) ([]byte, error) {
 	if _, err := u.c.Write(h); err != nil {
 		return out, err
 	}
@@ -187,6 +188,9 @@ func (p *Proxy) exchange(u *upConn, h, out []byte) ([]byte, error) {
 	}
 	out = append(out, rh...)
 	_, _ = u.br.Discard(len(rh))
+	if head {
+		n = 0
+	}
 	for n > 0 {
 		b, err := u.br.Peek(min(n, u.br.Size()))
 		if err != nil && len(b) == 0 {

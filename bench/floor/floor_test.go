@@ -102,3 +102,24 @@ func TestRefusesWhatItCannotFrame(t *testing.T) {
 		})
 	}
 }
+
+// The answer to a HEAD is its head alone, though it announces a length.
+func TestRelaysHEAD(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		io.WriteString(w, "hello")
+	}))
+	defer be.Close()
+	c, br := dial(t, start(t, be.Listener.Addr().String()))
+	for _, m := range []string{"HEAD", "GET"} {
+		io.WriteString(c, m+" / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, &http.Request{Method: m})
+		if err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if want := map[string]string{"HEAD": "", "GET": "hello"}[m]; err != nil || string(b) != want || resp.ContentLength != 5 {
+			t.Fatalf("%s: body %q (%v), length %d; want %q, 5", m, b, err, resp.ContentLength, want)
+		}
+	}
+}

@@ -27,16 +27,17 @@ const (
 	HAProxy           = "haproxy"
 	Caddy             = "caddy"
 	GoFloor           = targets.NameGoFloor
+	GoLean            = targets.NameGoLean
 )
 
 // AllTargets lists every target the harness knows.
-var AllTargets = []string{Direct, Outrigger, Outrigger2Hop, Outrigger2HopMTLS, Outrigger2HopAB, Nginx, HAProxy, Caddy, GoFloor}
+var AllTargets = []string{Direct, Outrigger, Outrigger2Hop, Outrigger2HopMTLS, Outrigger2HopAB, Nginx, HAProxy, Caddy, GoFloor, GoLean}
 
 // DefaultTargets are the targets of a run that names none: all but the
 // mTLS ones, which `make bench-mtls` compares with the plaintext path, and
-// the go-floor instrument (`make bench-floor`).
+// the go-floor and go-lean instruments (`make bench-floor`).
 var DefaultTargets = slices.DeleteFunc(slices.Clone(AllTargets), func(t string) bool {
-	return t == Outrigger2HopMTLS || t == Outrigger2HopAB || t == GoFloor
+	return t == Outrigger2HopMTLS || t == Outrigger2HopAB || t == GoFloor || t == GoLean
 })
 
 // Config is one bench run.
@@ -53,7 +54,7 @@ type Config struct {
 	// OutriggerBin is the proxy under test; empty skips the outrigger targets.
 	OutriggerBin string
 	// BenchBin is the outrigger-bench binary, which serves the go-floor
-	// target (`outrigger-bench floor`); empty skips that target.
+	// and go-lean targets (`outrigger-bench floor`); empty skips them.
 	BenchBin string
 	// TmpDir holds the peers' configs and logs.
 	TmpDir string

@@ -225,16 +225,16 @@ func TestCrossCheckTools(t *testing.T) {
 	}
 }
 
-// go-floor runs through the outrigger-bench binary: without one it is
-// skipped with a note, as a peer that is not installed.
+// go-floor and go-lean run through the outrigger-bench binary: without
+// one they are skipped with a note, as a peer that is not installed.
 func TestFloorSkippedWithoutBenchBinary(t *testing.T) {
-	cfg := &Config{Targets: []string{GoFloor}, Upstream: startBackend(t), TmpDir: t.TempDir(), Log: hclog.NewNullLogger()}
+	cfg := &Config{Targets: []string{GoFloor, GoLean}, Upstream: startBackend(t), TmpDir: t.TempDir(), Log: hclog.NewNullLogger()}
 	out := &report.Run{}
 	if running := startTargets(context.Background(), cfg, out); len(running) != 0 {
 		t.Fatalf("started %d targets without the bench binary", len(running))
 	}
-	if len(out.Notes) != 1 || !strings.Contains(out.Notes[0], "go-floor skipped") {
-		t.Fatalf("notes %v, want go-floor skipped", out.Notes)
+	if len(out.Notes) != 2 || !strings.Contains(out.Notes[0], "go-floor skipped") || !strings.Contains(out.Notes[1], "go-lean skipped") {
+		t.Fatalf("notes %v, want go-floor and go-lean skipped", out.Notes)
 	}
 }
 

@@ -49,12 +49,16 @@ func startTargets(ctx context.Context, cfg *Config, out *report.Run) []*targets.
 				break
 			}
 			t, err = targets.StartOutriggerAB(ctx, cfg.TmpDir, cfg.Upstream, cfg.OutriggerBin)
-		case GoFloor:
+		case GoFloor, GoLean:
 			if cfg.BenchBin == "" {
 				err = fmt.Errorf("no outrigger-bench binary to run `outrigger-bench floor` with")
 				break
 			}
-			t, err = targets.StartFloor(ctx, cfg.BenchBin, cfg.TmpDir, cfg.Upstream)
+			start := targets.StartFloor
+			if name == GoLean {
+				start = targets.StartLean
+			}
+			t, err = start(ctx, cfg.BenchBin, cfg.TmpDir, cfg.Upstream)
 		default:
 			var bin string
 			if bin, err = targets.LookBinary(name); err != nil {

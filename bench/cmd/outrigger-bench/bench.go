@@ -60,7 +60,7 @@ func runBench(ctx context.Context, o *options, command string, log hclog.Logger)
 		Command: command, Log: log,
 	}
 	if exe, err := os.Executable(); err == nil {
-		cfg.BenchBin = exe // serves the go-floor target
+		cfg.BenchBin = exe // serves the go-floor and go-lean targets
 	}
 	if o.profile || len(o.profileTargets) > 0 {
 		cfg.ProfileDir = filepath.Join(o.outDir, "profiles")

@@ -49,7 +49,8 @@ Flags:
   --ab-reps N          repetitions of the outrigger-2hop-ab target (default: --reps)
   --targets LIST       comma-separated subset of: %s
                        (default all but outrigger-2hop-mtls and outrigger-2hop-ab: make bench-mtls,
-                       and go-floor, the least a Go HTTP/1.1 proxy does per request: make bench-floor)
+                       and go-floor and go-lean, the least a Go HTTP/1.1 proxy does per request
+                       without and with a proxy's work on bytes: make bench-floor)
   --scenarios LIST     comma-separated subset of: %s
                        (small-h3 and tcp-bulk run only when named: make bench-protocols)
   --outrigger PATH     the proxy binary (default bin/outrigger when it exists)

@@ -3,7 +3,7 @@
 //
 //	outrigger-bench [--quick] [--reps N] [--targets a,b] [--scenarios a,b] [--profile]
 //	outrigger-bench backend --http ADDR --grpc ADDR   (the upstream; the bench starts it)
-//	outrigger-bench floor --listen ADDR --upstream ADDR   (the go-floor target; the bench starts it)
+//	outrigger-bench floor [--lean] --listen ADDR --upstream ADDR   (the go-floor and go-lean targets; the bench starts them)
 //	outrigger-bench render --in bench/results/latest.json   (redraw the report from a run)
 package main
 
