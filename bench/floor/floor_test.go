@@ -83,22 +83,7 @@ func TestRefusesWhatItCannotFrame(t *testing.T) {
 		{"head over the buffer", be.Listener.Addr().String(), "GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 5000) + "\r\n\r\n", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c, br := dial(t, start(t, tt.upstream))
-			io.WriteString(c, tt.req)
-			if tt.status == 0 {
-				// Closed with the request unread, the socket may reset.
-				if _, err := br.ReadByte(); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
-					t.Fatalf("read: %v, want the connection closed without a response", err)
-				}
-				return
-			}
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != tt.status {
-				t.Fatalf("response %v, %v; want status %d", resp, err, tt.status)
-			}
-			if _, err := br.ReadByte(); err != io.EOF {
-				t.Fatalf("after the refusal: %v, want the connection closed", err)
-			}
+			wantRefusal(t, start(t, tt.upstream), tt.req, tt.status)
 		})
 	}
 }
@@ -121,5 +106,23 @@ func TestRelaysHEAD(t *testing.T) {
 		if want := map[string]string{"HEAD": "", "GET": "hello"}[m]; err != nil || string(b) != want || resp.ContentLength != 5 {
 			t.Fatalf("%s: body %q (%v), length %d; want %q, 5", m, b, err, resp.ContentLength, want)
 		}
+	}
+}
+
+// wantRefusal sends req to addr and wants a response with status and the
+// connection closed after it; status 0 wants it closed with no response.
+func wantRefusal(t *testing.T, addr, req string, status int) {
+	t.Helper()
+	c, br := dial(t, addr)
+	io.WriteString(c, req)
+	if status != 0 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != status {
+			t.Fatalf("response %v, %v; want status %d", resp, err, status)
+		}
+	}
+	// Closed with the request unread, the socket may reset.
+	if _, err := br.ReadByte(); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read: %v, want the connection closed (after status %d)", err, status)
 	}
 }

@@ -29,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outrigger-mesh/outrigger/proxy/httpwire"
 )
 
 // LeanStats are Lean's statistics.
@@ -183,14 +185,6 @@ type fields struct {
 	body  bool   // Content-Length or Transfer-Encoding
 }
 
-var tokenTable = func() (t [256]bool) {
-	for c := 0; c < 256; c++ {
-		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), byte(c)) >= 0
-	}
-	return t
-}()
-
 // eqFold reports whether b is lower (given in lower case), ASCII case
 // insensitively.
 func eqFold(b []byte, lower string) bool {
@@ -251,7 +245,7 @@ func parseFields(h []byte, off int, f *fields) error {
 		}
 		name := line[:c]
 		for _, b := range name {
-			if !tokenTable[b] {
+			if !httpwire.IsTokenByte(b) {
 				return errBad
 			}
 		}
@@ -321,7 +315,7 @@ func parseRequest(h []byte, r *request) error {
 		return errBad
 	}
 	for _, b := range line[:sp] {
-		if !tokenTable[b] {
+		if !httpwire.IsTokenByte(b) {
 			return errBad
 		}
 	}

@@ -1,7 +1,6 @@
 package floor
 
 import (
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -179,21 +177,7 @@ func TestLeanRefusals(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			addr, _ := startLean(t, []string{"/"}, tt.upstream)
-			c, br := dial(t, addr)
-			io.WriteString(c, tt.req)
-			if tt.status == 0 {
-				if _, err := br.ReadByte(); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
-					t.Fatalf("read: %v, want the connection closed without a response", err)
-				}
-				return
-			}
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != tt.status {
-				t.Fatalf("response %v, %v; want status %d", resp, err, tt.status)
-			}
-			if _, err := br.ReadByte(); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
-				t.Fatalf("after the refusal: %v, want the connection closed", err)
-			}
+			wantRefusal(t, addr, tt.req, tt.status)
 		})
 	}
 }
