@@ -3,7 +3,7 @@
 // (protojson without discarding unknown fields, the proto's ValidateAll(),
 // then the support table of xds/resource) and converts static_resources
 // into a snapshot. Every error names the offending field path, e.g.
-// "static_resources.clusters[1].lb_policy: MAGLEV is not supported yet".
+// "static_resources.clusters[1].lb_subset_config: Cluster.lb_subset_config is not supported yet".
 package bootstrap
 
 import (
