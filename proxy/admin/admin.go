@@ -114,18 +114,18 @@ func CheckLoopback(addr string) error {
 		return nil
 	}
 	if host == "" {
-		return fmt.Errorf("admin: address %q binds every interface: %w; use 127.0.0.1 or ::1, or allow non-loopback admin explicitly", addr, ErrNonLoopback)
+		return fmt.Errorf("admin: address %q binds every interface: %w; use 127.0.0.1 or ::1, or start outrigger with --admin-allow-non-loopback", addr, ErrNonLoopback)
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return fmt.Errorf("admin: address %q: host %q is not an IP literal or \"localhost\": %w; use 127.0.0.1 or ::1, or allow non-loopback admin explicitly", addr, host, ErrNonLoopback)
+		return fmt.Errorf("admin: address %q: host %q is not an IP literal or \"localhost\": %w; use 127.0.0.1 or ::1, or start outrigger with --admin-allow-non-loopback", addr, host, ErrNonLoopback)
 	}
 	ip = ip.WithZone("").Unmap()
 	if ip.IsUnspecified() {
-		return fmt.Errorf("admin: address %q binds every interface: %w; use 127.0.0.1 or ::1, or allow non-loopback admin explicitly", addr, ErrNonLoopback)
+		return fmt.Errorf("admin: address %q binds every interface: %w; use 127.0.0.1 or ::1, or start outrigger with --admin-allow-non-loopback", addr, ErrNonLoopback)
 	}
 	if !ip.IsLoopback() {
-		return fmt.Errorf("admin: address %q: %w (the admin API can drain and stop the proxy and has no authentication); use 127.0.0.1 or ::1, or allow non-loopback admin explicitly", addr, ErrNonLoopback)
+		return fmt.Errorf("admin: address %q: %w (the admin API can drain and stop the proxy and has no authentication); use 127.0.0.1 or ::1, or start outrigger with --admin-allow-non-loopback", addr, ErrNonLoopback)
 	}
 	return nil
 }

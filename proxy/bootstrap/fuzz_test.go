@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"regexp"
-	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -76,11 +75,12 @@ func unlocated(err error) string {
 	case errors.As(err, &inv):
 		return emptyPath(inv.Fields)
 	case errors.As(err, &v):
-		// ValidateAll names the message and field ("invalid
-		// Bootstrap.Node: ..."); the root has no path of its own.
-		if v.Path == "" && !strings.HasPrefix(v.Err.Error(), "invalid ") {
-			return "a validation error without a field"
+		// Every violation of the proto's own rules is placed at its
+		// field's path.
+		if len(v.Fields) == 0 {
+			return "a validation error without its fields"
 		}
+		return emptyPath(v.Fields)
 	default:
 		return "an error of no known type"
 	}

@@ -378,7 +378,7 @@ func TestHTTP3ConfigErrors(t *testing.T) {
 		"zero streams":        {quicListener(cert, "0", "        quic_protocol_options: {max_concurrent_streams: 0}\n", "", vhostAll("be", "")), "greater than or equal to 1"},
 		"unknown quic option": {quicListener(cert, "0", "        reject_new_connections: true\n", "", vhostAll("be", "")), "reject_new_connections"},
 		"no quic_options":     {strings.Replace(good, "      quic_options:\n        {}\n", "      {}\n", 1), "quic_options: is required"},
-		"no tls context":      {cut(good, "          downstream_tls_context:\n", "      filters:\n"), "DownstreamTlsContext: value is required"},
+		"no tls context":      {cut(good, "          downstream_tls_context:\n", "      filters:\n"), "transport_socket.typed_config.downstream_tls_context: value is required"},
 		"TLS 1.2 only": {strings.Replace(good, "            common_tls_context:\n",
 			"            common_tls_context:\n              tls_params: {tls_maximum_protocol_version: TLSv1_2}\n", 1), "QUIC needs TLS 1.3"},
 		"chain match": {strings.Replace(good, "    - transport_socket:\n",

@@ -387,7 +387,7 @@ func TestTracingConfigRefused(t *testing.T) {
 		{"spawn_upstream_span", tracingHCM("x", "{google_grpc: {target_uri: \"127.0.0.1:1\", stat_prefix: otel}}", "            spawn_upstream_span: true\n"), "tracing.spawn_upstream_span"},
 		{"custom_tags", tracingHCM("x", "{google_grpc: {target_uri: \"127.0.0.1:1\", stat_prefix: otel}}", "            custom_tags: [{tag: a, literal: {value: b}}]\n"), "tracing.custom_tags"},
 		{"max_cache_size 0", strings.Replace(tracingHCM("x", "{google_grpc: {target_uri: \"127.0.0.1:1\", stat_prefix: otel}}", ""), "service_name: x", "service_name: x\n                max_cache_size: 0", 1), "max_cache_size: must be at least 1"},
-		{"empty cluster", tracingHCM("x", "{envoy_grpc: {cluster_name: \"\"}}", ""), "EnvoyGrpc.ClusterName"},
+		{"empty cluster", tracingHCM("x", "{envoy_grpc: {cluster_name: \"\"}}", ""), "tracing.provider.typed_config.grpc_service.envoy_grpc.cluster_name: value length must be at least 1 runes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := bootstrap.Load("", bs{HCMExtra: tc.hcm, VirtualHosts: vhostAll("app", ""), Clusters: staticCluster("app", "", "127.0.0.1:9")}.String())

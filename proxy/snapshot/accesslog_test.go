@@ -97,7 +97,7 @@ func TestAccessLogFormatRefused(t *testing.T) {
 		{"json empty", "file.v3.FileAccessLog", `, "path": "/tmp/x", "logFormat": {"jsonFormat": {}}`,
 			at + ".log_format.json_format", "at least one key", false},
 		{"no format", "stream.v3.StdoutAccessLog", `, "logFormat": {"omitEmptyValues": true}`,
-			at, "value is required", false},
+			at + ".log_format.format", "value is required (one of text_format, json_format, text_format_source)", false},
 		{"formatters", "stream.v3.StdoutAccessLog", `, "logFormat": {"textFormat": "x", "formatters": [{"name": "f", "typedConfig": {"@type": "type.googleapis.com/google.protobuf.Empty"}}]}`,
 			at + ".log_format.formatters", "not supported", true},
 		{"legacy file format", "file.v3.FileAccessLog", `, "path": "/tmp/x", "format": "%RESPONSE_CODE%"`,

@@ -313,10 +313,10 @@ func TestRBACRefused(t *testing.T) {
 
 		{"network without stat_prefix (the proto's own rule)", func(t *testing.T) *listenerv3.Listener {
 			return tcpRBACListener(t, "          rules: {}\n")
-		}, network, "StatPrefix", false},
+		}, network + ".stat_prefix", "value length must be at least 1 runes", false},
 		{"empty permissions (the proto's own rule)", func(t *testing.T) *listenerv3.Listener {
 			return rbacListener(t, "          rules: {policies: {p: {principals: [{any: true}]}}}\n", "", "")
-		}, filter, "Permissions: value must contain at least 1 item", false},
+		}, filter + `.rules.policies["p"].permissions`, "value must contain at least 1 item", false},
 		{"network header", func(t *testing.T) *listenerv3.Listener {
 			return tcpRBACListener(t, "          stat_prefix: s\n          rules: {policies: {p: {permissions: [{header: {name: x}}], principals: [{any: true}]}}}\n")
 		}, network + `.rules.policies["p"].permissions[0].header`, "only available to the HTTP filter", false},
@@ -341,7 +341,7 @@ func TestRBACRefused(t *testing.T) {
                 "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute
                 rbac: {rules: {policies: {p: {permissions: [{any: true}], principals: [{direct_remote_ip: {address_prefix: "::1", prefix_len: 129}}]}}}}
 `, "")
-		}, route, "PrefixLen: value must be less than or equal to 128", false},
+		}, route + `.rbac.rules.policies["p"].principals[0].direct_remote_ip.prefix_len`, "value must be less than or equal to 128", false},
 		{"bad per-route address", func(t *testing.T) *listenerv3.Listener {
 			return rbacListener(t, "", `            typed_per_filter_config:
               rbac-in:

@@ -111,14 +111,14 @@ func TestConvertResilienceRejects(t *testing.T) {
 		{"ring min above max", `"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": 100, "maximum_ring_size": 10}`, "minimum ring size 100 > maximum ring size 10"},
 		{"murmur hash", `"lb_policy": "RING_HASH", "ring_hash_lb_config": {"hash_function": "MURMUR_HASH_2"}`, "clusters[0].ring_hash_lb_config.hash_function: MURMUR_HASH_2 is not supported yet"},
 		{"zero max_requests", `"circuit_breakers": {"thresholds": [{"max_requests": 0}]}`, "clusters[0].circuit_breakers.thresholds[0].max_requests: 0 would refuse every request"},
-		{"budget over 100", `"circuit_breakers": {"thresholds": [{"retry_budget": {"budget_percent": {"value": 150}}}]}`, "Percent.Value: value must be inside range [0, 100]"},
+		{"budget over 100", `"circuit_breakers": {"thresholds": [{"retry_budget": {"budget_percent": {"value": 150}}}]}`, "clusters[0].circuit_breakers.thresholds[0].retry_budget.budget_percent.value: value must be inside range [0, 100]"},
 		{"peak ewma unknown field", `"load_balancing_policy": {"policies": [{"typed_extension_config": {"name": "x", "typed_config": {"@type": "type.googleapis.com/xds.type.v3.TypedStruct", "type_url": "outrigger.lb.v1.PeakEwma", "value": {"speed": 1}}}}]}`, "value.speed: unknown field"},
 		{"no supported policy", `"load_balancing_policy": {"policies": [{"typed_extension_config": {"name": "x", "typed_config": {"@type": "type.googleapis.com/xds.type.v3.TypedStruct", "type_url": "someone.else.Policy"}}}]}`, "none of the policies is supported"},
 		{"degraded hosts", `"outlier_detection": {"detect_degraded_hosts": true}`, "detect_degraded_hosts: is not supported yet"},
-		{"health check without kind", `"health_checks": [{"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1, "healthy_threshold": 1}]`, "HealthCheck.HealthChecker: value is required"},
+		{"health check without kind", `"health_checks": [{"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1, "healthy_threshold": 1}]`, "clusters[0].health_checks[0].health_checker: value is required (one of http_health_check, tcp_health_check, grpc_health_check, custom_health_check)"},
 		{"http health check payload", `"health_checks": [{"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1, "healthy_threshold": 1, "http_health_check": {"path": "/", "send": {"text": "00"}}}]`, "http_health_check.send"},
 		{"tcp payload not hex", `"health_checks": [{"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1, "healthy_threshold": 1, "tcp_health_check": {"send": {"text": "zz"}}}]`, "tcp_health_check.send.text: \"zz\": must be hex-encoded bytes"},
-		{"overprovisioning 0", `"load_assignment": {"cluster_name": "c", "policy": {"overprovisioning_factor": 0}}`, "OverprovisioningFactor: value must be greater than 0"},
+		{"overprovisioning 0", `"load_assignment": {"cluster_name": "c", "policy": {"overprovisioning_factor": 0}}`, "clusters[0].load_assignment.policy.overprovisioning_factor: value must be greater than 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -132,7 +132,7 @@ func TestTCPProxyRefused(t *testing.T) {
 		{"unknown weighted cluster", `{"filters": [` + tcpFilter(`, "weightedClusters": {"clusters": [{"name": "a", "weight": 1}, {"name": "zz", "weight": 1}]}`) + `]}`,
 			"listeners[0].filter_chains[0].filters[0].typed_config.weighted_clusters.clusters[1].name", `cluster "zz" is not defined`, false},
 		{"weight 0 (the proto's own rule)", `{"filters": [` + tcpFilter(`, "weightedClusters": {"clusters": [{"name": "a", "weight": 0}]}`) + `]}`,
-			"listeners[0].filter_chains[0].filters[0].typed_config", "Weight: value must be greater than or equal to 1", false},
+			"listeners[0].filter_chains[0].filters[0].typed_config.weighted_clusters.clusters[0].weight", "value must be greater than or equal to 1", false},
 		{"hash_policy", `{"filters": [` + tcpFilter(`, "cluster": "a", "hashPolicy": [{"sourceIp": {}}]`) + `]}`,
 			"listeners[0].filter_chains[0].filters[0].typed_config.hash_policy", "not supported", true},
 		{"metadata_match", `{"filters": [` + tcpFilter(`, "weightedClusters": {"clusters": [{"name": "a", "weight": 1, "metadataMatch": {}}]}`) + `]}`,

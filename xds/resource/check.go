@@ -160,7 +160,7 @@ func (w *walker) any(path string, m protoreflect.Message, rule Field) {
 	// ValidateAll does not look inside an Any, so validate what it holds.
 	if v, ok := inner.(interface{ ValidateAll() error }); ok {
 		if err := v.ValidateAll(); err != nil {
-			w.invalid = append(w.invalid, FieldError{Path: path, Reason: "invalid: " + err.Error()})
+			w.invalid = append(w.invalid, pgvFields(path, inner.ProtoReflect().Descriptor(), err)...)
 		}
 	}
 	w.message(path, inner.ProtoReflect())

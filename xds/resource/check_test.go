@@ -9,6 +9,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	overloadv3 "github.com/envoyproxy/go-control-plane/envoy/config/overload/v3"
 	lua "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -91,7 +92,7 @@ func TestCheck(t *testing.T) {
 		{
 			name:        "ValidateAll inside typed_config",
 			msg:         listenerWith(&hcmv3.HttpConnectionManager{StatPrefix: "in"}),
-			wantErr:     []string{"static_resources.listeners[0].filter_chains[0].filters[0].typed_config: invalid: invalid HttpConnectionManager.RouteSpecifier: value is required"},
+			wantErr:     []string{"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_specifier: value is required (one of rds, route_config, scoped_routes)"},
 			wantIgnored: []string{"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.stat_prefix"},
 		},
 		{
@@ -109,6 +110,32 @@ func TestCheck(t *testing.T) {
 				"static_resources.clusters[0].respect_dns_ttl: Cluster.respect_dns_ttl is not supported yet",
 			},
 			wantIgnored: []string{"node.metadata"},
+		},
+		{
+			// cluster_manager and overload_manager: what changes traffic is
+			// refused, the operational rest ignored.
+			name: "cluster and overload managers",
+			msg: &bootstrapv3.Bootstrap{
+				ClusterManager: &bootstrapv3.ClusterManager{
+					UpstreamBindConfig: &corev3.BindConfig{},
+					LocalClusterName:   "zone",
+					OutlierDetection:   &bootstrapv3.ClusterManager_OutlierDetection{EventLogPath: "/tmp/x"},
+				},
+				OverloadManager: &overloadv3.OverloadManager{
+					RefreshInterval:  durationpb.New(1e9),
+					ResourceMonitors: []*overloadv3.ResourceMonitor{{Name: "m"}},
+					Actions:          []*overloadv3.OverloadAction{{Name: "a"}},
+				},
+				StaticResources: &bootstrapv3.Bootstrap_StaticResources{
+					Listeners: []*listenerv3.Listener{{Name: "l", TrafficDirection: corev3.TrafficDirection_OUTBOUND}},
+				},
+			},
+			wantErr: []string{
+				"cluster_manager.local_cluster_name: ClusterManager.local_cluster_name is not supported yet",
+				"cluster_manager.upstream_bind_config: ClusterManager.upstream_bind_config is not supported yet",
+				"overload_manager.actions: OverloadManager.actions is not supported yet",
+			},
+			wantIgnored: []string{"cluster_manager.outlier_detection", "overload_manager.refresh_interval", "overload_manager.resource_monitors"},
 		},
 	}
 	for _, tt := range tests {

@@ -7,7 +7,7 @@ import (
 )
 
 // FieldError is one problem at one field path, e.g.
-// "static_resources.clusters[1].lb_policy: MAGLEV is not supported yet".
+// "static_resources.clusters[1].lb_subset_config: Cluster.lb_subset_config is not supported yet".
 type FieldError struct {
 	Path   string
 	Reason string
@@ -75,7 +75,7 @@ func Prefix(err error, prefix string) error {
 	}
 	var v *ValidationError
 	if errors.As(err, &v) {
-		return &ValidationError{Path: joinPrefix(prefix, v.Path), Err: v.Err}
+		return &ValidationError{Path: joinPrefix(prefix, v.Path), Err: v.Err, Fields: prefixed(v.Fields, prefix)}
 	}
 	return err
 }

@@ -139,7 +139,7 @@ var coreMessages = []Message{
 		"static_resources":              supported,
 		"dynamic_resources":             supported,
 		"admin":                         supported,
-		"cluster_manager":               ignored,
+		"cluster_manager":               supported,
 		"flags_path":                    ignored,
 		"stats_sinks":                   ignored,
 		"deferred_stat_options":         ignored,
@@ -151,13 +151,25 @@ var coreMessages = []Message{
 		"watchdog":                      ignored,
 		"watchdogs":                     ignored,
 		"layered_runtime":               ignored,
-		"overload_manager":              ignored,
+		"overload_manager":              supported,
 		"enable_dispatcher_stats":       ignored,
 		"fatal_actions":                 ignored,
 		"perf_tracing_file_path":        ignored,
 		"application_log_config":        ignored,
 		"memory_allocator_manager":      ignored,
 		"enable_worker_cpu_affinity":    ignored,
+	}},
+	// What changes traffic here (upstream_bind_config, local_cluster_name
+	// for zone-aware routing, load reporting; overload actions and load
+	// shed points) is refused like any other field; the rest is operational.
+	{"envoy.config.bootstrap.v3.ClusterManager", map[string]Field{
+		"outlier_detection":                ignored,
+		"enable_deferred_cluster_creation": ignored,
+	}},
+	{"envoy.config.overload.v3.OverloadManager", map[string]Field{
+		"refresh_interval":      ignored,
+		"resource_monitors":     note(ignored, "monitors alone change nothing; actions are refused"),
+		"buffer_factory_config": ignored,
 	}},
 	{"envoy.config.bootstrap.v3.Bootstrap.StaticResources", map[string]Field{
 		"listeners": supported,
@@ -231,7 +243,7 @@ var coreMessages = []Message{
 		"listener_filters":     supported,
 		"stat_prefix":          ignored,
 		"metadata":             ignored,
-		"traffic_direction":    ignored,
+		"traffic_direction":    note(supported, "OUTBOUND names the server spans egress <host>"),
 	}},
 	{"envoy.config.listener.v3.ListenerFilter", map[string]Field{
 		"name":         supported,

@@ -5,13 +5,18 @@ import (
 )
 
 // ValidationError is a failure of the proto's own ValidateAll() rules
-// (protoc-gen-validate); Err names the offending fields.
+// (protoc-gen-validate): Fields has one line per violation at its field's
+// path; Err is the library's error.
 type ValidationError struct {
-	Path string // where the validated message sits, "" for the root
-	Err  error
+	Path   string // where the validated message sits, "" for the root
+	Err    error
+	Fields []FieldError
 }
 
 func (e *ValidationError) Error() string {
+	if len(e.Fields) > 0 {
+		return joinFields(e.Fields)
+	}
 	if e.Path == "" {
 		return "invalid: " + e.Err.Error()
 	}
@@ -25,7 +30,7 @@ func (e *ValidationError) Unwrap() error { return e.Err }
 func Validate(prefix string, m proto.Message) (ignoredPaths []string, err error) {
 	if v, ok := m.(interface{ ValidateAll() error }); ok {
 		if err := v.ValidateAll(); err != nil {
-			return nil, &ValidationError{Path: prefix, Err: err}
+			return nil, &ValidationError{Path: prefix, Err: err, Fields: pgvFields(prefix, m.ProtoReflect().Descriptor(), err)}
 		}
 	}
 	return CheckAt(prefix, m)

@@ -9,12 +9,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outrigger-mesh/outrigger/proxy/admin"
 	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
 	"github.com/outrigger-mesh/outrigger/proxy/server"
+	"github.com/outrigger-mesh/outrigger/xds/resource"
 )
 
 // version is set at build time (-ldflags -X main.version=...).
@@ -47,6 +50,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	b, err := bootstrap.Load(o.configPath, o.configYAML)
 	if err == nil {
 		err = server.Servable(b)
+	}
+	if err == nil && b.Admin != "" && !o.adminNonLoop {
+		// Checked here too, so validate refuses what serve would.
+		if lerr := admin.CheckLoopback(b.Admin); lerr != nil {
+			err = &resource.InvalidError{Fields: []resource.FieldError{{Path: "admin.address", Reason: strings.TrimPrefix(lerr.Error(), "admin: ")}}}
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)

@@ -87,6 +87,11 @@ func TestValidateMode(t *testing.T) {
 		{"dynamic resources", []string{"--config-yaml", "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}, cds_config: {ads: {}, resource_api_version: V3}}\nstatic_resources: {clusters: [{name: xds, type: STATIC, load_assignment: {cluster_name: xds, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 18000}}}}]}]}}]}", "--mode", "validate"}, 0, "OK"},
 		{"ads cluster missing", []string{"--config-yaml", "dynamic_resources: {ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: nope}}]}, cds_config: {ads: {}, resource_api_version: V3}}", "--mode", "validate"}, 1, `cluster "nope" is not defined`},
 		{"bad mode", []string{"-c", "x", "--mode", "check"}, 1, "--mode"},
+		// validate refuses a non-loopback admin address as serve does,
+		// unless the flag allows it.
+		{"admin on every interface", []string{"-c", writeFile(t, "a.yaml", strings.Replace(good, "address: 127.0.0.1, port_value: 9901", "address: 0.0.0.0, port_value: 9901", 1)), "--mode", "validate"}, 1,
+			`admin.address: address "0.0.0.0:9901" binds every interface`},
+		{"admin on every interface, allowed", []string{"-c", writeFile(t, "a2.yaml", strings.Replace(good, "address: 127.0.0.1, port_value: 9901", "address: 0.0.0.0, port_value: 9901", 1)), "--admin-allow-non-loopback", "--mode", "validate"}, 0, "OK"},
 		{"version", []string{"--version"}, 0, "outrigger"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
