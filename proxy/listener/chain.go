@@ -22,10 +22,10 @@ import (
 )
 
 // Defaults applied when a setting is zero (documented in config.go).
+// IdleTimeout has none: zero disables it, as 0s does in Envoy.
 const (
 	defaultMaxRequestHeadersBytes = 60 << 10
 	defaultRequestHeadersTimeout  = 10 * time.Second
-	defaultIdleTimeout            = time.Hour
 	defaultMaxConcurrentStreams   = 1000
 )
 
@@ -77,8 +77,8 @@ func withDefaults(s HTTPSettings) HTTPSettings {
 	if s.RequestHeadersTimeout <= 0 {
 		s.RequestHeadersTimeout = defaultRequestHeadersTimeout
 	}
-	if s.IdleTimeout <= 0 {
-		s.IdleTimeout = defaultIdleTimeout
+	if s.IdleTimeout < 0 {
+		s.IdleTimeout = 0
 	}
 	if s.MaxConcurrentStreams == 0 {
 		s.MaxConcurrentStreams = defaultMaxConcurrentStreams
@@ -93,35 +93,60 @@ func validateChain(fc *FilterChain) error {
 	case fc.Handler != nil && fc.TCP != nil:
 		return fmt.Errorf("filter chain %q: %w: both an HTTP handler and a TCP handler", fc.Name, ErrInvalidConfig)
 	}
-	tlsMatch := len(fc.Match.ServerNames) > 0 || len(fc.Match.ALPN) > 0
-	switch fc.Match.TransportProtocol {
-	case "":
-	case "tls":
-		if fc.TLS == nil && fc.TCP == nil {
-			return fmt.Errorf("filter chain %q: %w: transport_protocol tls without a TLS context (TLS passthrough needs a TCP proxy)", fc.Name, ErrInvalidConfig)
-		}
-	case "raw_buffer":
-		if fc.TLS != nil {
-			return fmt.Errorf("filter chain %q: %w: transport_protocol raw_buffer with a TLS context", fc.Name, ErrInvalidConfig)
-		}
-		if tlsMatch {
-			return fmt.Errorf("filter chain %q: %w: transport_protocol raw_buffer with server_names/application_protocols, the chain can never match", fc.Name, ErrInvalidConfig)
-		}
-	default:
-		return fmt.Errorf("filter chain %q: %w: transport_protocol %q is not supported", fc.Name, ErrInvalidConfig, fc.Match.TransportProtocol)
-	}
-	if fc.TLS == nil && fc.TCP == nil && tlsMatch {
-		return fmt.Errorf("filter chain %q: %w: server_names/application_protocols need TLS (or a TCP proxy passing TLS through), the chain can never match", fc.Name, ErrInvalidConfig)
-	}
-	for i, p := range fc.Match.PrefixRanges {
-		if !p.IsValid() {
-			return fmt.Errorf("filter chain %q: %w: prefix_ranges[%d] is not a valid CIDR range", fc.Name, ErrInvalidConfig, i)
-		}
+	if field, reason := MatchConflict(fc); field != "" {
+		return fmt.Errorf("filter chain %q: %w: %s: %s", fc.Name, ErrInvalidConfig, field, reason)
 	}
 	if fc.HTTP.Codec > CodecHTTP2 {
 		return fmt.Errorf("filter chain %q: %w: unknown codec %d", fc.Name, ErrInvalidConfig, fc.HTTP.Codec)
 	}
 	return nil
+}
+
+// MatchConflict reports a chain whose match the rest of the chain
+// contradicts, so that it could never be served as configured: it returns
+// the FilterChainMatch field at fault ("server_names",
+// "application_protocols", "transport_protocol" or "prefix_ranges[i]")
+// and why, or "" and "" for a chain without one. A chain is a TCP chain
+// when it has TCP or TCPProxy set; only a TCP chain takes TLS without
+// terminating it (passthrough). New refuses such a chain; proxy/snapshot
+// calls MatchConflict while converting, so the error names the field in
+// the resource.
+func MatchConflict(fc *FilterChain) (field, reason string) {
+	tcp := fc.TCP != nil || fc.TCPProxy != nil
+	m := &fc.Match
+	switch m.TransportProtocol {
+	case "":
+	case "tls":
+		if fc.TLS == nil && !tcp {
+			return "transport_protocol", `"tls" on a chain without a TLS transport_socket: only a TCP proxy chain passes TLS through unterminated`
+		}
+	case "raw_buffer":
+		if fc.TLS != nil {
+			return "transport_protocol", `"raw_buffer" on a chain with a TLS transport_socket: it would take plaintext and expect TLS`
+		}
+		if len(m.ServerNames) > 0 {
+			return "transport_protocol", `"raw_buffer" with server_names: a plaintext connection has no SNI, the chain can never match`
+		}
+		if len(m.ALPN) > 0 {
+			return "transport_protocol", `"raw_buffer" with application_protocols: a plaintext connection has no ALPN, the chain can never match`
+		}
+	default:
+		return "transport_protocol", fmt.Sprintf("%q is not supported (tls or raw_buffer)", m.TransportProtocol)
+	}
+	if fc.TLS == nil && !tcp {
+		if len(m.ServerNames) > 0 {
+			return "server_names", "needs a TLS transport_socket (or a TCP proxy passing TLS through): SNI is only seen on TLS, the chain can never match"
+		}
+		if len(m.ALPN) > 0 {
+			return "application_protocols", "needs a TLS transport_socket (or a TCP proxy passing TLS through): ALPN is only seen on TLS, the chain can never match"
+		}
+	}
+	for i, p := range m.PrefixRanges {
+		if !p.IsValid() {
+			return fmt.Sprintf("prefix_ranges[%d]", i), "is not a valid CIDR range"
+		}
+	}
+	return "", ""
 }
 
 func newChainServer(fc *FilterChain, addr net.Addr, st *stats, logger hclog.Logger) *chainServer {
@@ -317,24 +342,17 @@ func (s *chainSelector) forPlaintext() *chainServer {
 	return nil
 }
 
-// forTLS returns the chain for a TLS ClientHello, or nil.
+// forTLS returns the chain for a TLS ClientHello, or nil. Envoy's steps
+// after the destination prune the chains, each keeping the most specific
+// ones that match and never falling back once it kept some: server names
+// (the exact name, else the longest matching "*.suffix", else chains
+// without server names), then transport protocol (chains with "tls", else
+// those without one), then ALPN (the chain listing the first protocol of
+// the client's offer that any listed, else the one without
+// application_protocols). A connection left with no chain goes to the
+// default chain.
 func (s *chainSelector) forTLS(sni string, alpn []string) *chainServer {
-	sni = strings.ToLower(strings.TrimSuffix(sni, "."))
-	if sni != "" {
-		if c := pickALPN(s.exact[sni], alpn); c != nil {
-			return c
-		}
-		for _, w := range s.wildcard {
-			// "*.example.com" matches any name below example.com, not
-			// example.com itself.
-			if len(sni) > len(w.suffix) && strings.HasSuffix(sni, w.suffix) {
-				if c := pickALPN(w.chains, alpn); c != nil {
-					return c
-				}
-			}
-		}
-	}
-	if c := pickALPN(s.anySNI, alpn); c != nil {
+	if c := pickTransportALPN(s.serverNameChains(sni), alpn); c != nil {
 		return c
 	}
 	if s.def != nil && s.def.takesTLS() {
@@ -343,22 +361,48 @@ func (s *chainSelector) forTLS(sni string, alpn []string) *chainServer {
 	return nil
 }
 
-// pickALPN prefers the first chain whose ALPN list intersects the client's
-// offer, then the first chain with no ALPN condition (Envoy's order).
-func pickALPN(chains []*chainServer, offered []string) *chainServer {
-	var fallback *chainServer
-	for _, c := range chains {
-		if len(c.match.ALPN) == 0 {
-			if fallback == nil {
-				fallback = c
-			}
-			continue
+// serverNameChains returns the TLS chains at the most specific server-name
+// level sni matches: the chains naming it exactly, else those of the
+// longest "*.suffix" it falls under, else those without server names.
+func (s *chainSelector) serverNameChains(sni string) []*chainServer {
+	sni = strings.ToLower(strings.TrimSuffix(sni, "."))
+	if sni == "" {
+		return s.anySNI
+	}
+	if cs := s.exact[sni]; len(cs) > 0 {
+		return cs
+	}
+	for _, w := range s.wildcard {
+		// "*.example.com" matches any name below example.com, not
+		// example.com itself.
+		if len(sni) > len(w.suffix) && strings.HasSuffix(sni, w.suffix) {
+			return w.chains
 		}
-		for _, p := range c.match.ALPN {
-			if slices.Contains(offered, p) {
+	}
+	return s.anySNI
+}
+
+// pickTransportALPN applies Envoy's transport protocol step, then its
+// application protocol step, to the chains of one server-name level.
+func pickTransportALPN(chains []*chainServer, offered []string) *chainServer {
+	tp := ""
+	for _, c := range chains {
+		if c.match.TransportProtocol == "tls" {
+			tp = "tls"
+			break
+		}
+	}
+	for _, p := range offered {
+		for _, c := range chains {
+			if c.match.TransportProtocol == tp && slices.Contains(c.match.ALPN, p) {
 				return c
 			}
 		}
 	}
-	return fallback
+	for _, c := range chains {
+		if c.match.TransportProtocol == tp && len(c.match.ALPN) == 0 {
+			return c
+		}
+	}
+	return nil
 }

@@ -123,9 +123,14 @@ type RawConn interface {
 // slices match anything. Envoy's precedence applies: the destination port
 // first (chains with the connection's local port, else those without
 // one), then the destination address (the chains listing the longest
-// prefix that contains it, else those without prefix ranges), and only
-// then server names, transport protocol and ALPN among those chains; a
-// step that found chains never falls back to less specific ones.
+// prefix that contains it, else those without prefix ranges), then on TLS
+// the server name (the exact name, else the longest matching wildcard,
+// else chains without server names), the transport protocol (chains with
+// "tls", else those without one) and ALPN (the chain listing the first
+// protocol of the client's offer that any lists, else the one without
+// ALPN). A step that found chains never falls back to less specific ones:
+// a connection left with none goes to the default chain. MatchConflict
+// names the matches a chain cannot serve.
 type ChainMatch struct {
 	// DestinationPort: the connection's local port (its original one
 	// with Config.OriginalDst); 0 matches any.
@@ -165,7 +170,9 @@ type HTTPSettings struct {
 	// StreamIdleTimeout: time without activity on a stream (Envoy default 5m).
 	StreamIdleTimeout time.Duration
 	// IdleTimeout: a connection with no streams is closed after this
-	// (common_http_protocol_options.idle_timeout, Envoy default 1h).
+	// (common_http_protocol_options.idle_timeout); zero disables it, as
+	// an explicit 0s does in Envoy. Envoy's 1h default for an unset
+	// idle_timeout is applied by the converter (proxy/snapshot), not here.
 	IdleTimeout time.Duration
 	// MaxConcurrentStreams for HTTP/2 (http2_protocol_options, Envoy default
 	// 2147483647; we cap at 1000 when unset — documented).

@@ -6,10 +6,12 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -92,6 +94,19 @@ func TestFilterChainOrder(t *testing.T) {
 	  {"name": "mixed", "filter_chain_match": {"server_names": ["*.example.com", "a.example.com", "*.b.example.com"]}},
 	  {"name": "tls", "filter_chain_match": {"transport_protocol": "tls"}},
 	  {"name": "exact-alpn", "filter_chain_match": {"server_names": ["c.example.com"], "application_protocols": ["h2"]}}]`)
+	// Matching on server names, ALPN or transport protocol "tls" needs TLS.
+	cert, key := writeTestCert(t, t.TempDir())
+	ts := &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificates: []*tlsv3.TlsCertificate{{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: cert}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: key}},
+			}},
+		}}),
+	}}
+	for _, fc := range l.FilterChains {
+		fc.TransportSocket = ts
+	}
 	out, err := ConvertListener(l)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"fmt"
-	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -123,7 +122,11 @@ func (c *converter) chain(p string, fc *listenerv3.FilterChain) (listener.Filter
 	terminal := filters[len(filters)-1]
 	fp = resource.Index(fp, len(filters)-1)
 	if isTCPProxy(terminal.GetTypedConfig()) {
-		return c.tcpChain(p, fp, fc, terminal, out)
+		out, h, ok := c.tcpChain(p, fp, fc, terminal, out)
+		if ok {
+			c.checkMatch(mp, fc, &out)
+		}
+		return out, h, ok
 	}
 	var mgr hcmv3.HttpConnectionManager
 	if !c.unpack(resource.Join(fp, "typed_config"), terminal.GetTypedConfig(), &mgr) {
@@ -146,7 +149,22 @@ func (c *converter) chain(p string, fc *listenerv3.FilterChain) (listener.Filter
 			out.TLS = c.serverTLS(tp, &dtc, settings.Codec)
 		}
 	}
+	c.checkMatch(mp, fc, &out)
 	return out, h, true
+}
+
+// checkMatch refuses a filter_chain_match (at mp) that the converted chain
+// could never serve, naming the field: the listener's own check
+// (listener.MatchConflict), run here so that a bootstrap fails validation
+// and an xDS update is refused instead of the listener failing to start.
+// A chain whose transport_socket did not convert was reported already.
+func (c *converter) checkMatch(mp string, fc *listenerv3.FilterChain, out *listener.FilterChain) {
+	if fc.GetTransportSocket() != nil && out.TLS == nil {
+		return
+	}
+	if field, reason := listener.MatchConflict(out); field != "" {
+		c.fail(resource.Join(mp, field), "%s", reason)
+	}
 }
 
 // unpack decodes a typed_config into dst, failing on a missing config or
@@ -169,6 +187,8 @@ func (c *converter) unpack(path string, a *anypb.Any, dst proto.Message) bool {
 }
 
 func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) (listener.HTTPSettings, hcm.Config) {
+	// common_http_protocol_options.idle_timeout unset is Envoy's 1h; an
+	// explicit 0s disables it (a zero IdleTimeout in the listener).
 	s := listener.HTTPSettings{
 		MaxRequestHeadersBytes: defaultMaxRequestHeadersKB * 1024,
 		RequestHeadersTimeout:  duration(m.GetRequestHeadersTimeout(), defaultRequestHeadersTimeout),
@@ -237,23 +257,13 @@ func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) 
 		h.Upgrades = append(h.Upgrades, t)
 	}
 	h.ClientCert = clientCert(m)
+	// A CidrRange without prefix_len is a /0, as Envoy documents it (and
+	// as RBAC and prefix_ranges read it).
 	for i, r := range m.GetInternalAddressConfig().GetCidrRanges() {
 		rp := resource.Index(resource.Join(p, "internal_address_config.cidr_ranges"), i)
-		a, err := netip.ParseAddr(r.GetAddressPrefix())
-		if err != nil {
-			c.fail(resource.Join(rp, "address_prefix"), "%q is not an IP address", r.GetAddressPrefix())
-			continue
+		if pfx := c.cidr(rp, r); pfx.IsValid() {
+			h.InternalAddresses = append(h.InternalAddresses, pfx)
 		}
-		bits := int(r.GetPrefixLen().GetValue())
-		if r.GetPrefixLen() == nil {
-			bits = a.BitLen()
-		}
-		pfx, err := a.Prefix(bits)
-		if err != nil {
-			c.fail(resource.Join(rp, "prefix_len"), "%d does not fit %s", bits, a)
-			continue
-		}
-		h.InternalAddresses = append(h.InternalAddresses, pfx)
 	}
 	h.Filters = c.httpFilters(resource.Join(p, "http_filters"), m.GetHttpFilters())
 	if t := m.GetTracing(); t != nil {
