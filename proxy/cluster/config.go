@@ -84,7 +84,7 @@ type Config struct {
 	TLSVerifyKey string
 
 	// IdleTimeout closes idle upstream connections (common_http_protocol_options.idle_timeout,
-	// Envoy default 1h).
+	// Envoy default 1h, which the converter fills in when unset); 0 disables it.
 	IdleTimeout time.Duration
 	// MaxRequestsPerConnection, 0 for no limit.
 	MaxRequestsPerConnection uint32

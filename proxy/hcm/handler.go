@@ -327,7 +327,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	if webMode&grpcweb.TextRequest != 0 {
 		p.Classify = h.webClassify
 	}
-	if p.IdleTimeout == 0 {
+	// A route without idle_timeout inherits stream_idle_timeout; an
+	// explicit 0 disables the idle timeout for the route.
+	if !a.IdleTimeoutSet {
 		p.IdleTimeout = h.cfg.StreamIdleTimeout
 	}
 	p.RequestTimeout = h.cfg.RequestTimeout

@@ -116,9 +116,13 @@ type ForwardAction struct {
 
 	// Timeout is the whole-request timeout (Envoy default 15s); 0 disables.
 	Timeout time.Duration
-	// IdleTimeout bounds the time without any stream activity; 0 means the
-	// connection manager's stream_idle_timeout applies.
-	IdleTimeout time.Duration
+	// IdleTimeout bounds the time without any stream activity (Envoy's
+	// RouteAction.idle_timeout). When IdleTimeoutSet is false the route
+	// gave none and the connection manager's stream_idle_timeout applies;
+	// when it is true, IdleTimeout replaces it and 0 disables the idle
+	// timeout for this route.
+	IdleTimeout    time.Duration
+	IdleTimeoutSet bool
 
 	// Retry is the route's retry_policy (or its virtual host's); nil: no
 	// retries.

@@ -25,23 +25,8 @@ func (c *converter) headerValues(p string, opts []*corev3.HeaderValueOption) []r
 	var out []router.HeaderValue
 	for i, o := range opts {
 		op := resource.Index(p, i)
-		hv := router.HeaderValue{
-			Name:   strings.ToLower(o.GetHeader().GetKey()),
-			Append: true, // Envoy's default: APPEND_IF_EXISTS_OR_ADD
-		}
-		raw := o.GetHeader().GetValue()
-		vp := resource.Join(op, "header.value")
-		if rv := o.GetHeader().GetRawValue(); len(rv) > 0 {
-			if raw != "" {
-				c.fail(resource.Join(op, "header"), "only one of value and raw_value may be set")
-			}
-			raw, vp = string(rv), resource.Join(op, "header.raw_value")
-		}
-		value, ok := literalHeaderValue(raw)
-		if !ok {
-			c.fail(vp, "%q uses %% command operators, which are not supported yet (write %%%% for a literal %%)", raw)
-		}
-		hv.Value = value
+		hv := router.HeaderValue{Append: true} // Envoy's default: APPEND_IF_EXISTS_OR_ADD
+		hv.Name, hv.Value = c.literalHeader(op, o.GetHeader())
 		if o.GetAppend() != nil {
 			if o.GetAppendAction() != corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD {
 				c.fail(resource.Join(op, "append"), "append and append_action cannot both be set")
@@ -57,6 +42,26 @@ func (c *converter) headerValues(p string, opts []*corev3.HeaderValueOption) []r
 		out = append(out, hv)
 	}
 	return out
+}
+
+// literalHeader converts the header of the HeaderValueOption at op: the
+// name lower-cased, and value or raw_value (not both) with %% resolved to
+// %; a command operator (a lone %), which would need a formatter, is
+// refused.
+func (c *converter) literalHeader(op string, h *corev3.HeaderValue) (name, value string) {
+	raw := h.GetValue()
+	vp := resource.Join(op, "header.value")
+	if rv := h.GetRawValue(); len(rv) > 0 {
+		if raw != "" {
+			c.fail(resource.Join(op, "header"), "only one of value and raw_value may be set")
+		}
+		raw, vp = string(rv), resource.Join(op, "header.raw_value")
+	}
+	value, ok := literalHeaderValue(raw)
+	if !ok {
+		c.fail(vp, "%q uses %% command operators, which are not supported yet (write %%%% for a literal %%)", raw)
+	}
+	return strings.ToLower(h.GetKey()), value
 }
 
 // literalHeaderValue resolves %% to % and reports false when the value

@@ -115,11 +115,8 @@ func (c *converter) healthChecks(p string, hcs []*corev3.HealthCheck) []healthch
 				if hv.GetAppendAction() != corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD || hv.GetAppend() != nil {
 					c.fail(hvp, "only plain additions are supported in a health check")
 				}
-				v := hv.GetHeader().GetValue()
-				if len(hv.GetHeader().GetRawValue()) > 0 {
-					v = string(hv.GetHeader().GetRawValue())
-				}
-				check.RequestHeaders = append(check.RequestHeaders, healthcheck.Header{Name: hv.GetHeader().GetKey(), Value: v})
+				name, v := c.literalHeader(hvp, hv.GetHeader())
+				check.RequestHeaders = append(check.RequestHeaders, healthcheck.Header{Name: name, Value: v})
 			}
 			if h.GetSend() != nil || len(h.GetReceive()) > 0 {
 				c.fail(pp, "send and receive payloads are not supported in HTTP health checks yet")
@@ -128,8 +125,9 @@ func (c *converter) healthChecks(p string, hcs []*corev3.HealthCheck) []healthch
 		case hc.GetGrpcHealthCheck() != nil:
 			g := hc.GetGrpcHealthCheck()
 			check := &healthcheck.GRPCCheck{ServiceName: g.GetServiceName(), Authority: g.GetAuthority()}
-			for _, hv := range g.GetInitialMetadata() {
-				check.InitialMetadata = append(check.InitialMetadata, healthcheck.Header{Name: hv.GetHeader().GetKey(), Value: hv.GetHeader().GetValue()})
+			for j, hv := range g.GetInitialMetadata() {
+				name, v := c.literalHeader(resource.Index(resource.Join(hp, "grpc_health_check.initial_metadata"), j), hv.GetHeader())
+				check.InitialMetadata = append(check.InitialMetadata, healthcheck.Header{Name: name, Value: v})
 			}
 			cfg.GRPC = check
 		case hc.GetTcpHealthCheck() != nil:

@@ -51,15 +51,20 @@ func (c *converter) originalDstCluster(p string, cl *clusterv3.Cluster, out *clu
 	if cl.GetLbPolicy() != clusterv3.Cluster_CLUSTER_PROVIDED {
 		c.fail(resource.Join(p, "lb_policy"), "an ORIGINAL_DST cluster needs CLUSTER_PROVIDED, not %s", cl.GetLbPolicy())
 	}
-	for name, set := range map[string]bool{
-		"load_balancing_policy": cl.GetLoadBalancingPolicy() != nil,
-		"load_assignment":       cl.GetLoadAssignment() != nil,
-		"health_checks":         len(cl.GetHealthChecks()) > 0,
-		"outlier_detection":     cl.GetOutlierDetection() != nil,
-		"common_lb_config":      cl.GetCommonLbConfig() != nil,
+	// A slice, not a map, so the errors come in the same order every time
+	// (the Cluster's field order).
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"health_checks", len(cl.GetHealthChecks()) > 0},
+		{"outlier_detection", cl.GetOutlierDetection() != nil},
+		{"common_lb_config", cl.GetCommonLbConfig() != nil},
+		{"load_assignment", cl.GetLoadAssignment() != nil},
+		{"load_balancing_policy", cl.GetLoadBalancingPolicy() != nil},
 	} {
-		if set {
-			c.fail(resource.Join(p, name), "is not supported on an ORIGINAL_DST cluster (its hosts are the connections' original destinations)")
+		if f.set {
+			c.fail(resource.Join(p, f.name), "is not supported on an ORIGINAL_DST cluster (its hosts are the connections' original destinations)")
 		}
 	}
 	// The proto's own rule (checked before conversion) keeps it positive.

@@ -156,3 +156,20 @@ func TestOriginalDstRefused(t *testing.T) {
 		t.Errorf("cleanup_interval 0s: %v", err)
 	}
 }
+
+// The errors of an ORIGINAL_DST cluster with several fields it cannot use
+// come in the same order every time (they were gathered over a map).
+func TestOriginalDstErrorOrder(t *testing.T) {
+	js := `{"name": "p", "type": "ORIGINAL_DST", "lbPolicy": "CLUSTER_PROVIDED",
+	  "healthChecks": [{"timeout": "1s", "interval": "1s", "healthyThreshold": 1, "unhealthyThreshold": 1, "tcpHealthCheck": {}}],
+	  "outlierDetection": {}, "commonLbConfig": {}, "loadAssignment": {"clusterName": "p"}}`
+	const why = ": is not supported on an ORIGINAL_DST cluster (its hosts are the connections' original destinations)"
+	want := "clusters[0].health_checks" + why + "\nclusters[0].outlier_detection" + why +
+		"\nclusters[0].common_lb_config" + why + "\nclusters[0].load_assignment" + why
+	for i := 0; i < 50; i++ {
+		_, err := Build(nil, nil, []*clusterv3.Cluster{origCluster(t, js)})
+		if err == nil || err.Error() != want {
+			t.Fatalf("build %d: %v\nwant %s", i, err, want)
+		}
+	}
+}

@@ -165,6 +165,7 @@ func (c *converter) forward(p string, a *routev3.RouteAction) *router.ForwardAct
 		AutoHostRewrite:    a.GetAutoHostRewrite().GetValue(),
 		Timeout:            duration(a.GetTimeout(), defaultRouteTimeout),
 		IdleTimeout:        duration(a.GetIdleTimeout(), 0),
+		IdleTimeoutSet:     a.GetIdleTimeout() != nil,
 	}
 	switch {
 	case a.GetCluster() != "":

@@ -14,7 +14,8 @@ import (
 // tracingConfig converts the connection manager's tracing block: the
 // envoy.tracers.opentelemetry provider over OTLP/gRPC and the three
 // sampling percentages (the support table refuses the rest); OTLP/HTTP
-// through http_service.
+// through http_service. The exporter's cluster must be defined, like a
+// route's, unless clusters may still arrive (AllowMissingClusters).
 func (c *converter) tracingConfig(p string, t *hcmv3.HttpConnectionManager_Tracing) *tracing.Config {
 	cfg := tracing.DefaultConfig()
 	cfg.RandomSampling = percent(t.GetRandomSampling(), 100)
@@ -49,6 +50,7 @@ func (c *converter) tracingConfig(p string, t *hcmv3.HttpConnectionManager_Traci
 			c.fail(resource.Join(hp, "http_uri.cluster"), "a cluster is required")
 			return nil
 		}
+		c.clusterRefs = append(c.clusterRefs, reference{path: resource.Join(hp, "http_uri.cluster"), name: cfg.Exporter.Cluster})
 		return c.tracingCommon(op, &otel, &cfg)
 	}
 	switch {
@@ -62,6 +64,7 @@ func (c *converter) tracingConfig(p string, t *hcmv3.HttpConnectionManager_Traci
 			c.fail(resource.Join(gp, "envoy_grpc.cluster_name"), "a cluster name is required")
 			return nil
 		}
+		c.clusterRefs = append(c.clusterRefs, reference{path: resource.Join(gp, "envoy_grpc.cluster_name"), name: cfg.Exporter.Cluster})
 	case gs.GetGoogleGrpc() != nil:
 		cfg.Exporter.Target = gs.GetGoogleGrpc().GetTargetUri()
 		if cfg.Exporter.Target == "" {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
@@ -103,5 +104,38 @@ func TestTracingConversionErrors(t *testing.T) {
 	}
 	if e := l.HTTP[0].Tracing.Exporter; e.URL != "http://c/v1/traces" || e.Cluster != "c" || e.Timeout != time.Second {
 		t.Errorf("http exporter %+v", e)
+	}
+}
+
+// The tracer's cluster (envoy_grpc.cluster_name, http_uri.cluster) must be
+// defined, as a route's must, unless clusters may still arrive over CDS.
+func TestTracingClusterMustExist(t *testing.T) {
+	grpcSvc := &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "otel"}}}
+	httpSvc := &corev3.HttpService{HttpUri: &corev3.HttpUri{Uri: "http://c/v1/traces", HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: "otel"}, Timeout: durationpb.New(time.Second)}}
+	otel := &clusterv3.Cluster{Name: "otel", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}}
+	other := &clusterv3.Cluster{Name: "other", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}}
+	for _, tc := range []struct {
+		name, path string
+		otel       *tracev3.OpenTelemetryConfig
+	}{
+		{"grpc", "grpc_service.envoy_grpc.cluster_name", &tracev3.OpenTelemetryConfig{GrpcService: grpcSvc}},
+		{"http", "http_service.http_uri.cluster", &tracev3.OpenTelemetryConfig{HttpService: httpSvc}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &hcmv3.HttpConnectionManager_Tracing{Provider: &tracev3.Tracing_Http{Name: "envoy.tracers.opentelemetry",
+				ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(t, tc.otel)}}}
+			ls := []*listenerv3.Listener{tracedListener(t, corev3.TrafficDirection_OUTBOUND, tr)}
+			_, err := BuildWith(Options{AllowMissingRoutes: true}, ls, nil, []*clusterv3.Cluster{other})
+			want := `listeners[0].filter_chains[0].filters[0].typed_config.tracing.provider.typed_config.` + tc.path + `: cluster "otel" is not defined`
+			if err == nil || err.Error() != want {
+				t.Errorf("missing cluster: %v\nwant %s", err, want)
+			}
+			if _, err := BuildWith(Options{AllowMissingRoutes: true}, ls, nil, []*clusterv3.Cluster{other, otel}); err != nil {
+				t.Errorf("defined cluster: %v", err)
+			}
+			if _, err := BuildWith(Options{AllowMissingRoutes: true, AllowMissingClusters: true}, ls, nil, []*clusterv3.Cluster{other}); err != nil {
+				t.Errorf("clusters over CDS: %v", err)
+			}
+		})
 	}
 }

@@ -10,6 +10,8 @@ package transport
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptrace"
 	"sync/atomic"
@@ -42,12 +44,18 @@ func (p Protocol) String() string {
 	return "UNKNOWN"
 }
 
-// Defaults applied when Options leave a field zero.
+// Defaults applied when Options leave a field zero (IdleTimeout excepted:
+// its zero disables it).
 const (
 	DefaultConnectTimeout      = 5 * time.Second
-	DefaultIdleTimeout         = time.Hour // Envoy's idle_timeout default
+	DefaultIdleTimeout         = time.Hour // Envoy's idle_timeout default, for callers to fill in
 	DefaultMaxIdleConnsPerHost = 1024
 )
+
+// noIdleTimeout is a disabled idle timeout inside the HTTP/1.1 pool, which
+// compares how long a connection has been idle with opts.IdleTimeout: no
+// connection is ever idle that long.
+const noIdleTimeout = time.Duration(math.MaxInt64)
 
 // Options configure a Transport. Zero values mean the defaults above.
 type Options struct {
@@ -55,8 +63,14 @@ type Options struct {
 	// TLS to the upstream; nil is plaintext. It is cloned; NextProtos is
 	// set from Protocol. An empty ServerName verifies against the dialed
 	// host (an IP SAN for an IP address), like net/http.
-	TLS                 *tls.Config
-	ConnectTimeout      time.Duration
+	TLS            *tls.Config
+	ConnectTimeout time.Duration
+	// IdleTimeout closes a connection that has carried no request for
+	// that long (common_http_protocol_options.idle_timeout). 0 disables
+	// it, as Envoy's explicit 0 does (the caller fills in Envoy's default,
+	// DefaultIdleTimeout, when the config gives none); negative is an
+	// error. HTTP/3 is the exception: QUIC's idle timeout is one of the
+	// network, and 0 there is proxy/h3's default (1h).
 	IdleTimeout         time.Duration
 	MaxIdleConnsPerHost int
 	// MaxRequestsPerConnection closes a connection after it carried this
@@ -108,8 +122,8 @@ func New(o Options) (*Transport, error) {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
 	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
+	if o.IdleTimeout < 0 {
+		return nil, fmt.Errorf("transport: idle timeout %v is negative", o.IdleTimeout)
 	}
 	if o.MaxIdleConnsPerHost <= 0 {
 		o.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
@@ -119,6 +133,9 @@ func New(o Options) (*Transport, error) {
 	}
 	if o.Protocol == HTTP3 {
 		return newH3(o)
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = noIdleTimeout
 	}
 	t := &Transport{opts: o, scheme: "http"}
 	if o.TLS != nil {
@@ -145,13 +162,17 @@ func (t *Transport) newHTTP(h2 bool) *http.Transport {
 		p.SetUnencryptedHTTP2(true)
 	}
 	d := newDialer(&t.opts, h2)
+	idle := t.opts.IdleTimeout
+	if idle == noIdleTimeout {
+		idle = 0 // net/http's "no limit"
+	}
 	ht := &http.Transport{
 		Proxy:                  nil, // never from the environment
 		DialContext:            d.dial,
 		DisableCompression:     true, // a proxy must not add Accept-Encoding
 		MaxIdleConns:           0,    // no global cap; per host below
 		MaxIdleConnsPerHost:    t.opts.MaxIdleConnsPerHost,
-		IdleConnTimeout:        t.opts.IdleTimeout,
+		IdleConnTimeout:        idle,
 		ForceAttemptHTTP2:      h2,
 		Protocols:              &p,
 		MaxResponseHeaderBytes: 0, // net/http's default; the HCM limits requests
