@@ -79,7 +79,7 @@ func New(addr string, allowNonLoopback bool, b Backend, logger hclog.Logger) (*S
 	}
 	if !allowNonLoopback {
 		if err := CheckLoopback(addr); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w, or start outrigger with %s", err, AllowFlag)
 		}
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -101,6 +101,10 @@ func New(addr string, allowNonLoopback bool, b Backend, logger hclog.Logger) (*S
 	return s, nil
 }
 
+// AllowFlag is the command-line flag that lets the admin API bind a
+// non-loopback address.
+const AllowFlag = "--admin-allow-non-loopback"
+
 // CheckLoopback returns an error wrapping ErrNonLoopback unless addr
 // ("host:port") names a loopback host: an IP in 127.0.0.0/8, ::1 (also as
 // ::ffff:127.x.y.z) or "localhost". Other host names are refused rather
@@ -114,18 +118,18 @@ func CheckLoopback(addr string) error {
 		return nil
 	}
 	if host == "" {
-		return fmt.Errorf("admin: address %q binds every interface: %w; use 127.0.0.1 or ::1, or start outrigger with --admin-allow-non-loopback", addr, ErrNonLoopback)
+		return fmt.Errorf("admin: address %q binds every interface: %w; use 127.0.0.1 or ::1", addr, ErrNonLoopback)
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return fmt.Errorf("admin: address %q: host %q is not an IP literal or \"localhost\": %w; use 127.0.0.1 or ::1, or start outrigger with --admin-allow-non-loopback", addr, host, ErrNonLoopback)
+		return fmt.Errorf("admin: address %q: host %q is not an IP literal or \"localhost\": %w; use 127.0.0.1 or ::1", addr, host, ErrNonLoopback)
 	}
 	ip = ip.WithZone("").Unmap()
 	if ip.IsUnspecified() {
-		return fmt.Errorf("admin: address %q binds every interface: %w; use 127.0.0.1 or ::1, or start outrigger with --admin-allow-non-loopback", addr, ErrNonLoopback)
+		return fmt.Errorf("admin: address %q binds every interface: %w; use 127.0.0.1 or ::1", addr, ErrNonLoopback)
 	}
 	if !ip.IsLoopback() {
-		return fmt.Errorf("admin: address %q: %w (the admin API can drain and stop the proxy and has no authentication); use 127.0.0.1 or ::1, or start outrigger with --admin-allow-non-loopback", addr, ErrNonLoopback)
+		return fmt.Errorf("admin: address %q: %w (the admin API can drain and stop the proxy and has no authentication); use 127.0.0.1 or ::1", addr, ErrNonLoopback)
 	}
 	return nil
 }

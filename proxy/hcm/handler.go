@@ -329,7 +329,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *telemetry.Ent
 	}
 	// A route without idle_timeout inherits stream_idle_timeout; an
 	// explicit 0 disables the idle timeout for the route.
-	if !a.IdleTimeoutSet {
+	if !a.IdleTimeoutSet && p.IdleTimeout == 0 {
 		p.IdleTimeout = h.cfg.StreamIdleTimeout
 	}
 	p.RequestTimeout = h.cfg.RequestTimeout

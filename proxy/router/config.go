@@ -117,9 +117,9 @@ type ForwardAction struct {
 	// Timeout is the whole-request timeout (Envoy default 15s); 0 disables.
 	Timeout time.Duration
 	// IdleTimeout bounds the time without any stream activity (Envoy's
-	// RouteAction.idle_timeout). When IdleTimeoutSet is false the route
-	// gave none and the connection manager's stream_idle_timeout applies;
-	// when it is true, IdleTimeout replaces it and 0 disables the idle
+	// RouteAction.idle_timeout). A nonzero IdleTimeout replaces the
+	// connection manager's stream_idle_timeout; a zero one inherits it,
+	// unless IdleTimeoutSet says the route set 0s, which disables the idle
 	// timeout for this route.
 	IdleTimeout    time.Duration
 	IdleTimeoutSet bool

@@ -26,7 +26,9 @@ func pgvFields(path string, md protoreflect.MessageDescriptor, err error) []Fiel
 	if multi, ok := err.(interface{ AllErrors() []error }); ok {
 		var out []FieldError
 		for _, e := range multi.AllErrors() {
-			out = append(out, pgvFields(path, md, e)...)
+			if e != nil {
+				out = append(out, pgvFields(path, md, e)...)
+			}
 		}
 		return out
 	}
@@ -63,19 +65,30 @@ func pgvFields(path string, md protoreflect.MessageDescriptor, err error) []Fiel
 			}
 		}
 	}
-	if c := v.Cause(); c != nil && child != nil {
-		if nested := pgvFields(p, child, c); len(nested) > 0 {
-			return nested
+	switch c := v.Cause(); c.(type) {
+	case nil:
+	case pgvError, interface{ AllErrors() []error }:
+		// An embedded message's own violations.
+		if child != nil {
+			if nested := pgvFields(p, child, c); len(nested) > 0 {
+				return nested
+			}
 		}
+	default:
+		// The rule's reason with what made it fail (a duration out of
+		// range, ...).
+		return []FieldError{{Path: p, Reason: v.Reason() + ": " + c.Error()}}
 	}
 	return []FieldError{{Path: p, Reason: v.Reason()}}
 }
 
 // fieldByGoName finds md's field whose generated Go name is goName
 // (protoc-gen-go drops underscores and capitalises: max_requests_per_connection
-// is MaxRequestsPerConnection), oneof members included.
+// is MaxRequestsPerConnection, but an underscore before a digit stays:
+// enforcing_consecutive_5xx is EnforcingConsecutive_5Xx), oneof members
+// included.
 func fieldByGoName(md protoreflect.MessageDescriptor, goName string) protoreflect.FieldDescriptor {
-	want := strings.ToLower(goName)
+	want := strings.ToLower(strings.ReplaceAll(goName, "_", ""))
 	fields := md.Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
@@ -88,7 +101,7 @@ func fieldByGoName(md protoreflect.MessageDescriptor, goName string) protoreflec
 
 // oneofByGoName finds md's oneof whose generated Go name is goName.
 func oneofByGoName(md protoreflect.MessageDescriptor, goName string) protoreflect.OneofDescriptor {
-	want := strings.ToLower(goName)
+	want := strings.ToLower(strings.ReplaceAll(goName, "_", ""))
 	oneofs := md.Oneofs()
 	for i := 0; i < oneofs.Len(); i++ {
 		if od := oneofs.Get(i); strings.ToLower(strings.ReplaceAll(string(od.Name()), "_", "")) == want {

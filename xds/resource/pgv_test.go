@@ -8,6 +8,8 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -53,11 +55,40 @@ func TestValidationRulesAtFieldPaths(t *testing.T) {
 	}
 }
 
+// Go names that keep an underscore (before a digit), map keys with
+// brackets and quotes, and a rule failing on a value it cannot read.
+func TestValidationRuleOddNames(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		prefix string
+		msg    interface{ ValidateAll() error }
+		want   string
+	}{
+		{"underscore before a digit", "c", &clusterv3.Cluster{Name: "c",
+			OutlierDetection: &clusterv3.OutlierDetection{EnforcingConsecutive_5Xx: wrapperspb.UInt32(101)}},
+			"c.outlier_detection.enforcing_consecutive_5xx: value must be less than or equal to 100"},
+		{"map key", "rules", &rbacv3.RBAC{Policies: map[string]*rbacv3.Policy{"a[b]\"c": {}}},
+			`rules.policies["a[b]\"c"].permissions: value must contain at least 1 item(s)`},
+		{"unreadable duration", "c", &clusterv3.Cluster{Name: "c", ConnectTimeout: &durationpb.Duration{Seconds: 1 << 62}},
+			"c.connect_timeout: value is not a valid duration: proto: duration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Validate(tc.prefix, tc.msg.(proto.Message))
+			if err == nil || !strings.HasPrefix(strings.Split(err.Error(), "\n")[0], tc.want) {
+				t.Fatalf("error:\n%v\nwant a first line starting with:\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
 // A violation it cannot place keeps the library's text at the path it has.
 func TestValidationRuleUnplaced(t *testing.T) {
 	got := pgvFields("x", (&clusterv3.Cluster{}).ProtoReflect().Descriptor(), errors.New("something odd"))
 	if len(got) != 1 || got[0].Path != "x" || got[0].Reason != "invalid: something odd" {
 		t.Fatalf("got %v", got)
+	}
+	if got := pgvFields("x", (&clusterv3.Cluster{}).ProtoReflect().Descriptor(), clusterv3.ClusterMultiError{nil}); len(got) != 0 {
+		t.Fatalf("a nil violation: %v", got)
 	}
 	bad := clusterv3.ClusterValidationError{}
 	if got := pgvFields("x", (&clusterv3.Cluster{}).ProtoReflect().Descriptor(), bad); len(got) != 1 || got[0].Path != "x" {

@@ -54,7 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil && b.Admin != "" && !o.adminNonLoop {
 		// Checked here too, so validate refuses what serve would.
 		if lerr := admin.CheckLoopback(b.Admin); lerr != nil {
-			err = &resource.InvalidError{Fields: []resource.FieldError{{Path: "admin.address", Reason: strings.TrimPrefix(lerr.Error(), "admin: ")}}}
+			err = &resource.InvalidError{Fields: []resource.FieldError{{Path: "admin.address",
+				Reason: strings.TrimPrefix(lerr.Error(), "admin: ") + ", or start outrigger with " + admin.AllowFlag}}}
 		}
 	}
 	if err != nil {
