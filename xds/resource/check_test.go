@@ -13,6 +13,8 @@ import (
 	lua "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	downstreamconnsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
+	fixedheapv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/fixed_heap/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -122,9 +124,13 @@ func TestCheck(t *testing.T) {
 					OutlierDetection:   &bootstrapv3.ClusterManager_OutlierDetection{EventLogPath: "/tmp/x"},
 				},
 				OverloadManager: &overloadv3.OverloadManager{
-					RefreshInterval:  durationpb.New(1e9),
-					ResourceMonitors: []*overloadv3.ResourceMonitor{{Name: "m"}},
-					Actions:          []*overloadv3.OverloadAction{{Name: "a"}},
+					RefreshInterval: durationpb.New(1e9),
+					ResourceMonitors: []*overloadv3.ResourceMonitor{
+						{Name: "heap", ConfigType: &overloadv3.ResourceMonitor_TypedConfig{TypedConfig: mustAny(t, &fixedheapv3.FixedHeapConfig{MaxHeapSizeBytes: 1 << 30})}},
+						// On its own this monitor caps connections in Envoy.
+						{Name: "conns", ConfigType: &overloadv3.ResourceMonitor_TypedConfig{TypedConfig: mustAny(t, &downstreamconnsv3.DownstreamConnectionsConfig{MaxActiveDownstreamConnections: 1000})}},
+					},
+					Actions: []*overloadv3.OverloadAction{{Name: "a"}},
 				},
 				StaticResources: &bootstrapv3.Bootstrap_StaticResources{
 					Listeners: []*listenerv3.Listener{{Name: "l", TrafficDirection: corev3.TrafficDirection_OUTBOUND}},
@@ -133,9 +139,10 @@ func TestCheck(t *testing.T) {
 			wantErr: []string{
 				"cluster_manager.local_cluster_name: ClusterManager.local_cluster_name is not supported yet",
 				"cluster_manager.upstream_bind_config: ClusterManager.upstream_bind_config is not supported yet",
+				"overload_manager.resource_monitors[1].typed_config: type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig is not supported yet",
 				"overload_manager.actions: OverloadManager.actions is not supported yet",
 			},
-			wantIgnored: []string{"cluster_manager.outlier_detection", "overload_manager.refresh_interval", "overload_manager.resource_monitors"},
+			wantIgnored: []string{"cluster_manager.outlier_detection", "overload_manager.refresh_interval", "overload_manager.resource_monitors[0].typed_config.max_heap_size_bytes"},
 		},
 	}
 	for _, tt := range tests {

@@ -84,7 +84,7 @@ const (
 // Extensions are the typed extensions we support: the core's, then each
 // feature file's (table_*.go).
 var Extensions = slices.Concat(coreExtensions, tcpProxyExtensions, grpcWebExtensions, http3Extensions, accessLogExtensions, tracingExtensions,
-	sdsExtensions, rbacExtensions, jwtExtensions, rateLimitExtensions, corsExtensions, origDstExtensions)
+	sdsExtensions, rbacExtensions, jwtExtensions, rateLimitExtensions, corsExtensions, origDstExtensions, overloadExtensions)
 
 var coreExtensions = []Extension{
 	{"envoy.filters.network.http_connection_manager", HTTPConnectionManager, "Listener filter_chains[].filters[].typed_config"},
@@ -127,7 +127,7 @@ func note(f Field, n string) Field { f.Note = n; return f }
 // Messages is the support table: every message type we look inside, with
 // the fields we implement or ignore. A set field not listed is rejected.
 var Messages = mergeMessages(coreMessages, tcpProxyMessages, grpcWebMessages, http3Messages, accessLogMessages, tracingMessages,
-	sdsMessages, rbacMessages, jwtMessages, rateLimitMessages, corsMessages, origDstMessages)
+	sdsMessages, rbacMessages, jwtMessages, rateLimitMessages, corsMessages, origDstMessages, overloadMessages)
 
 // coreMessages is the table of the HTTP proxy core; feature files
 // (table_*.go) add their own messages and, for messages listed here, the
@@ -168,7 +168,7 @@ var coreMessages = []Message{
 	}},
 	{"envoy.config.overload.v3.OverloadManager", map[string]Field{
 		"refresh_interval":      ignored,
-		"resource_monitors":     note(ignored, "monitors alone change nothing; actions are refused"),
+		"resource_monitors":     supported,
 		"buffer_factory_config": ignored,
 	}},
 	{"envoy.config.bootstrap.v3.Bootstrap.StaticResources", map[string]Field{
