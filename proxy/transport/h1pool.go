@@ -371,6 +371,12 @@ func (p *h1Pool) reap() {
 		var expired []*pconn
 		cutoff := time.Now().Add(-p.opts.IdleTimeout)
 		p.mu.Lock()
+		if p.opts.IdleTimeout == noIdleTimeout {
+			// No idle timeout: nothing expires by age, but a connection
+			// the upstream closed (or wrote to unasked) is dropped rather
+			// than held open until it is next picked.
+			expired = p.dropDeadLocked()
+		}
 		for addr, list := range p.idle {
 			// Oldest first: stop at the first one still fresh.
 			n := 0
@@ -436,4 +442,28 @@ func (p *h1Pool) close() {
 	p.mu.Unlock()
 	p.closeIdle()
 	p.reaper.Wait()
+}
+
+// dropDeadLocked removes from the idle lists the connections whose probe
+// says the upstream closed them or sent something unasked, and returns
+// them for closing. p.mu is held: no request can take one meanwhile.
+func (p *h1Pool) dropDeadLocked() []*pconn {
+	var dead []*pconn
+	for addr, list := range p.idle {
+		keep := list[:0]
+		for _, pc := range list {
+			if pc.br.Buffered() == 0 && pc.idle.alive() {
+				keep = append(keep, pc)
+			} else {
+				dead = append(dead, pc)
+			}
+		}
+		clear(list[len(keep):])
+		if len(keep) == 0 {
+			delete(p.idle, addr)
+		} else {
+			p.idle[addr] = keep
+		}
+	}
+	return dead
 }

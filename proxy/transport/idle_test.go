@@ -74,3 +74,46 @@ func TestNegativeIdleTimeout(t *testing.T) {
 		t.Errorf("New with a negative idle timeout: %v", err)
 	}
 }
+
+// With the idle timeout disabled nothing expires by age, but a pooled
+// connection the upstream closed is dropped by the reaper instead of being
+// held open (in CLOSE_WAIT) until a request picks it.
+func TestIdleTimeoutDisabledDropsDeadConnections(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	tr := newTransport(t, Options{IdleTimeout: 0})
+	get(t, tr, newRequest(t, t.Context(), tr, addr, "/"))
+	get(t, tr, newRequest(t, t.Context(), tr, addr, "/"))
+	if n := idleCount(tr); n != 1 {
+		t.Fatalf("%d idle connections, want 1", n)
+	}
+	// Reaper rounds with the upstream still there keep the connection
+	// (kick holds one: the second send waits until the first was taken).
+	tr.h1.kick <- struct{}{}
+	tr.h1.kick <- struct{}{}
+	if n := idleCount(tr); n != 1 {
+		t.Fatalf("after a round with a live upstream: %d idle connections, want 1", n)
+	}
+	srv.CloseClientConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for idleCount(tr) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the closed connection is still pooled")
+		}
+		select {
+		case tr.h1.kick <- struct{}{}:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func idleCount(tr *Transport) int {
+	tr.h1.mu.Lock()
+	defer tr.h1.mu.Unlock()
+	n := 0
+	for _, l := range tr.h1.idle {
+		n += len(l)
+	}
+	return n
+}
