@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -258,9 +259,17 @@ func (c *converter) connectionManager(p string, m *hcmv3.HttpConnectionManager) 
 	}
 	h.ClientCert = clientCert(m)
 	// A CidrRange without prefix_len is a /0, as Envoy documents it (and
-	// as RBAC and prefix_ranges read it).
+	// as RBAC and prefix_ranges read it). Here that would make every
+	// client internal (trusted with x-envoy-* headers) while the address
+	// looks like one host: refused unless the address is unspecified too.
 	for i, r := range m.GetInternalAddressConfig().GetCidrRanges() {
 		rp := resource.Index(resource.Join(p, "internal_address_config.cidr_ranges"), i)
+		if r.GetPrefixLen() == nil {
+			if a, err := netip.ParseAddr(r.GetAddressPrefix()); err == nil && !a.IsUnspecified() {
+				c.fail(resource.Join(rp, "prefix_len"), "is required with address_prefix %s: unset it is 0, which makes every client internal", r.GetAddressPrefix())
+				continue
+			}
+		}
 		if pfx := c.cidr(rp, r); pfx.IsValid() {
 			h.InternalAddresses = append(h.InternalAddresses, pfx)
 		}

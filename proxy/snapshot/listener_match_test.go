@@ -139,7 +139,7 @@ func TestInternalAddressPrefixLen(t *testing.T) {
 		}
 		return out.HTTP[0].InternalAddresses, nil
 	}
-	got, err := conv(`{"addressPrefix": "10.1.2.3"}, {"addressPrefix": "10.1.2.3", "prefixLen": 8}, {"addressPrefix": "fd00::1", "prefixLen": 128}`)
+	got, err := conv(`{"addressPrefix": "0.0.0.0"}, {"addressPrefix": "10.1.2.3", "prefixLen": 8}, {"addressPrefix": "fd00::1", "prefixLen": 128}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +150,8 @@ func TestInternalAddressPrefixLen(t *testing.T) {
 	for _, tt := range []struct{ ranges, path string }{
 		{`{"addressPrefix": "10.1.2.3", "prefixLen": 33}`, "internal_address_config.cidr_ranges[0].prefix_len"},
 		{`{"addressPrefix": "10.0.0.0/8"}`, "internal_address_config.cidr_ranges[0].address_prefix"},
+		// Unset, the length is 0: every client would be internal.
+		{`{"addressPrefix": "10.1.2.3"}`, "internal_address_config.cidr_ranges[0].prefix_len"},
 	} {
 		if _, err := conv(tt.ranges); err == nil || !strings.Contains(err.Error(), tt.path+": ") {
 			t.Errorf("%s: err = %v, want one at %s", tt.ranges, err, tt.path)

@@ -294,7 +294,7 @@ var coreMessages = []Message{
 		"skip_xff_append":                 supported,
 		"forward_client_cert_details":     note(supported, "x-forwarded-client-cert; see docs/mtls.md"),
 		"set_current_client_cert_details": supported,
-		"internal_address_config":         note(supported, "cidr_ranges; none by default (every client external, as current Envoy)"),
+		"internal_address_config":         note(supported, "cidr_ranges (prefix_len required unless the address is 0.0.0.0 or ::); none by default (every client external, as current Envoy)"),
 		"generate_request_id":             supported,
 		"preserve_external_request_id":    supported,
 		"upgrade_configs":                 supported,
