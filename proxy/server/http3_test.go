@@ -409,6 +409,7 @@ func TestHTTP3ConfigErrors(t *testing.T) {
 `, cert.caFile)), "UpstreamTlsContext is not allowed here"},
 		"http3 upstream TLS 1.2":      {quicBootstrap(good, cl+strings.Replace(h3Options(cert.caFile), "          common_tls_context:\n", "          common_tls_context:\n            tls_params: {tls_maximum_protocol_version: TLSv1_2}\n", 1)), "QUIC needs TLS 1.3"},
 		"http3 upstream max requests": {quicBootstrap(good, cl+strings.Replace(h3Options(cert.caFile), "        explicit_http_config:\n", "        common_http_protocol_options: {max_requests_per_connection: 5}\n        explicit_http_config:\n", 1)), "not supported yet on HTTP/3 upstreams"},
+		"http3 upstream idle 0s":      {quicBootstrap(good, cl+strings.Replace(h3Options(cert.caFile), "        explicit_http_config:\n", "        common_http_protocol_options: {idle_timeout: 0s}\n        explicit_http_config:\n", 1)), "common_http_protocol_options.idle_timeout: 0s (disabled) is not supported yet on HTTP/3 upstreams"},
 		"quic socket on TCP listener": {bs{VirtualHosts: vhostAll("be", ""), Clusters: cl, Transport: quicTS}.String(), "envoy.transport_sockets.quic needs a QUIC listener"},
 	} {
 		y := tc.yaml

@@ -172,6 +172,9 @@ func (c *converter) upstreamProtocol(p string, cl *clusterv3.Cluster, out *clust
 	common := h.GetCommonHttpProtocolOptions()
 	out.IdleTimeout = duration(common.GetIdleTimeout(), defaultConnIdleTimeout)
 	out.MaxRequestsPerConnection = common.GetMaxRequestsPerConnection().GetValue()
+	if out.Protocol == cluster.HTTP3 && common.GetIdleTimeout() != nil && out.IdleTimeout == 0 {
+		c.fail(resource.Join(hp, "common_http_protocol_options.idle_timeout"), "0s (disabled) is not supported yet on HTTP/3 upstreams: QUIC's idle timeout would apply")
+	}
 	if out.Protocol == cluster.HTTP3 && out.MaxRequestsPerConnection > 0 {
 		c.fail(resource.Join(hp, "common_http_protocol_options.max_requests_per_connection"), "is not supported yet on HTTP/3 upstreams")
 	}
