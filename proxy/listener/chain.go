@@ -292,7 +292,9 @@ func newChainSelector(chains []*chainServer, def *chainServer) *chainSelector {
 	for _, c := range chains {
 		if c.takesPlain() {
 			s.hasPlain = true
-			if s.plain == nil {
+			// Envoy's transport protocol step: a chain naming raw_buffer
+			// beats one naming none.
+			if s.plain == nil || c.match.TransportProtocol == "raw_buffer" && s.plain.match.TransportProtocol != "raw_buffer" {
 				s.plain = c
 			}
 		}

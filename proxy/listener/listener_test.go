@@ -191,6 +191,19 @@ func TestNoPlaintextChainCloses(t *testing.T) {
 	}
 }
 
+// For a plaintext connection a chain naming transport_protocol raw_buffer
+// beats one naming none, whatever their order (Envoy's transport protocol
+// step).
+func TestPlaintextPrefersRawBuffer(t *testing.T) {
+	l := startListener(t, Config{FilterChains: []FilterChain{
+		plainChain("any", nil, HTTPSettings{}),
+		{Name: "raw", Handler: okHandler("raw"), Match: ChainMatch{TransportProtocol: "raw_buffer"}},
+	}})
+	if resp := get(t, h1Client(t), "http://"+l.Addr().String()+"/"); resp.Header.Get("X-Chain") != "raw" {
+		t.Errorf("chain = %q, want raw", resp.Header.Get("X-Chain"))
+	}
+}
+
 func TestDefaultChain(t *testing.T) {
 	ca := newTestCA(t)
 	def := FilterChain{Name: "default", Handler: okHandler("default"), TLS: ca.serverTLS(t, "default.test")}
