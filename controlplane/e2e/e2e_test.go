@@ -28,6 +28,7 @@ import (
 	"github.com/outrigger-mesh/outrigger/controlplane/model"
 	cpserver "github.com/outrigger-mesh/outrigger/controlplane/server"
 	"github.com/outrigger-mesh/outrigger/internal/consultest"
+	"github.com/outrigger-mesh/outrigger/internal/freeport"
 	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
 	"github.com/outrigger-mesh/outrigger/proxy/server"
 )
@@ -174,12 +175,12 @@ func app(t *testing.T, name string) string {
 }
 
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	p, err := freeport.Port() // below the ephemeral range
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func portOf(t *testing.T, addr string) int {

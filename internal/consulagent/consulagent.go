@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/outrigger-mesh/outrigger/internal/freeport"
 )
 
 // RepoRoot walks up from dir to the directory holding go.mod and
@@ -101,7 +103,7 @@ func FreePorts() (Ports, error) {
 			c()
 		}
 	}()
-	lo, hi := PortRange()
+	lo, hi := freeport.Range()
 	probe := func(port int, udp bool) (int, bool) {
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
@@ -146,25 +148,3 @@ func FreePorts() (Ports, error) {
 	}
 	return p, nil
 }
-
-// PortRange is [lo, hi) below the ephemeral range of
-// /proc/sys/net/ipv4/ip_local_port_range, or an empty range (use ":0")
-// when that cannot be read or leaves too little room.
-func PortRange() (lo, hi int) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0, 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, 0
-	}
-	eph, err := strconv.Atoi(f[0])
-	if err != nil || eph < lowPortFloor+1000 {
-		return 0, 0
-	}
-	return lowPortFloor, eph
-}
-
-// lowPortFloor keeps clear of the well-known and commonly configured ports.
-const lowPortFloor = 10000

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/outrigger-mesh/outrigger/internal/freeport"
 )
 
 func TestFreePortsDistinct(t *testing.T) {
@@ -13,7 +15,7 @@ func TestFreePortsDistinct(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lo, hi := PortRange()
+	lo, hi := freeport.Range()
 	seen := map[int]bool{}
 	for _, port := range []int{p.HTTP, p.GRPC, p.GRPCTLS, p.Server, p.SerfLAN, p.SerfWAN, p.DNS} {
 		if port <= 0 || seen[port] {

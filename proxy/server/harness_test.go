@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/outrigger-mesh/outrigger/internal/freeport"
 	"github.com/outrigger-mesh/outrigger/proxy/bootstrap"
 	"github.com/outrigger-mesh/outrigger/proxy/server"
 )
@@ -96,14 +97,15 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 // freePort reserves nothing: it only finds a port that was free a moment
 // ago, for configs that must name one before binding (admin).
+// freeAddr is a loopback address to name before something binds it
+// (below the ephemeral range: see internal/freeport).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func hostPort(t *testing.T, addr string) (string, string) {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/outrigger-mesh/outrigger/internal/freeport"
 	"io"
 	"net"
 	"net/http"
@@ -119,12 +120,11 @@ func TestPprofRefusesNonLoopback(t *testing.T) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port() // below the ephemeral range
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // TestBinaryServesAndDrainsOnSIGTERM builds the real binary, serves a

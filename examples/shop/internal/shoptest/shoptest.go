@@ -12,18 +12,18 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/outrigger-mesh/outrigger/internal/freeport"
 )
 
 // FreeAddr returns a loopback address with a port that was free a moment
-// ago.
+// ago, from below the ephemeral range (internal/freeport).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatalf("probe a free port: %v", err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	return addr
 }
 
