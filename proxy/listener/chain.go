@@ -333,6 +333,45 @@ func newChainSelector(chains []*chainServer, def *chainServer) *chainSelector {
 	return s
 }
 
+// narrowLevels returns the server names (exact, or "*.suffix") whose
+// chains take only some TLS connections (each names ALPN protocols, or
+// only some name transport_protocol tls) while a less specific level has
+// chains too. A connection for such a name that matches none of its chains
+// gets the default chain, not one of the less specific level's (Envoy's
+// order; Outrigger used to fall through), which is worth a warning.
+func (s *chainSelector) narrowLevels() []string {
+	broader := func(name string) bool {
+		if len(s.anySNI) > 0 {
+			return true
+		}
+		for _, w := range s.wildcard {
+			if len(name) > len(w.suffix) && strings.HasSuffix(name, w.suffix) && name != "*"+w.suffix {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for name, cs := range s.exact {
+		if !takesAllTLS(cs) && broader(name) {
+			out = append(out, name)
+		}
+	}
+	for _, w := range s.wildcard {
+		if !takesAllTLS(w.chains) && broader("*"+w.suffix) {
+			out = append(out, "*"+w.suffix)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// takesAllTLS reports whether pickTransportALPN finds a chain among chains
+// for every ALPN offer.
+func takesAllTLS(chains []*chainServer) bool {
+	return pickTransportALPN(chains, nil) != nil
+}
+
 // forPlaintext returns the chain for a plaintext connection, or nil.
 func (s *chainSelector) forPlaintext() *chainServer {
 	if s.plain != nil {

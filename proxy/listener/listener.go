@@ -141,6 +141,11 @@ func newOn(cfg Config, ln net.Listener, logger hclog.Logger) *Listener {
 	l.sel = newChainSelector(servers, def)
 	if hasDestMatch(servers) {
 		l.dest = newDestIndex(servers, def)
+	} else {
+		for _, name := range l.sel.narrowLevels() {
+			l.log.Warn("a TLS connection for this server name that matches none of its filter chains (ALPN, transport_protocol) gets the default filter chain, not a chain of a less specific server name",
+				"server_name", name)
+		}
 	}
 	l.origDst = cfg.OriginalDst
 	return l

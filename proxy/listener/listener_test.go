@@ -347,3 +347,46 @@ func TestTLSOnlyHandshakeCount(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "rejection counted", func() bool { return l.Stats().DownstreamCxRejected == 1 })
 }
+
+// A server name whose chains take only some TLS connections, next to a
+// less specific level, is warned about at start: such a connection gets
+// the default chain, not the less specific level's (Envoy's order).
+func TestNarrowServerNameLevelWarns(t *testing.T) {
+	ca := newTestCA(t)
+	for _, tc := range []struct {
+		name   string
+		chains []FilterChain
+		warn   string
+	}{
+		{"ALPN only", []FilterChain{
+			{Name: "a-h2", Handler: okHandler("a"), TLS: ca.serverTLS(t, "a.test"), Match: ChainMatch{ServerNames: []string{"a.test"}, ALPN: []string{"h2"}}},
+			{Name: "any", Handler: okHandler("any"), TLS: ca.serverTLS(t, "any.test")},
+		}, "server_name=a.test"},
+		{"wildcard under a wildcard", []FilterChain{
+			{Name: "sub", Handler: okHandler("sub"), TLS: ca.serverTLS(t, "x.a.test"), Match: ChainMatch{ServerNames: []string{"*.a.test"}, ALPN: []string{"h2"}}},
+			{Name: "wide", Handler: okHandler("wide"), TLS: ca.serverTLS(t, "x.test"), Match: ChainMatch{ServerNames: []string{"*.test"}}},
+		}, `server_name="*.a.test"`},
+		{"level takes all", []FilterChain{
+			{Name: "a", Handler: okHandler("a"), TLS: ca.serverTLS(t, "a.test"), Match: ChainMatch{ServerNames: []string{"a.test"}}},
+			{Name: "a-h2", Handler: okHandler("a"), TLS: ca.serverTLS(t, "a.test"), Match: ChainMatch{ServerNames: []string{"a.test"}, ALPN: []string{"h2"}}},
+			{Name: "any", Handler: okHandler("any"), TLS: ca.serverTLS(t, "any.test")},
+		}, ""},
+		{"nothing less specific", []FilterChain{
+			{Name: "a-h2", Handler: okHandler("a"), TLS: ca.serverTLS(t, "a.test"), Match: ChainMatch{ServerNames: []string{"a.test"}, ALPN: []string{"h2"}}},
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			l, err := New(Config{Name: "l", Address: "127.0.0.1:0", FilterChains: tc.chains},
+				hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = l.Close()
+			got := logs.String()
+			if tc.warn == "" && got != "" || tc.warn != "" && !strings.Contains(got, tc.warn) {
+				t.Fatalf("logs %q, want a warning with %q", got, tc.warn)
+			}
+		})
+	}
+}
