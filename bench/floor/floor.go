@@ -46,13 +46,17 @@ type upConn struct {
 }
 
 // Serve accepts connections on ln until it fails (ln closed).
-func (p *Proxy) Serve(ln net.Listener) error {
+func (p *Proxy) Serve(ln net.Listener) error { return serveEach(ln, p.serve) }
+
+// serveEach serves every connection ln accepts on a goroutine of its own
+// until Accept fails (ln closed).
+func serveEach(ln net.Listener, serve func(net.Conn)) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return err
 		}
-		go p.serve(c)
+		go serve(c)
 	}
 }
 

@@ -128,15 +128,7 @@ func (l *Lean) sweep(tick time.Duration) {
 }
 
 // Serve accepts connections on ln until it fails (ln closed).
-func (l *Lean) Serve(ln net.Listener) error {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		go l.serve(c)
-	}
-}
+func (l *Lean) Serve(ln net.Listener) error { return serveEach(ln, l.serve) }
 
 func (l *Lean) get(addr string) (*leanUp, error) {
 	l.mu.Lock()

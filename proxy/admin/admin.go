@@ -77,10 +77,8 @@ func New(addr string, allowNonLoopback bool, b Backend, logger hclog.Logger) (*S
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	if !allowNonLoopback {
-		if err := CheckLoopback(addr); err != nil {
-			return nil, fmt.Errorf("%w, or start outrigger with %s", err, AllowFlag)
-		}
+	if err := CheckAddress(addr, allowNonLoopback); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -104,6 +102,18 @@ func New(addr string, allowNonLoopback bool, b Backend, logger hclog.Logger) (*S
 // AllowFlag is the command-line flag that lets the admin API bind a
 // non-loopback address.
 const AllowFlag = "--admin-allow-non-loopback"
+
+// CheckAddress is the admin address rule New applies: a loopback address
+// (CheckLoopback), unless allowNonLoopback; the refusal names AllowFlag.
+func CheckAddress(addr string, allowNonLoopback bool) error {
+	if allowNonLoopback {
+		return nil
+	}
+	if err := CheckLoopback(addr); err != nil {
+		return fmt.Errorf("%w, or start outrigger with %s", err, AllowFlag)
+	}
+	return nil
+}
 
 // CheckLoopback returns an error wrapping ErrNonLoopback unless addr
 // ("host:port") names a loopback host: an IP in 127.0.0.0/8, ::1 (also as

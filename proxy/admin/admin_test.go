@@ -249,6 +249,16 @@ func TestNewRefusesNonLoopback(t *testing.T) {
 	if !strings.Contains(err.Error(), "0.0.0.0:0") || !strings.Contains(err.Error(), "every interface") {
 		t.Errorf("error does not explain itself: %v", err)
 	}
+	if !strings.Contains(err.Error(), AllowFlag) {
+		t.Errorf("error does not name %s: %v", AllowFlag, err)
+	}
+	// The same rule, for the command's --mode validate.
+	if err := CheckAddress("0.0.0.0:0", true); err != nil {
+		t.Errorf("CheckAddress allowed: %v", err)
+	}
+	if err := CheckAddress("0.0.0.0:0", false); !errors.Is(err, ErrNonLoopback) || !strings.Contains(err.Error(), AllowFlag) {
+		t.Errorf("CheckAddress = %v, want ErrNonLoopback naming %s", err, AllowFlag)
+	}
 
 	// With the flag the same address binds; we still only talk over loopback.
 	s, err := New("0.0.0.0:0", true, b, hclog.NewNullLogger())

@@ -345,7 +345,7 @@ func (s *chainSelector) narrowLevels() []string {
 			return true
 		}
 		for _, w := range s.wildcard {
-			if len(name) > len(w.suffix) && strings.HasSuffix(name, w.suffix) && name != "*"+w.suffix {
+			if w.covers(name) && name != "*"+w.suffix {
 				return true
 			}
 		}
@@ -414,13 +414,17 @@ func (s *chainSelector) serverNameChains(sni string) []*chainServer {
 		return cs
 	}
 	for _, w := range s.wildcard {
-		// "*.example.com" matches any name below example.com, not
-		// example.com itself.
-		if len(sni) > len(w.suffix) && strings.HasSuffix(sni, w.suffix) {
+		if w.covers(sni) {
 			return w.chains
 		}
 	}
 	return s.anySNI
+}
+
+// covers reports whether the wildcard matches name: "*.example.com" matches
+// any name below example.com, not example.com itself.
+func (w wildcardChains) covers(name string) bool {
+	return len(name) > len(w.suffix) && strings.HasSuffix(name, w.suffix)
 }
 
 // pickTransportALPN applies Envoy's transport protocol step, then its

@@ -76,6 +76,10 @@ func TestFilterChainMatchCheckedOnConversion(t *testing.T) {
 			"listeners[0].filter_chains[0].filter_chain_match.transport_protocol", `"raw_buffer" on a chain with a TLS transport_socket`},
 		{"raw_buffer with sni on tcp", tcpChain(`{"transportProtocol": "raw_buffer", "serverNames": ["a"]}`, ""),
 			"listeners[0].filter_chains[0].filter_chain_match.transport_protocol", `"raw_buffer" with server_names`},
+		// A transport_socket that does not convert is reported once, where
+		// it fails: not again as server_names without TLS.
+		{"sni with a transport socket that does not convert", httpChain(`{"serverNames": ["a"]}`, `"transportSocket": {"name": "envoy.transport_sockets.tls"}`),
+			"listeners[0].filter_chains[0].transport_socket.typed_config", "required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -130,7 +130,7 @@ func (p *h1Pool) getOnce(ctx context.Context, addr string, replayable bool) (*pc
 		p.idle[addr] = list[:len(list)-1]
 		p.mu.Unlock()
 		idle := time.Since(pc.idleAt)
-		if idle < p.opts.IdleTimeout && pc.br.Buffered() == 0 &&
+		if (p.opts.IdleTimeout == 0 || idle < p.opts.IdleTimeout) && pc.br.Buffered() == 0 &&
 			(replayable && idle < probeAfter || pc.idle.alive()) {
 			pc.reused = true
 			return pc, nil
@@ -349,8 +349,12 @@ func (p *h1Pool) put(pc *pconn) {
 }
 
 // reapInterval is how often idle connections are checked against the idle
-// timeout: often enough that one lives at most ~1.5× the timeout.
+// timeout: often enough that one lives at most ~1.5× the timeout; every
+// 30 s for dead connections when there is no idle timeout (0).
 func reapInterval(idle time.Duration) time.Duration {
+	if idle == 0 {
+		return 30 * time.Second
+	}
 	return min(max(idle/2, 10*time.Millisecond), 30*time.Second)
 }
 
@@ -368,32 +372,16 @@ func (p *h1Pool) reap() {
 		case <-t.C:
 		case <-p.kick:
 		}
-		var expired []*pconn
-		cutoff := time.Now().Add(-p.opts.IdleTimeout)
 		p.mu.Lock()
-		if p.opts.IdleTimeout == noIdleTimeout {
+		var expired []*pconn
+		if idle := p.opts.IdleTimeout; idle > 0 {
+			cutoff := time.Now().Add(-idle)
+			expired = p.removeIdleLocked(func(pc *pconn) bool { return !pc.idleAt.After(cutoff) })
+		} else {
 			// No idle timeout: nothing expires by age, but a connection
 			// the upstream closed (or wrote to unasked) is dropped rather
 			// than held open until it is next picked.
-			expired = p.dropDeadLocked()
-		}
-		for addr, list := range p.idle {
-			// Oldest first: stop at the first one still fresh.
-			n := 0
-			for n < len(list) && !list[n].idleAt.After(cutoff) {
-				n++
-			}
-			if n == 0 {
-				continue
-			}
-			expired = append(expired, list[:n]...)
-			rest := copy(list, list[n:])
-			clear(list[rest:])
-			if rest == 0 {
-				delete(p.idle, addr)
-			} else {
-				p.idle[addr] = list[:rest]
-			}
+			expired = p.removeIdleLocked(func(pc *pconn) bool { return pc.br.Buffered() != 0 || !pc.idle.alive() })
 		}
 		done := len(p.idle) == 0
 		if done {
@@ -444,18 +432,18 @@ func (p *h1Pool) close() {
 	p.reaper.Wait()
 }
 
-// dropDeadLocked removes from the idle lists the connections whose probe
-// says the upstream closed them or sent something unasked, and returns
-// them for closing. p.mu is held: no request can take one meanwhile.
-func (p *h1Pool) dropDeadLocked() []*pconn {
-	var dead []*pconn
+// removeIdleLocked takes the connections drop selects out of the idle
+// lists, keeping the others in order, and returns them for closing. p.mu
+// is held: no request can take one meanwhile.
+func (p *h1Pool) removeIdleLocked(drop func(*pconn) bool) []*pconn {
+	var out []*pconn
 	for addr, list := range p.idle {
 		keep := list[:0]
 		for _, pc := range list {
-			if pc.br.Buffered() == 0 && pc.idle.alive() {
-				keep = append(keep, pc)
+			if drop(pc) {
+				out = append(out, pc)
 			} else {
-				dead = append(dead, pc)
+				keep = append(keep, pc)
 			}
 		}
 		clear(list[len(keep):])
@@ -465,5 +453,5 @@ func (p *h1Pool) dropDeadLocked() []*pconn {
 			p.idle[addr] = keep
 		}
 	}
-	return dead
+	return out
 }

@@ -35,7 +35,7 @@ func TestIdleTimeoutZeroDisables(t *testing.T) {
 		opened int64
 	}{
 		{"disabled", 0, 1},
-		{"1h", DefaultIdleTimeout, 2},
+		{"1h", time.Hour, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cc := &connCounter{}

@@ -11,7 +11,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/http/httptrace"
 	"sync/atomic"
@@ -48,14 +47,8 @@ func (p Protocol) String() string {
 // its zero disables it).
 const (
 	DefaultConnectTimeout      = 5 * time.Second
-	DefaultIdleTimeout         = time.Hour // Envoy's idle_timeout default, for callers to fill in
 	DefaultMaxIdleConnsPerHost = 1024
 )
-
-// noIdleTimeout is a disabled idle timeout inside the HTTP/1.1 pool, which
-// compares how long a connection has been idle with opts.IdleTimeout: no
-// connection is ever idle that long.
-const noIdleTimeout = time.Duration(math.MaxInt64)
 
 // Options configure a Transport. Zero values mean the defaults above.
 type Options struct {
@@ -67,9 +60,8 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// IdleTimeout closes a connection that has carried no request for
 	// that long (common_http_protocol_options.idle_timeout). 0 disables
-	// it, as Envoy's explicit 0 does (the caller fills in Envoy's default,
-	// DefaultIdleTimeout, when the config gives none); negative is an
-	// error. HTTP/3 is the exception: QUIC's idle timeout is one of the
+	// it, as Envoy's explicit 0 does (the caller fills in Envoy's 1h
+	// default when the config gives none); negative is an error. HTTP/3 is the exception: QUIC's idle timeout is one of the
 	// network, and 0 there is proxy/h3's default (1h).
 	IdleTimeout         time.Duration
 	MaxIdleConnsPerHost int
@@ -134,9 +126,6 @@ func New(o Options) (*Transport, error) {
 	if o.Protocol == HTTP3 {
 		return newH3(o)
 	}
-	if o.IdleTimeout == 0 {
-		o.IdleTimeout = noIdleTimeout
-	}
 	t := &Transport{opts: o, scheme: "http"}
 	if o.TLS != nil {
 		t.scheme = "https"
@@ -162,17 +151,13 @@ func (t *Transport) newHTTP(h2 bool) *http.Transport {
 		p.SetUnencryptedHTTP2(true)
 	}
 	d := newDialer(&t.opts, h2)
-	idle := t.opts.IdleTimeout
-	if idle == noIdleTimeout {
-		idle = 0 // net/http's "no limit"
-	}
 	ht := &http.Transport{
 		Proxy:                  nil, // never from the environment
 		DialContext:            d.dial,
 		DisableCompression:     true, // a proxy must not add Accept-Encoding
 		MaxIdleConns:           0,    // no global cap; per host below
 		MaxIdleConnsPerHost:    t.opts.MaxIdleConnsPerHost,
-		IdleConnTimeout:        idle,
+		IdleConnTimeout:        t.opts.IdleTimeout, // 0: no limit, for net/http too
 		ForceAttemptHTTP2:      h2,
 		Protocols:              &p,
 		MaxResponseHeaderBytes: 0, // net/http's default; the HCM limits requests

@@ -88,11 +88,11 @@ func pgvFields(path string, md protoreflect.MessageDescriptor, err error) []Fiel
 // enforcing_consecutive_5xx is EnforcingConsecutive_5Xx), oneof members
 // included.
 func fieldByGoName(md protoreflect.MessageDescriptor, goName string) protoreflect.FieldDescriptor {
-	want := strings.ToLower(strings.ReplaceAll(goName, "_", ""))
+	want := nameKey(goName)
 	fields := md.Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
-		if strings.ToLower(strings.ReplaceAll(string(fd.Name()), "_", "")) == want {
+		if nameKey(string(fd.Name())) == want {
 			return fd
 		}
 	}
@@ -101,12 +101,16 @@ func fieldByGoName(md protoreflect.MessageDescriptor, goName string) protoreflec
 
 // oneofByGoName finds md's oneof whose generated Go name is goName.
 func oneofByGoName(md protoreflect.MessageDescriptor, goName string) protoreflect.OneofDescriptor {
-	want := strings.ToLower(strings.ReplaceAll(goName, "_", ""))
+	want := nameKey(goName)
 	oneofs := md.Oneofs()
 	for i := 0; i < oneofs.Len(); i++ {
-		if od := oneofs.Get(i); strings.ToLower(strings.ReplaceAll(string(od.Name()), "_", "")) == want {
+		if od := oneofs.Get(i); nameKey(string(od.Name())) == want {
 			return od
 		}
 	}
 	return nil
 }
+
+// nameKey is what a proto name and its generated Go name have in common:
+// the letters and digits, lower-cased.
+func nameKey(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "")) }

@@ -51,11 +51,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		err = server.Servable(b)
 	}
-	if err == nil && b.Admin != "" && !o.adminNonLoop {
+	if err == nil && b.Admin != "" {
 		// Checked here too, so validate refuses what serve would.
-		if lerr := admin.CheckLoopback(b.Admin); lerr != nil {
-			err = &resource.InvalidError{Fields: []resource.FieldError{{Path: "admin.address",
-				Reason: strings.TrimPrefix(lerr.Error(), "admin: ") + ", or start outrigger with " + admin.AllowFlag}}}
+		if aerr := admin.CheckAddress(b.Admin, o.adminNonLoop); aerr != nil {
+			err = &resource.InvalidError{Fields: []resource.FieldError{{Path: "admin.address", Reason: strings.TrimPrefix(aerr.Error(), "admin: ")}}}
 		}
 	}
 	if err != nil {
