@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -89,12 +90,11 @@ func (c *Cluster) AdmitRetry() bool {
 	if t.MaxRetriesSet && int64(t.MaxRetries) < limit {
 		limit = int64(t.MaxRetries)
 	}
-	if active > limit || !c.retryWindow.allow(b, c.stats.RqTotal.Load(), c.stats.RqRetry.Load(), time.Now()) {
+	if active > limit || !c.retryWindow.admit(b, &c.stats.RqTotal, &c.stats.RqRetry, time.Now()) {
 		c.stats.RqRetryActive.Add(-1)
 		c.stats.RqRetryOverflow.Add(1)
 		return false
 	}
-	c.stats.RqRetry.Add(1)
 	return true
 }
 
@@ -135,6 +135,23 @@ func (w *retryWindow) record(total, retries uint64, now time.Time) {
 func (w *retryWindow) allow(b RetryBudget, total, retries uint64, now time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.allowLocked(b, total, retries, now)
+}
+
+// admit is allow on the counters, counting the retry in retries when it
+// allows it, as one step: retries admitted at the same moment cannot all
+// take the budget's last place (every retry is counted here, under w.mu).
+func (w *retryWindow) admit(b RetryBudget, total, retries *atomic.Uint64, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.allowLocked(b, total.Load(), retries.Load(), now) {
+		return false
+	}
+	retries.Add(1)
+	return true
+}
+
+func (w *retryWindow) allowLocked(b RetryBudget, total, retries uint64, now time.Time) bool {
 	var base counterSnap
 	for i := len(w.snaps) - 1; i >= 0; i-- {
 		base = w.snaps[i]

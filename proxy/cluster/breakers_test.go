@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -62,6 +64,39 @@ func TestRetryBudgetRatio(t *testing.T) {
 	}
 	if got != 3 {
 		t.Fatalf("after an idle window: %d retries admitted, want the reserve (3)", got)
+	}
+}
+
+// Retries asking at the same moment cannot all take the budget's last
+// place: admitting checks and counts in one step. With 100 first attempts
+// (and the 23 retry attempts the budget allows) exactly 20 % + 3 = 23 of
+// 200 simultaneous retries are admitted, however they interleave.
+func TestRetryBudgetAdmitsAtomically(t *testing.T) {
+	for range 20 {
+		var w retryWindow
+		b := RetryBudget{Percent: 20, MinConcurrency: 3}
+		now := time.Unix(1000, 0)
+		w.record(0, 0, now)
+		var total, retries atomic.Uint64
+		total.Store(100 + 23)
+		var admitted atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 200 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if w.admit(b, &total, &retries, now) {
+					admitted.Add(1)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if admitted.Load() != 23 || retries.Load() != 23 {
+			t.Fatalf("admitted %d retries (counted %d), want exactly 23", admitted.Load(), retries.Load())
+		}
 	}
 }
 
